@@ -1,0 +1,50 @@
+"""Options and error handling shared by every command."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from ledger.store import EventStore
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_STORE_URL = "sqlite:///ibledger.db"
+
+
+def store_url(url: str | None) -> str:
+    """--store wins, then IBLEDGER_STORE, then the embedded default file in the current directory."""
+    return url or os.environ.get("IBLEDGER_STORE") or DEFAULT_STORE_URL
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a clear error (what, where, how to fix) and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+@contextmanager
+def opened_store(url: str | None) -> Iterator[EventStore]:
+    """Open the store named by --store / $IBLEDGER_STORE / the default, with a clear error if it can't."""
+    from ledger.store import StoreError, open_store
+
+    resolved = store_url(url)
+    try:
+        store = open_store(resolved)
+    except StoreError as exc:
+        fail(f"cannot open store {redact(resolved)}: {exc}")
+    with store:
+        yield store
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL before it is printed anywhere."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

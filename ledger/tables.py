@@ -1,0 +1,61 @@
+"""Rich tables and JSON rows for folded orders, anomalies and governor decisions.
+
+One place renders these so ``orders``, ``replay`` and ``demo`` print the same columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from rich.table import Table
+
+from ledger.orders import Anomaly, OrderView
+
+_ORDER_JSON_FIELDS = (
+    "key", "perm_id", "order_id", "client_id", "account", "symbol", "action", "total_qty", "order_type",
+    "lmt_price", "order_ref", "broker_status", "state", "overlay", "filled", "remaining", "avg_fill_price",
+    "commission", "is_live", "is_done", "anomaly_count", "manual", "unconfirmed",
+)
+
+
+def order_row(o: OrderView) -> dict[str, Any]:
+    data = msgspec.to_builtins(o)
+    return {k: data.get(k) for k in _ORDER_JSON_FIELDS}
+
+
+def anomaly_row(a: Anomaly) -> dict[str, Any]:
+    return msgspec.to_builtins(a)
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:g}"
+
+
+def orders_table(orders: Iterable[OrderView], title: str = "Orders") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("perm/id", "symbol", "side", "qty", "type", "broker status", "state", "live",
+                "filled", "remaining", "avg px", "commission", "anomalies"):
+        t.add_column(col, justify="right" if col in ("qty", "filled", "remaining", "avg px", "commission") else "left")
+    for o in orders:
+        ident = f"{o.perm_id or '-'}/{o.client_id}:{o.order_id}"
+        state = o.state + (f" ({o.overlay})" if o.overlay else "")
+        live = "[bold green]LIVE[/]" if o.is_live else ("done" if o.is_done else "-")
+        t.add_row(
+            ident, o.symbol, o.action, _num(o.total_qty), o.order_type, o.broker_status or "-", state, live,
+            _num(o.filled), _num(o.remaining), _num(o.avg_fill_price), _num(o.commission),
+            str(o.anomaly_count) if o.anomaly_count else "",
+        )
+    return t
+
+
+def anomalies_table(anomalies: Iterable[Anomaly], title: str = "Anomalies") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("seq", "order", "kind", "from", "to", "reason"):
+        t.add_column(col)
+    for a in anomalies:
+        t.add_row(str(a.seq), a.order_key, a.kind, a.from_status or "-", a.to_status or "-", a.reason)
+    return t
