@@ -1,0 +1,70 @@
+"""``ibledger simulate``: run the wire-level TWS simulator (wiring only; the logic is in ``replay``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ledger.cli.common import console, fail
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate(
+        port: int = typer.Option(7497, "--port", help="TCP port; 0 picks a free one (printed)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+        scenarios: list[Path] = typer.Option(
+            [], "--scenarios", help="Scenario directory (repeatable; later ones override). Default: built-in."
+        ),
+        trusted_ip: list[str] = typer.Option(
+            [], "--trusted-ip", help="Peer address allowed to connect (repeatable). Default: 127.0.0.1."
+        ),
+        account: list[str] = typer.Option(
+            [], "--account", help="Managed account (repeatable). Default: DU1234567."
+        ),
+        time_scale: float = typer.Option(1.0, "--time-scale", help="Multiply every scenario delay."),
+        session: Path | None = typer.Option(
+            None, "--session", help="Recorded session file to play back on the wire to each new client."
+        ),
+    ) -> None:
+        """Serve a TWS stand-in that ib_insync / ib_async connect to; stops on Ctrl-C or SIGTERM."""
+        from replay.scenarios import BUILTIN_DIR, ScenarioError
+        from replay.simulator import Simulator, serve_forever
+
+        dirs = [BUILTIN_DIR, *scenarios] if scenarios else None
+        try:
+            sim = Simulator(
+                host=host,
+                port=port,
+                scenarios_dir=dirs,
+                trusted_ips=tuple(trusted_ip) or ("127.0.0.1",),
+                accounts=tuple(account) or ("DU1234567",),
+                time_scale=time_scale,
+            )
+        except ScenarioError as exc:
+            fail(f"bad scenario file: {exc}")
+        if session is not None:
+            try:
+                from replay.wire_replay import load_playback
+            except ImportError as exc:  # pragma: no cover - depends on the session-file module
+                fail(f"wire replay unavailable: {exc}")
+            try:
+                sim.playback = load_playback(session)
+            except (OSError, ValueError) as exc:
+                fail(f"cannot load session {session}: {exc}")
+
+        def ready(s: Simulator) -> None:
+            console.print(f"listening on {s.host}:{s.port}", highlight=False)
+            console.print(
+                f"  {len(s.scenario_names())} scenarios; trusted peers: {', '.join(sorted(s.trusted_ips))}; "
+                f"accounts: {', '.join(s.accounts)}",
+                highlight=False,
+            )
+            console.file.flush()
+
+        try:
+            serve_forever(sim, on_ready=ready)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc}")
+        console.print("simulator stopped", highlight=False)

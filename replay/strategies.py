@@ -1,0 +1,791 @@
+"""Realistic IB event streams: Hypothesis strategies for tests, a seeded generator for benchmarks.
+
+The same lifecycle templates serve both: every template takes a *chooser* (:class:`RandomChooser`
+backed by a seeded ``random.Random``, or :class:`DrawChooser` backed by Hypothesis' ``draw`` so failures
+shrink towards the plain, quirk-free lifecycle) and returns the payloads one order produces, in the
+order a recorder would see them. Streams interleave several lifecycles, wrap them in a recording
+session (start, connect, reconciliation, end) and number them into envelopes.
+
+The quirks of real sessions are in the templates (DESIGN.md "IB quirks", NOTES.md):
+execution before any status, status Filled before the last execution, duplicate statuses, duplicate
+executions (reqExecutions re-delivery), commission before its execution, duplicate commissions,
+``.01`` → ``.02`` corrections, 202 before Cancelled, 10148 after a refused cancel, 201 + Inactive,
+Inactive with whyHeld going live, warnings 399/404/10349 followed by live statuses, late fills after
+Cancelled, manual TWS orders (orderId 0, executions with orderId 2147483647), completed orders with
+orderId 0, openOrder confirming a modify, governor BLOCK, orders that are never acknowledged, stale
+statuses after Filled, orderIds reused across sessions, orders carried over a session boundary.
+
+Public entry points:
+
+* ``order_lifecycles()`` — one order's payloads (a Hypothesis strategy);
+* ``event_streams()`` — full multi-session envelope streams (a Hypothesis strategy);
+* ``garbage_streams()`` — realistic streams with arbitrary, type-correct garbage mixed in;
+* ``generate_stream(seed, n_events)`` — a deterministic list of envelopes of about ``n_events``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from hypothesis import strategies as st
+
+from ledger import events as ev
+from ledger.events import Envelope, Event
+
+__all__ = [
+    "CONTRACTS",
+    "TEMPLATES",
+    "DrawChooser",
+    "RandomChooser",
+    "event_streams",
+    "garbage_payloads",
+    "garbage_streams",
+    "generate_stream",
+    "order_lifecycles",
+    "to_envelopes",
+]
+
+T = TypeVar("T")
+
+MANUAL_EXEC_ORDER_ID = 2147483647
+T0_NS = 1_700_000_000_000_000_000
+
+# (symbol, con_id, sec_type, reference price)
+CONTRACTS: tuple[tuple[str, int, str, float], ...] = (
+    ("AAPL", 265598, "STK", 190.0),
+    ("MSFT", 272093, "STK", 410.0),
+    ("SPY", 756733, "STK", 500.0),
+    ("ES", 495512563, "FUT", 5000.0),
+    ("EUR", 12087792, "CASH", 1.08),
+)
+QUANTITIES = (1, 5, 10, 25, 100, 200, 500)
+
+
+# --- choosers ------------------------------------------------------------------------------------
+
+
+class RandomChooser:
+    """Choices from a seeded ``random.Random`` (deterministic for a seed)."""
+
+    def __init__(self, seed: int) -> None:
+        self._r = random.Random(seed)
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._r.randint(lo, hi)
+
+    def chance(self, pct: int) -> bool:
+        return self._r.random() * 100.0 < pct
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self._r.randrange(len(options))]
+
+
+class DrawChooser:
+    """Choices drawn through Hypothesis; every choice shrinks to its first / smallest / "no" option."""
+
+    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+        self._draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._draw(st.integers(lo, hi))
+
+    def chance(self, pct: int) -> bool:
+        return self._draw(st.integers(0, 99)) >= 100 - pct
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self._draw(st.integers(0, len(options) - 1))]
+
+
+# --- per-session id allocation -------------------------------------------------------------------
+
+
+class Ids:
+    """Order ids restart per session (as after a TWS login); permIds and execIds are globally unique."""
+
+    def __init__(self, client_id: int = 1, account: str = "DU123456", first_order_id: int = 1) -> None:
+        self.client_id = client_id
+        self.account = account
+        self.next_order_id = first_order_id
+        self.perm = 1_000_000
+        self.exec_n = 0
+
+    def order_id(self) -> int:
+        oid = self.next_order_id
+        self.next_order_id += 1
+        return oid
+
+    def perm_id(self) -> int:
+        self.perm += 1
+        return self.perm
+
+    def exec_id(self, perm: int) -> str:
+        self.exec_n += 1
+        return f"{perm:08x}.{self.exec_n:08x}.01.01"
+
+
+class _O:
+    """What the templates know about the order being generated."""
+
+    __slots__ = (
+        "oid",
+        "perm",
+        "client_id",
+        "account",
+        "symbol",
+        "con_id",
+        "sec_type",
+        "price",
+        "qty",
+        "action",
+    )
+
+    def __init__(self, c: Any, ids: Ids, *, manual: bool = False) -> None:
+        self.symbol, self.con_id, self.sec_type, self.price = c.pick(CONTRACTS)
+        self.qty = float(c.pick(QUANTITIES))
+        self.action = c.pick(("BUY", "SELL"))
+        self.oid = 0 if manual else ids.order_id()
+        self.client_id = 0 if manual else ids.client_id
+        self.account = ids.account
+        self.perm = ids.perm_id()
+
+
+def _place(o: _O, ref: str, order_type: str = "LMT", tif: str = "DAY") -> ev.PlaceOrder:
+    return ev.PlaceOrder(
+        order_id=o.oid,
+        client_id=o.client_id,
+        account=o.account,
+        symbol=o.symbol,
+        sec_type=o.sec_type,
+        con_id=o.con_id,
+        action=o.action,
+        total_qty=o.qty,
+        order_type=order_type,
+        lmt_price=o.price if order_type == "LMT" else None,
+        tif=tif,
+        order_ref=ref,
+    )
+
+
+def _status(o: _O, status: str, filled: float = 0.0, why_held: str = "", perm: bool = True) -> ev.OrderStatus:
+    return ev.OrderStatus(
+        order_id=o.oid,
+        status=status,
+        filled=filled,
+        remaining=max(o.qty - filled, 0.0),
+        avg_fill_price=o.price if filled else 0.0,
+        perm_id=o.perm if perm else 0,
+        client_id=o.client_id,
+        why_held=why_held,
+    )
+
+
+def _open(o: _O, status: str, qty: float | None = None, completed: bool = False) -> ev.OpenOrder:
+    cls = ev.CompletedOrder if completed else ev.OpenOrder
+    return cls(
+        order_id=0 if completed else o.oid,
+        perm_id=o.perm,
+        client_id=o.client_id,
+        account=o.account,
+        symbol=o.symbol,
+        sec_type=o.sec_type,
+        con_id=o.con_id,
+        action=o.action,
+        total_qty=o.qty if qty is None else qty,
+        order_type="LMT",
+        lmt_price=o.price,
+        tif="DAY",
+        status=status,
+    )
+
+
+def _exec(o: _O, exec_id: str, shares: float, price: float, req_id: int = -1) -> ev.ExecDetails:
+    return ev.ExecDetails(
+        exec_id=exec_id,
+        req_id=req_id,
+        order_id=MANUAL_EXEC_ORDER_ID if o.oid == 0 else o.oid,
+        perm_id=o.perm,
+        client_id=o.client_id,
+        account=o.account,
+        side="BOT" if o.action == "BUY" else "SLD",
+        shares=shares,
+        price=price,
+        symbol=o.symbol,
+        sec_type=o.sec_type,
+        con_id=o.con_id,
+        time="20240102 10:00:00",
+    )
+
+
+def _commission(exec_id: str, shares: float) -> ev.CommissionReport:
+    return ev.CommissionReport(exec_id=exec_id, commission=round(max(1.0, 0.005 * shares), 4), currency="USD")
+
+
+def _err(o: _O, code: int, message: str) -> ev.Error:
+    return ev.Error(req_id=o.oid, code=code, message=message)
+
+
+def _split(c: Any, qty: float, parts: int) -> list[float]:
+    """Split an integral quantity into ``parts`` positive pieces (fewer if qty is small)."""
+    parts = max(1, min(parts, int(qty)))
+    cuts: list[float] = []
+    left = qty
+    for i in range(parts - 1):
+        hi = int(left) - (parts - 1 - i)
+        piece = float(c.integer(1, max(1, hi)))
+        cuts.append(piece)
+        left -= piece
+    cuts.append(left)
+    return cuts
+
+
+def _fills(
+    c: Any, ids: Ids, o: _O, qty: float, *, done_before: float = 0.0, final: bool = True
+) -> list[Event]:
+    """Executions for ``qty`` shares with their commissions and progress statuses, quirks included."""
+    out: list[Event] = []
+    cum = done_before
+    pieces = _split(c, qty, c.integer(1, 3))
+    for n, shares in enumerate(pieces):
+        last = n == len(pieces) - 1
+        eid = ids.exec_id(o.perm)
+        price = round(o.price * (1 + c.integer(-5, 5) / 10000), 4)
+        cum += shares
+        status = "Filled" if (last and final and cum >= o.qty) else "Submitted"
+        st_msg = _status(o, status, cum)
+        ex = _exec(o, eid, shares, price)
+        com = _commission(eid, shares)
+        status_first = c.chance(30)  # status before its execution: common
+        if status_first:
+            out.append(st_msg)
+        if c.chance(10):  # commission report before its execution
+            out += [com, ex]
+        else:
+            out += [ex, com]
+        if c.chance(5):  # .02 correction of the same execution
+            eid2 = eid[:-2] + "02"
+            out += [_exec(o, eid2, shares, round(price + 0.01, 4)), _commission(eid2, shares)]
+        if c.chance(5):  # duplicate commission report (both libraries emit it twice)
+            out.append(com)
+        if c.chance(5):  # duplicate execution (re-delivery)
+            out.append(ex)
+        if not status_first:
+            out.append(st_msg)
+        if c.chance(5):  # duplicate status
+            out.append(st_msg)
+    return out
+
+
+# --- lifecycle templates ---------------------------------------------------------------------------
+
+
+def lc_fill(c: Any, ids: Ids) -> list[Event]:
+    """Place, acknowledge (PendingSubmit / PreSubmitted / Submitted), fill in parts."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "fill")]
+    if c.chance(30):
+        out.append(_status(o, "PendingSubmit", perm=c.chance(50)))
+    out.append(_status(o, "PreSubmitted"))
+    if c.chance(40):
+        out.append(_open(o, "PreSubmitted"))
+    out.append(_status(o, "Submitted"))
+    if c.chance(10):
+        out.append(_status(o, "Submitted"))  # dup
+    out += _fills(c, ids, o, o.qty)
+    if c.chance(10):
+        out.append(_status(o, "Submitted", o.qty))  # stale status after Filled: ✗
+    if c.chance(20):
+        out.append(_open(o, "Filled"))
+    return out
+
+
+def lc_exec_first(c: Any, ids: Ids) -> list[Event]:
+    """Market order whose execution arrives before any status."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "exec-first", "MKT")]
+    eid = ids.exec_id(o.perm)
+    out += [_exec(o, eid, o.qty, o.price), _status(o, "Filled", o.qty), _commission(eid, o.qty)]
+    return out
+
+
+def lc_status_filled_first(c: Any, ids: Ids) -> list[Event]:
+    """Status Filled arrives before the executions (AwaitingExecutions, then Filled)."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "filled-first"), _status(o, "Submitted"), _status(o, "Filled", o.qty)]
+    for shares in _split(c, o.qty, c.integer(1, 2)):
+        eid = ids.exec_id(o.perm)
+        out += [_exec(o, eid, shares, o.price), _commission(eid, shares)]
+    return out
+
+
+def lc_cancel(c: Any, ids: Ids) -> list[Event]:
+    """Work, maybe partly fill, cancel (maybe 202 before the Cancelled status)."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "cancel"), _status(o, "PreSubmitted"), _status(o, "Submitted")]
+    done = 0.0
+    if o.qty > 1 and c.chance(30):
+        done = float(c.integer(1, int(o.qty) - 1))
+        out += _fills(c, ids, o, done, final=False)
+    out.append(ev.CancelOrder(order_id=o.oid, client_id=o.client_id))
+    if c.chance(60):
+        out.append(_status(o, "PendingCancel", done))
+    if c.chance(30):
+        out.append(_err(o, 202, "Order Canceled - reason:"))
+    out.append(_status(o, "Cancelled", done))
+    return out
+
+
+def lc_cancel_refused(c: Any, ids: Ids) -> list[Event]:
+    """Cancel requested, the order fills anyway: 10148, executions, Filled."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "cancel-refused"), _status(o, "Submitted")]
+    out.append(ev.CancelOrder(order_id=o.oid, client_id=o.client_id))
+    if c.chance(50):
+        out.append(_status(o, "PendingCancel"))
+    fills = _fills(c, ids, o, o.qty)
+    if c.chance(50):
+        out += fills + [
+            _err(o, 10148, "OrderId that needs to be cancelled cannot be cancelled, state: Filled.")
+        ]
+    else:
+        out += [_err(o, 10148, "OrderId that needs to be cancelled cannot be cancelled, state: Submitted.")]
+        out += fills
+    return out
+
+
+def lc_late_fill(c: Any, ids: Ids) -> list[Event]:
+    """Cancelled, then an execution that happened before the cancel is reported (late fill)."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "late-fill"), _status(o, "Submitted")]
+    out.append(ev.CancelOrder(order_id=o.oid, client_id=o.client_id))
+    out.append(_status(o, "Cancelled"))
+    eid = ids.exec_id(o.perm)
+    shares = float(c.integer(1, int(o.qty)))
+    out += [_exec(o, eid, shares, o.price), _commission(eid, shares)]
+    if shares >= o.qty and c.chance(50):
+        out.append(_status(o, "Filled", shares))  # ⚠ only with a fill
+    return out
+
+
+def lc_reject(c: Any, ids: Ids) -> list[Event]:
+    """201 and Inactive, in either order: Rejected."""
+    o = _O(c, ids)
+    err = _err(o, 201, "Order rejected - reason: insufficient margin")
+    inactive = _status(o, "Inactive")
+    return [_place(o, "reject")] + ([err, inactive] if c.chance(70) else [inactive, err])
+
+
+def lc_held(c: Any, ids: Ids) -> list[Event]:
+    """Inactive with whyHeld (locate), then live and filled."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "held"), _status(o, "Inactive", why_held="locate")]
+    out += [_status(o, "PreSubmitted", why_held="locate"), _status(o, "Submitted")]
+    out += _fills(c, ids, o, o.qty)
+    return out
+
+
+def lc_warnings(c: Any, ids: Ids) -> list[Event]:
+    """Warnings that are followed by live statuses and fills (never terminal)."""
+    o = _O(c, ids)
+    code = c.pick((399, 404, 10349, 110))
+    out: list[Event] = [_place(o, "warnings"), _err(o, code, "warning"), _status(o, "Submitted")]
+    out += _fills(c, ids, o, o.qty)
+    return out
+
+
+def lc_ioc(c: Any, ids: Ids) -> list[Event]:
+    """IOC: partial execution (or none) then Cancelled as the first status."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "ioc", tif="IOC")]
+    shares = float(c.integer(0, int(o.qty)))
+    if shares:
+        eid = ids.exec_id(o.perm)
+        out += [_exec(o, eid, shares, o.price), _commission(eid, shares)]
+    out.append(_status(o, "Filled" if shares >= o.qty else "Cancelled", shares))
+    return out
+
+
+def lc_modify(c: Any, ids: Ids) -> list[Event]:
+    """Modify the quantity; openOrder confirms it; then fill."""
+    o = _O(c, ids)
+    out: list[Event] = [_place(o, "modify"), _status(o, "Submitted"), _open(o, "Submitted")]
+    new_qty = o.qty + float(c.integer(1, 50))
+    mod = _place(o, "modify")
+    out.append(
+        ev.ModifyOrder(
+            **{k: getattr(mod, k) for k in mod.__struct_fields__ if k != "total_qty"}, total_qty=new_qty
+        )
+    )
+    o.qty = new_qty
+    out += [_open(o, "Submitted"), _status(o, "Submitted")]
+    out += _fills(c, ids, o, o.qty)
+    return out
+
+
+def lc_blocked(c: Any, ids: Ids) -> list[Event]:
+    """The governor blocks the place (decision before or after the intent)."""
+    o = _O(c, ids)
+    decision = ev.GovernorDecision(
+        decision="BLOCK",
+        reason="MAX_QTY",
+        action="place",
+        order_id=o.oid,
+        client_id=o.client_id,
+        symbol=o.symbol,
+    )
+    return [decision, _place(o, "blocked")] if c.chance(50) else [_place(o, "blocked"), decision]
+
+
+def lc_unconfirmed(c: Any, ids: Ids) -> list[Event]:
+    """Placed, never acknowledged (maybe a warning): unconfirmed, not failed."""
+    o = _O(c, ids)
+    out: list[Event] = [
+        ev.GovernorDecision(
+            decision="ALLOW", reason="OK", action="place", order_id=o.oid, client_id=o.client_id
+        )
+    ]
+    out.append(_place(o, "unconfirmed"))
+    if c.chance(30):
+        out.append(_err(o, 399, "Order message: warning"))
+    return out
+
+
+def lc_manual(c: Any, ids: Ids) -> list[Event]:
+    """A TWS (manual) order: orderId 0, executions with orderId 2147483647, keyed by permId."""
+    o = _O(c, ids, manual=True)
+    out: list[Event] = [_open(o, "Submitted"), _status(o, "Submitted")]
+    eid = ids.exec_id(o.perm)
+    out += [_exec(o, eid, o.qty, o.price), _commission(eid, o.qty), _status(o, "Filled", o.qty)]
+    return out
+
+
+def lc_completed_only(c: Any, ids: Ids) -> list[Event]:
+    """Seen only through reconciliation: completedOrder (orderId 0) and reqExecutions."""
+    o = _O(c, ids)
+    eid = ids.exec_id(o.perm)
+    return [
+        _exec(o, eid, o.qty, o.price, req_id=c.integer(1, 9)),
+        _commission(eid, o.qty),
+        _open(o, "Filled", completed=True),
+    ]
+
+
+TEMPLATES: dict[str, Callable[[Any, Ids], list[Event]]] = {
+    "fill": lc_fill,
+    "cancel": lc_cancel,
+    "exec_first": lc_exec_first,
+    "status_filled_first": lc_status_filled_first,
+    "cancel_refused": lc_cancel_refused,
+    "late_fill": lc_late_fill,
+    "reject": lc_reject,
+    "held": lc_held,
+    "warnings": lc_warnings,
+    "ioc": lc_ioc,
+    "modify": lc_modify,
+    "blocked": lc_blocked,
+    "unconfirmed": lc_unconfirmed,
+    "manual": lc_manual,
+    "completed_only": lc_completed_only,
+}
+# Benchmark mix: mostly the common lifecycles.
+_WEIGHTED: tuple[str, ...] = (
+    ("fill",) * 10
+    + ("cancel",) * 6
+    + ("exec_first", "status_filled_first", "cancel_refused", "late_fill", "reject", "held", "warnings")
+    + ("ioc", "modify", "blocked", "unconfirmed", "manual", "completed_only")
+)
+
+
+# --- sessions and streams --------------------------------------------------------------------------
+
+
+def _interleave(c: Any, lanes: list[list[Event]], max_open: int) -> list[Event]:
+    """Merge lifecycles: at most ``max_open`` in flight, each keeping its own order."""
+    out: list[Event] = []
+    waiting = list(reversed(lanes))
+    active: list[list[Any]] = []  # [events, position]
+    while waiting or active:
+        while waiting and len(active) < max_open:
+            active.append([waiting.pop(), 0])
+        i = c.integer(0, len(active) - 1)
+        lane = active[i]
+        events, pos = lane
+        out.append(events[pos])
+        pos += 1
+        if pos >= len(events):
+            active[i] = active[-1]
+            active.pop()
+        else:
+            lane[1] = pos
+    return out
+
+
+def _session(
+    c: Any,
+    ids: Ids,
+    body: list[Event],
+    *,
+    carried: list[Event] | None = None,
+    positions: bool = True,
+) -> list[Event]:
+    out: list[Event] = [
+        ev.SessionStarted(
+            library="synthetic", library_version="0", client_id=ids.client_id, account=ids.account
+        ),
+        ev.Connected(host="127.0.0.1", port=7497, client_id=ids.client_id, server_version=176),
+        ev.ManagedAccounts(accounts=ids.account),
+        ev.NextValidId(order_id=ids.next_order_id),
+        ev.ReconcileStarted(reason="connect"),
+    ]
+    if carried:
+        out += carried
+    if positions:
+        sym, con, sec, _ = c.pick(CONTRACTS)
+        out += [
+            ev.Position(account=ids.account, con_id=con, symbol=sym, sec_type=sec, position=0.0),
+            ev.PositionEnd(),
+        ]
+    out += [
+        ev.OpenOrderEnd(),
+        ev.CompletedOrdersEnd(),
+        ev.ExecDetailsEnd(req_id=1),
+        ev.ReconcileEnded(ok=True),
+    ]
+    out += body
+    if c.chance(10):  # connectivity blip
+        out += [
+            ev.Error(req_id=-1, code=1100, message="lost"),
+            ev.Error(req_id=-1, code=1102, message="restored"),
+        ]
+    out.append(ev.SessionEnded(reason="normal"))
+    return out
+
+
+def to_envelopes(
+    sessions: Sequence[tuple[str, Sequence[Event]]], c: Any | None = None, t0: int = T0_NS
+) -> list[Envelope]:
+    """Number payloads into envelopes: gapless seq per session, increasing recv_ns across the stream."""
+    out: list[Envelope] = []
+    ns = t0
+    for sid, payloads in sessions:
+        for seq, p in enumerate(payloads, 1):
+            ns += (c.integer(1, 5) if c is not None else 1) * 1_000_000
+            out.append(
+                Envelope(
+                    session_id=sid,
+                    seq=seq,
+                    recv_ns=ns,
+                    mono_ns=ns - t0,
+                    source="synthetic",
+                    payload=p,  # type: ignore[arg-type]
+                )
+            )
+    return out
+
+
+def _carry_over(c: Any, prev_lanes: list[tuple[_O | None, list[Event]]]) -> list[Event]:
+    """Reconciliation replies about orders of the previous session (same ids, completed with orderId 0)."""
+    out: list[Event] = []
+    for _o, events in prev_lanes:
+        for p in events:
+            if isinstance(p, ev.ExecDetails) and c.chance(50):
+                out.append(
+                    ev.ExecDetails(
+                        **{k: getattr(p, k) for k in p.__struct_fields__ if k != "req_id"}, req_id=1
+                    )
+                )
+            elif isinstance(p, ev.CommissionReport) and c.chance(50):
+                out.append(p)
+        last = next((p for p in reversed(events) if isinstance(p, ev.OrderStatus)), None)
+        if last is not None and last.perm_id and c.chance(50):
+            o_status = last.status
+            done = o_status in ("Filled", "Cancelled", "ApiCancelled", "Inactive")
+            out.append(
+                ev.CompletedOrder(order_id=0, perm_id=last.perm_id, client_id=last.client_id, status=o_status)
+                if done
+                else ev.OpenOrder(
+                    order_id=last.order_id, perm_id=last.perm_id, client_id=last.client_id, status=o_status
+                )
+            )
+    return out
+
+
+def _build_stream(
+    c: Any, n_sessions: int, orders_per_session: int, max_open: int, weighted: bool
+) -> list[Envelope]:
+    names = _WEIGHTED if weighted else tuple(TEMPLATES)
+    perm = 1_000_000
+    exec_n = 0
+    sessions: list[tuple[str, list[Event]]] = []
+    prev: list[tuple[_O | None, list[Event]]] = []
+    for s in range(n_sessions):
+        ids = Ids(client_id=1, first_order_id=1)  # orderIds restart: reuse across sessions
+        ids.perm, ids.exec_n = perm, exec_n
+        lanes = [TEMPLATES[c.pick(names)](c, ids) for _ in range(orders_per_session)]
+        perm, exec_n = ids.perm, ids.exec_n
+        carried = _carry_over(c, prev) if prev else None
+        body = _interleave(c, lanes, max_open)
+        sessions.append((f"sess-{s:04d}", _session(c, ids, body, carried=carried)))
+        prev = [(None, lane) for lane in lanes]
+    return to_envelopes(sessions, c)
+
+
+# --- Hypothesis strategies -------------------------------------------------------------------------
+
+
+@st.composite
+def order_lifecycles(draw: Any, templates: Sequence[str] | None = None) -> list[Event]:
+    """One order's payloads, from one of :data:`TEMPLATES` (or the given names)."""
+    c = DrawChooser(draw)
+    names = tuple(templates) if templates else tuple(TEMPLATES)
+    return TEMPLATES[c.pick(names)](c, Ids())
+
+
+@st.composite
+def event_streams(draw: Any, max_sessions: int = 3, max_orders: int = 6, max_open: int = 4) -> list[Envelope]:
+    """Complete envelope streams: 1..max_sessions recording sessions of interleaved lifecycles."""
+    c = DrawChooser(draw)
+    return _build_stream(
+        c, c.integer(1, max_sessions), c.integer(1, max_orders), c.integer(1, max_open), False
+    )
+
+
+_STATUSES = (
+    "PendingSubmit",
+    "PreSubmitted",
+    "Submitted",
+    "PendingCancel",
+    "ApiCancelled",
+    "Cancelled",
+    "Filled",
+    "Inactive",
+    "ApiPending",
+    "ValidationError",
+    "",
+    "filled",
+)
+_i32 = st.integers(-(2**31), 2**31 - 1)
+_small_id = st.sampled_from((0, -1, 1, 2, 3, MANUAL_EXEC_ORDER_ID))
+_ids = st.one_of(_small_id, _i32)
+_perm = st.one_of(st.sampled_from((0, 1_000_001, 1_000_002, 1_000_003)), st.integers(-(2**63), 2**63 - 1))
+_qty = st.one_of(st.sampled_from((0.0, 1.0, 100.0, -5.0)), st.floats(allow_nan=True, allow_infinity=True))
+_price = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+_exec_ids = st.one_of(
+    st.sampled_from(("", ".", "a", "a.01", "a.02", "a.b.01.01", "a.b.01.02", "000f4241.00000001.01.01")),
+    st.text(max_size=12),
+)
+_text = st.one_of(st.sampled_from(("", "x", "BOT", "SLD", "BUY", "SELL", "locate")), st.text(max_size=8))
+
+
+def garbage_payloads() -> st.SearchStrategy[Event]:
+    """Type-correct payloads with arbitrary values (what a decoded-but-hostile stream can contain)."""
+    return st.one_of(
+        st.builds(
+            ev.OrderStatus,
+            order_id=_ids,
+            status=st.one_of(st.sampled_from(_STATUSES), st.text(max_size=8)),
+            filled=_qty,
+            remaining=_qty,
+            avg_fill_price=_qty,
+            perm_id=_perm,
+            client_id=_ids,
+            why_held=_text,
+        ),
+        st.builds(
+            ev.ExecDetails,
+            exec_id=_exec_ids,
+            order_id=_ids,
+            perm_id=_perm,
+            client_id=_ids,
+            side=_text,
+            shares=_qty,
+            price=_qty,
+            account=_text,
+            symbol=_text,
+            con_id=_ids,
+        ),
+        st.builds(ev.CommissionReport, exec_id=_exec_ids, commission=_qty, currency=_text),
+        st.builds(
+            ev.OpenOrder,
+            order_id=_ids,
+            perm_id=_perm,
+            client_id=_ids,
+            total_qty=_qty,
+            lmt_price=_price,
+            status=st.one_of(st.sampled_from(_STATUSES), st.text(max_size=8)),
+            symbol=_text,
+        ),
+        st.builds(
+            ev.CompletedOrder, order_id=_ids, perm_id=_perm, client_id=_ids, total_qty=_qty, status=_text
+        ),
+        st.builds(
+            ev.Error, req_id=_ids, code=st.sampled_from((201, 202, 10148, 161, 399, 1100, 1101, 1102, 0))
+        ),
+        st.builds(
+            ev.PlaceOrder, order_id=_ids, client_id=_ids, total_qty=_qty, lmt_price=_price, action=_text
+        ),
+        st.builds(ev.ModifyOrder, order_id=_ids, client_id=_ids, total_qty=_qty, lmt_price=_price),
+        st.builds(ev.CancelOrder, order_id=_ids, client_id=_ids, perm_id=_perm),
+        st.builds(ev.GlobalCancel),
+        st.builds(
+            ev.GovernorDecision,
+            decision=st.sampled_from(("ALLOW", "BLOCK", "EMERGENCY_CANCEL", "STATE_CHANGE")),
+            reason=_text,
+            action=st.sampled_from(("place", "modify", "cancel", "")),
+            order_id=_ids,
+            client_id=_ids,
+        ),
+        st.builds(ev.Position, account=_text, con_id=_ids, symbol=_text, position=_qty, avg_cost=_qty),
+        st.builds(ev.Connected, host=_text, port=_i32, client_id=_ids),
+        st.builds(ev.Disconnected),
+        st.builds(ev.ReconcileStarted),
+        st.builds(ev.ReconcileEnded, ok=st.booleans()),
+        st.builds(ev.SessionEnded),
+        st.builds(ev.RecorderFault, message=_text, lost=_i32),
+    )
+
+
+@st.composite
+def garbage_streams(draw: Any) -> list[Envelope]:
+    """A realistic stream with garbage payloads spliced in (seq renumbered, recv_ns sometimes going back)."""
+    base = draw(event_streams(max_sessions=2, max_orders=4))
+    extra = draw(st.lists(st.tuples(st.integers(0, max(len(base), 1)), garbage_payloads()), max_size=25))
+    payloads: list[tuple[str, Event, int]] = [(e.session_id, e.payload, e.recv_ns) for e in base]
+    for pos, p in sorted(extra, key=lambda t: t[0], reverse=True):
+        sid = payloads[min(pos, len(payloads) - 1)][0] if payloads else "garbage"
+        ns = draw(st.one_of(st.just(T0_NS), st.integers(0, 2**62)))
+        payloads.insert(pos, (sid, p, ns))
+    out: list[Envelope] = []
+    seqs: dict[str, int] = {}
+    for sid, p, ns in payloads:
+        seqs[sid] = seqs.get(sid, 0) + 1
+        out.append(
+            Envelope(session_id=sid, seq=seqs[sid], recv_ns=ns, mono_ns=0, source="synthetic", payload=p)
+        )  # type: ignore[arg-type]
+    return out
+
+
+# --- seeded generator (benchmarks, demos) ----------------------------------------------------------
+
+
+def generate_stream(
+    seed: int = 1, n_events: int = 1_000_000, orders_per_session: int = 2_000
+) -> list[Envelope]:
+    """About ``n_events`` envelopes (whole sessions, so a little more), deterministic for a seed."""
+    c = RandomChooser(seed)
+    out: list[Envelope] = []
+    s = 0
+    perm, exec_n = 1_000_000, 0
+    t0 = T0_NS
+    while len(out) < n_events:
+        ids = Ids(client_id=1, first_order_id=1)
+        ids.perm, ids.exec_n = perm, exec_n
+        lanes = [TEMPLATES[c.pick(_WEIGHTED)](c, ids) for _ in range(orders_per_session)]
+        perm, exec_n = ids.perm, ids.exec_n
+        body = _interleave(c, lanes, 50)
+        envs = to_envelopes([(f"bench-{seed}-{s:05d}", _session(c, ids, body))], c, t0)
+        t0 = envs[-1].recv_ns
+        out += envs
+        s += 1
+    return out
