@@ -69,7 +69,8 @@ class PostgresEventStore(EventStore):
         self._t_sessions = SQL("{0}.{1}").format(s, Identifier(SESSIONS_TABLE))
         self._sql_page_session = SQL(
             "SELECT notification_id, originator_version, state FROM {0}.{1} "
-            "WHERE originator_id=%s AND originator_version>=%s AND originator_version<%s ORDER BY originator_version"
+            "WHERE originator_id=%s AND originator_version>=%s AND originator_version<%s "
+            "ORDER BY originator_version"
         ).format(s, t)
         self._sql_next_seq = SQL(
             "SELECT MIN(originator_version) FROM {0}.{1} WHERE originator_id=%s AND originator_version>=%s"

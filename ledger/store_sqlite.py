@@ -100,7 +100,8 @@ class SQLiteEventStore(EventStore):
         t = EVENTS_TABLE
         self._sql_page_session = (
             f"SELECT rowid, originator_version, state FROM {t} "
-            f"WHERE originator_id=? AND originator_version>=? AND originator_version<? ORDER BY originator_version"
+            f"WHERE originator_id=? AND originator_version>=? AND originator_version<? "
+            "ORDER BY originator_version"
         )
         self._sql_next_seq = (
             f"SELECT MIN(originator_version) FROM {t} WHERE originator_id=? AND originator_version>=?"

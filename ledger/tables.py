@@ -12,6 +12,7 @@ import msgspec
 from rich.table import Table
 
 from ledger.orders import Anomaly, OrderView
+from ledger.verify import VerifyReport
 
 _ORDER_JSON_FIELDS = (
     "key", "perm_id", "order_id", "client_id", "account", "symbol", "action", "total_qty", "order_type",
@@ -57,5 +58,22 @@ def anomalies_table(anomalies: Iterable[Anomaly], title: str = "Anomalies") -> T
     for col in ("seq", "order", "kind", "from", "to", "reason"):
         t.add_column(col)
     for a in anomalies:
-        t.add_row(str(a.seq), a.order_key, a.kind, a.from_status or "-", a.to_status or "-", a.reason)
+        t.add_row(str(a.seq), a.key or "-", a.kind, a.from_status or "-", a.to_status or "-", a.reason)
     return t
+
+
+def verify_summary(report: VerifyReport) -> str:
+    lines = [
+        f"store {report.url}: {report.sessions_checked} sessions, {report.events} events, "
+        f"max position {report.max_position}"
+    ]
+    for g in report.gaps:
+        lines.append(f"[red]GAP[/] {msgspec.to_builtins(g)}")
+    for u in report.undecodable:
+        lines.append(f"[red]UNDECODABLE[/] {msgspec.to_builtins(u)}")
+    for t in report.tampered:
+        lines.append(f"[red]TAMPERED[/] {msgspec.to_builtins(t)}")
+    for sid in report.crashed:
+        lines.append(f"[yellow]CRASHED[/] session {sid} has no end event (crashed, or still recording)")
+    lines.append("[green]OK[/]" if report.ok else "[red]PROBLEMS FOUND[/]")
+    return "\n".join(lines)

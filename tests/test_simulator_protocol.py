@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import struct
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,8 @@ def test_decode_requests_from_the_real_client_encoder():
 
 
 class _Calls:
+    defaultTimezone = UTC  # ib_async converts execution times to the wrapper's zone
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple]] = []
 

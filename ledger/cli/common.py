@@ -14,8 +14,9 @@ from rich.console import Console
 if TYPE_CHECKING:
     from ledger.store import EventStore
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, `| less`) would otherwise be squeezed to 80 columns and truncate ids.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DEFAULT_STORE_URL = "sqlite:///ibledger.db"
 

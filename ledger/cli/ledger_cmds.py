@@ -13,7 +13,7 @@ from ledger.cli.common import console, fail, opened_store
 from ledger.orders import fold
 from ledger.sessionfile import SessionFileError, iter_session, read_header, write_session
 from ledger.store import SeqConflict, StoreError
-from ledger.tables import anomalies_table, anomaly_row, order_row, orders_table
+from ledger.tables import anomalies_table, anomaly_row, order_row, orders_table, verify_summary
 from ledger.verify import verify
 
 StoreOpt = Annotated[
@@ -126,5 +126,5 @@ def verify_cmd(
     if as_json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
-        console.print(report.summary())
+        console.print(verify_summary(report))
     raise typer.Exit(0 if report.ok else 1)

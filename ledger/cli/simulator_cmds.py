@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,21 +13,24 @@ from ledger.cli.common import console, fail
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate(
-        port: int = typer.Option(7497, "--port", help="TCP port; 0 picks a free one (printed)."),
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
-        scenarios: list[Path] = typer.Option(
-            [], "--scenarios", help="Scenario directory (repeatable; later ones override). Default: built-in."
-        ),
-        trusted_ip: list[str] = typer.Option(
-            [], "--trusted-ip", help="Peer address allowed to connect (repeatable). Default: 127.0.0.1."
-        ),
-        account: list[str] = typer.Option(
-            [], "--account", help="Managed account (repeatable). Default: DU1234567."
-        ),
-        time_scale: float = typer.Option(1.0, "--time-scale", help="Multiply every scenario delay."),
-        session: Path | None = typer.Option(
-            None, "--session", help="Recorded session file to play back on the wire to each new client."
-        ),
+        port: Annotated[int, typer.Option("--port", help="TCP port; 0 picks a free one (printed).")] = 7497,
+        host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+        scenarios: Annotated[
+            list[Path] | None,
+            typer.Option("--scenarios", help="Scenario directory (repeatable; overrides built-ins by name)."),
+        ] = None,
+        trusted_ip: Annotated[
+            list[str] | None,
+            typer.Option("--trusted-ip", help="Peer address allowed to connect (repeatable). Default: 127.0.0.1."),
+        ] = None,
+        account: Annotated[
+            list[str] | None, typer.Option("--account", help="Managed account (repeatable). Default: DU1234567.")
+        ] = None,
+        time_scale: Annotated[float, typer.Option("--time-scale", help="Multiply every scenario delay.")] = 1.0,
+        session: Annotated[
+            Path | None,
+            typer.Option("--session", help="Recorded session file to play back on the wire to each new client."),
+        ] = None,
     ) -> None:
         """Serve a TWS stand-in that ib_insync / ib_async connect to; stops on Ctrl-C or SIGTERM."""
         from replay.scenarios import BUILTIN_DIR, ScenarioError
@@ -38,8 +42,8 @@ def register(app: typer.Typer) -> None:
                 host=host,
                 port=port,
                 scenarios_dir=dirs,
-                trusted_ips=tuple(trusted_ip) or ("127.0.0.1",),
-                accounts=tuple(account) or ("DU1234567",),
+                trusted_ips=tuple(trusted_ip or ()) or ("127.0.0.1",),
+                accounts=tuple(account or ()) or ("DU1234567",),
                 time_scale=time_scale,
             )
         except ScenarioError as exc:

@@ -1,0 +1,817 @@
+"""Keeps the DuckDB audit read model up to date from the event store, exactly once.
+
+Model (eventsourcing's projection + tracking idea, as a batched catch-up loop, since the stock SQLite
+recorder has no ``subscribe()``):
+
+* Events are read from ``store.read_all(after=position)`` in global order and applied in batches. For
+  each batch, every row it produces **and** the new tracking position are written in ONE DuckDB
+  transaction. A crash anywhere before the commit leaves the previous position and none of the rows; the
+  next run re-reads the same events. Nothing is ever committed per event.
+* Order rows are derived state: they come from the one fold (:class:`ledger.orders.LedgerFold`), the same
+  code the ledger, replay and tests use. The projector keeps the fold in memory and, per batch, rewrites
+  only the orders the batch touched (found from the events' ids, the transitions and the anomalies).
+* So that a new process can continue incrementally, a checkpoint of the fold (pickled, tagged with a
+  hash of the fold's source code) is stored in ``audit_fold`` in the same transaction as the rows at its
+  position. It is written when the tail since the last checkpoint exceeds ``checkpoint_every`` events
+  (and after a build): a fold checkpoint costs time proportional to the whole fold state, so it is not
+  written per batch. On start, the checkpoint is loaded and the events between it and the tracking
+  position are re-folded from the store (the fold is deterministic, so this reproduces the state)
+  without writing anything. A fold whose code changed (hash differs) makes the projection rebuild.
+* A store that no longer holds the event at the tracking position (replaced, or another store's
+  DuckDB file) makes the projection rebuild from scratch; so does a schema version change.
+* ``rebuild()`` builds into a temporary file beside the target and renames it over the old one when
+  complete, so readers never see a half-built projection and a crash during a rebuild loses nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import pickle
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+
+from ledger import events as ev
+from ledger import orders as orders_mod
+from ledger import statemachine as sm
+from ledger.events import Envelope
+from ledger.orders import LedgerFold, OrderView
+from ledger.store import EventStore
+from projections import schema
+from projections.columns import Batch
+
+MAX_ORDER_ID = 2147483647
+PROJECTION = "audit"
+DEFAULT_BATCH = 20_000
+DEFAULT_CHECKPOINT_EVERY = 100_000
+
+_json = msgspec.json.Encoder()
+
+
+class ProjectionError(Exception):
+    """The projection cannot be opened or updated; the message says why and what to do."""
+
+
+def fold_version() -> str:
+    """Identity of the fold's code: a checkpoint made by other code is never resumed."""
+    h = hashlib.sha256()
+    h.update(f"schema:{schema.SCHEMA_VERSION}".encode())
+    for mod in (orders_mod, sm, ev):
+        path = getattr(mod, "__file__", None)
+        if path:
+            h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(position: int, env: Envelope) -> str:
+    return f"{position}:{env.session_id}:{env.seq}:{env.kind}:{env.recv_ns}"
+
+
+# --- row layouts (column name, kind); see projections.columns ------------------------------------
+
+EVENT_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("kind", "s"), ("recv_ns", "i"),
+              ("ts", "t:recv_ns"), ("mono_ns", "i"), ("source", "s"), ("v", "i"), ("correlation_id", "s"),
+              ("causation_id", "s"), ("payload", "s")]
+ORDER_EVENT_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns"),
+                    ("order_key", "s"), ("kind", "s"), ("status", "s"), ("code", "i"), ("exec_id", "s"),
+                    ("shares", "f"), ("price", "f"), ("decision", "s"), ("reason", "s"), ("text", "s"),
+                    ("state_before", "s"), ("state_after", "s"), ("live_before", "b"), ("live_after", "b")]
+TRANSITION_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("ord", "i"), ("order_key", "s"),
+                   ("from_state", "s"), ("to_state", "s"), ("from_overlay", "s"), ("overlay", "s"),
+                   ("broker_status", "s"), ("cause", "s"), ("critical", "s"), ("live_after", "b"),
+                   ("recv_ns", "i"), ("ts", "t:recv_ns")]
+ANOMALY_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("ord", "i"), ("order_key", "s"),
+                ("kind", "s"), ("from_status", "s"), ("to_status", "s"), ("reason", "s"), ("recv_ns", "i"),
+                ("ts", "t:recv_ns")]
+GOVERNOR_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns"),
+                 ("decision", "s"), ("reason", "s"), ("message", "s"), ("action", "s"), ("order_id", "i"),
+                 ("client_id", "i"), ("perm_id", "i"), ("symbol", "s"), ("trading_state", "s"),
+                 ("details", "s"), ("order_key", "s"), ("correlation_id", "s"), ("causation_id", "s")]
+ORDER_COLS = [("key", "s"), ("session_id", "s"), ("perm_id", "i"), ("order_id", "i"), ("client_id", "i"),
+              ("account", "s"), ("symbol", "s"), ("sec_type", "s"), ("con_id", "i"), ("action", "s"),
+              ("total_qty", "f"), ("order_type", "s"), ("lmt_price", "F"), ("aux_price", "F"), ("tif", "s"),
+              ("order_ref", "s"), ("broker_status", "s"), ("why_held", "s"), ("state", "s"), ("overlay", "s"),
+              ("filled", "f"), ("remaining", "f"), ("avg_fill_price", "f"), ("commission", "f"),
+              ("status_filled", "f"), ("status_remaining", "f"), ("status_avg_fill_price", "f"),
+              ("fill_pending", "b"), ("is_live", "b"), ("is_done", "b"), ("placed", "b"), ("unconfirmed", "b"),
+              ("manual", "b"), ("anomaly_count", "i"), ("fill_count", "i"), ("late_fill_count", "i"),
+              ("error_count", "i"), ("first_seen", "t:first_seen_ns"), ("last_update", "t:last_update_ns"),
+              ("first_seen_ns", "i"), ("last_update_ns", "i"), ("acked_ns", "i"), ("first_fill_ns", "i")]
+FILL_COLS = [("order_key", "s"), ("exec_id", "s"), ("exec_prefix", "s"), ("revision", "s"),
+             ("is_correction", "b"), ("superseded", "b"), ("late", "b"), ("shares", "f"), ("price", "f"),
+             ("side", "s"), ("account", "s"), ("exec_time", "s"), ("commission", "F"), ("currency", "s"),
+             ("realized_pnl", "F"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns")]
+SESSION_COLS = [("session_id", "s"), ("events", "i"), ("first_seq", "i"), ("last_seq", "i"), ("missing", "i"),
+                ("first_ns", "i"), ("last_ns", "i"), ("started", "t:first_ns"), ("last_event", "t:last_ns"),
+                ("has_start", "b"), ("has_end", "b"), ("crashed", "b"), ("end_reason", "s"), ("library", "s"),
+                ("library_version", "s"), ("client_id", "i"), ("account", "s"), ("mode", "s"),
+                ("disconnects", "i"), ("link_losses", "i"), ("reconciles", "i"), ("reconciles_unknown", "i")]
+
+
+class _Sess:
+    __slots__ = ("session_id", "events", "first_seq", "last_seq", "first_ns", "last_ns", "has_start", "has_end",
+                 "end_reason", "library", "library_version", "client_id", "account", "mode", "disconnects",
+                 "link_losses", "reconciles", "reconciles_unknown")
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.events = 0
+        self.first_seq = 0
+        self.last_seq = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.has_start = False
+        self.has_end = False
+        self.end_reason: str | None = None
+        self.library: str | None = None
+        self.library_version: str | None = None
+        self.client_id = 0
+        self.account: str | None = None
+        self.mode: str | None = None
+        self.disconnects = 0
+        self.link_losses = 0
+        self.reconciles = 0
+        self.reconciles_unknown = 0
+
+    def row(self) -> list[Any]:
+        missing = (self.last_seq - self.first_seq + 1 - self.events) if self.events else 0
+        return [self.session_id, self.events, self.first_seq, self.last_seq, missing, self.first_ns,
+                self.last_ns, self.has_start, self.has_end, not self.has_end, self.end_reason, self.library,
+                self.library_version, self.client_id, self.account, self.mode, self.disconnects,
+                self.link_losses, self.reconciles, self.reconciles_unknown]
+
+
+_SESSION_ROW_NAMES = [n for n, k in SESSION_COLS if not k.startswith("t:")]
+
+
+class AuditProjection:
+    """The audit read model of one store in one DuckDB file (one writer at a time)."""
+
+    def __init__(self, store: EventStore, path: str | Path, *, batch_events: int = DEFAULT_BATCH,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
+        self.store = store
+        self.path = Path(path)
+        self.batch_events = batch_events
+        self.checkpoint_every = checkpoint_every
+        self.notes: list[str] = []  # what happened that the user should know (rebuilds and why)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._fold: LedgerFold | None = None
+        self._sessions: dict[str, _Sess] = {}
+        self._exec_owner: dict[str, str] = {}
+        self._n_anomalies = 0
+        self.position = 0
+        self.events = 0
+        self.checkpoint_position = 0
+        self._fingerprint = ""
+        # test hook: called inside the transaction after the rows and before the commit
+        self._before_commit: Callable[[int], None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def open(self) -> AuditProjection:
+        if not self.path.parent.exists():
+            raise ProjectionError(f"cannot create {self.path}: directory {self.path.parent} does not exist")
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise ProjectionError(f"cannot open {self.path}: {exc}") from None
+        reason = self._prepare()
+        if reason:
+            self.notes.append(f"rebuilding {self.path.name}: {reason}")
+            self._reset()
+        return self
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        self._fold = None
+
+    def __enter__(self) -> AuditProjection:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise ProjectionError("projection is not open")
+        return self._con
+
+    def _prepare(self) -> str:
+        """Create tables if needed; return why the existing content cannot be continued ("" if it can)."""
+        con = self.con
+        for sql in schema.create_sql():
+            con.execute(sql)
+        meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
+        if not meta:
+            self._write_meta()
+            con.execute("INSERT INTO audit_tracking VALUES (?, 0, 0, '')", [PROJECTION])
+            return ""
+        if meta.get("schema_version") != str(schema.SCHEMA_VERSION):
+            return f"schema version {meta.get('schema_version')} -> {schema.SCHEMA_VERSION}"
+        if meta.get("store_url") != self.store.url:
+            return f"it was built from {meta.get('store_url')}, not {self.store.url}"
+        row = con.execute("SELECT position, events, fingerprint FROM audit_tracking WHERE projection=?",
+                          [PROJECTION]).fetchone()
+        if row is None:
+            return "no tracking row"
+        self.position, self.events, self._fingerprint = int(row[0]), int(row[1]), row[2]
+        ck = con.execute("SELECT position, fold_version FROM audit_fold").fetchone()
+        self.checkpoint_position = int(ck[0]) if ck else 0
+        if self.position and ck is not None and ck[1] != fold_version():
+            return "the order fold's code changed since it was built"
+        if self.position:
+            got = list(self.store.read_all(after=self.position - 1, limit=1))
+            if not got or got[0][0] != self.position or fingerprint(*got[0]) != self._fingerprint:
+                return "the store no longer holds the events it was built from (replaced store?)"
+        for r in con.execute(f"SELECT {', '.join(_SESSION_ROW_NAMES)} FROM sessions").fetchall():
+            self._sessions[r[0]] = _session_from_row(r)
+        return ""
+
+    def _write_meta(self) -> None:
+        self.con.executemany("INSERT INTO audit_meta VALUES (?, ?)", [
+            ["schema_version", str(schema.SCHEMA_VERSION)],
+            ["store_url", self.store.url],  # already redacted by the store: never a password
+            ["projection", PROJECTION],
+        ])
+
+    def _reset(self) -> None:
+        con = self.con
+        for name in schema.TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        for sql in schema.create_sql():
+            con.execute(sql)
+        self._write_meta()
+        con.execute("INSERT INTO audit_tracking VALUES (?, 0, 0, '')", [PROJECTION])
+        self.position = self.events = self.checkpoint_position = 0
+        self._fingerprint = ""
+        self._sessions = {}
+        self._fold = LedgerFold()
+        self._exec_owner = {}
+        self._n_anomalies = 0
+
+    # --- the fold ----------------------------------------------------------------------------------
+
+    def _ensure_fold(self) -> LedgerFold:
+        if self._fold is not None:
+            return self._fold
+        fold = LedgerFold()
+        start = 0
+        row = self.con.execute("SELECT position, fold_version, state FROM audit_fold").fetchone()
+        if row is not None and row[1] == fold_version() and row[0] <= self.position:
+            with _no_gc():
+                fold = pickle.loads(row[2])
+            start = int(row[0])
+        if start < self.position:
+            # deterministic re-fold of the tail the rows already reflect; nothing is written
+            with _no_gc():
+                apply = fold.apply
+                for _pos, env in self.store.read_all(after=start, limit=self.position - start):
+                    apply(env)
+        self._fold = fold
+        self._n_anomalies = len(fold.anomalies)
+        owner = self._exec_owner = {}
+        for v in fold.orders.values():
+            for f in v.fills:
+                owner[f.exec_id] = v.key
+        return fold
+
+    def _checkpoint(self) -> None:
+        assert self._fold is not None
+        with _no_gc():
+            blob = pickle.dumps(self._fold, protocol=pickle.HIGHEST_PROTOCOL)
+        con = self.con
+        con.execute("DELETE FROM audit_fold")
+        con.execute("INSERT INTO audit_fold VALUES (?, ?, ?)", [self.position, fold_version(), blob])
+        self.checkpoint_position = self.position
+
+    # --- catching up -------------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """How many store events are not in the projection yet."""
+        return max(self.store.max_position() - self.position, 0)
+
+    def catch_up(self, limit: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Apply every new store event (at most ``limit``) in batches; return how many were applied."""
+        if self.pending() == 0:
+            return 0
+        self._ensure_fold()
+        done = 0
+        it = self.store.read_all(after=self.position, limit=limit)
+        with _no_gc():
+            while True:
+                batch = _take(it, self.batch_events)
+                if not batch:
+                    break
+                self._apply_batch(batch)
+                done += len(batch)
+                if progress is not None:
+                    progress(done)
+        return done
+
+    def _apply_batch(self, batch: list[tuple[int, Envelope]]) -> None:
+        fold = self._fold
+        assert fold is not None
+        try:
+            rows = self._fold_batch(fold, batch)
+            self._write(rows, batch)
+        except BaseException:
+            # The in-memory fold is ahead of what was committed: drop it; the next catch-up reloads it
+            # from the checkpoint and the store. The sessions map is reloaded from the table.
+            self._fold = None
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            self._reload_sessions()
+            raise
+
+    def _reload_sessions(self) -> None:
+        self._sessions = {}
+        for r in self.con.execute(f"SELECT {', '.join(_SESSION_ROW_NAMES)} FROM sessions").fetchall():
+            self._sessions[r[0]] = _session_from_row(r)
+
+    def _fold_batch(self, fold: LedgerFold, batch: list[tuple[int, Envelope]]) -> _Rows:
+        rows = _Rows()
+        e_pos, e_sid, e_seq, e_kind, e_ns, e_mono, e_src, e_v, e_corr, e_caus, e_pay = (
+            rows.events.cols[n] for n, k in EVENT_COLS if not k.startswith("t:"))
+        oe = rows.order_events.cols
+        tr = rows.transitions.cols
+        an = rows.anomalies.cols
+        gv = rows.governor.cols
+        dirty = rows.dirty
+        sessions = self._sessions
+        touched = rows.sessions
+        apply = fold.apply
+        encode = _json.encode
+        anomalies = fold.anomalies
+        n_anom = self._n_anomalies
+        live_states = sm.LIVE_STATES
+        for pos, env in batch:
+            p = env.payload
+            tp = type(p)
+            sid = env.session_id
+            kind = p.__struct_config__.tag  # type: ignore[attr-defined]
+            # events
+            e_pos.append(pos)
+            e_sid.append(sid)
+            e_seq.append(env.seq)
+            e_kind.append(kind)
+            e_ns.append(env.recv_ns)
+            e_mono.append(env.mono_ns)
+            e_src.append(env.source)
+            e_v.append(env.v)
+            e_corr.append(env.correlation_id)
+            e_caus.append(env.causation_id)
+            e_pay.append(encode(p).decode())
+            # sessions
+            s = sessions.get(sid)
+            if s is None:
+                s = sessions[sid] = _Sess(sid)
+            _session_event(s, env, p, tp)
+            touched[sid] = None
+            # the fold, with the order the event is about looked up before and after
+            look = _LOOKUPS.get(tp)
+            before = look(self, fold, sid, p) if look is not None else None
+            trs = apply(env)
+            after = look(self, fold, sid, p) if look is not None else None
+            if after is not None:
+                key = after.key
+                dirty[key] = None
+                if before is not None and before.key != key:
+                    dirty[before.key] = None
+                if tp is ev.ExecDetails:
+                    self._exec_owner.setdefault(p.exec_id, key)
+                oe["position"].append(pos)
+                oe["session_id"].append(sid)
+                oe["seq"].append(env.seq)
+                oe["recv_ns"].append(env.recv_ns)
+                oe["order_key"].append(key)
+                oe["kind"].append(kind)
+                _order_event_detail(oe, p, tp)
+                oe["state_before"].append(before.state if before is not None else "")
+                oe["state_after"].append(after.state)
+                oe["live_before"].append(before.is_live if before is not None else False)
+                oe["live_after"].append(after.is_live)
+            if trs:
+                for i, t in enumerate(trs):
+                    dirty[t.key] = None
+                    tr["position"].append(pos)
+                    tr["session_id"].append(sid)
+                    tr["seq"].append(env.seq)
+                    tr["ord"].append(i)
+                    tr["order_key"].append(t.key)
+                    tr["from_state"].append(t.from_state)
+                    tr["to_state"].append(t.to_state)
+                    tr["from_overlay"].append(t.from_overlay)
+                    tr["overlay"].append(t.overlay)
+                    tr["broker_status"].append(t.broker_status)
+                    tr["cause"].append(t.cause)
+                    tr["critical"].append(t.critical)
+                    tr["live_after"].append(t.to_state in live_states)
+                    tr["recv_ns"].append(t.recv_ns)
+            if len(anomalies) > n_anom:
+                for i in range(n_anom, len(anomalies)):
+                    a = anomalies[i]
+                    if a.key:
+                        dirty[a.key] = None
+                    an["position"].append(pos)
+                    an["session_id"].append(a.session_id)
+                    an["seq"].append(a.seq)
+                    an["ord"].append(i - n_anom)
+                    an["order_key"].append(a.key)
+                    an["kind"].append(a.kind)
+                    an["from_status"].append(a.from_status)
+                    an["to_status"].append(a.to_status)
+                    an["reason"].append(a.reason)
+                    an["recv_ns"].append(a.recv_ns)
+                n_anom = len(anomalies)
+            if tp is ev.GovernorDecision:
+                gv["position"].append(pos)
+                gv["session_id"].append(sid)
+                gv["seq"].append(env.seq)
+                gv["recv_ns"].append(env.recv_ns)
+                gv["decision"].append(p.decision)
+                gv["reason"].append(p.reason)
+                gv["message"].append(p.message)
+                gv["action"].append(p.action)
+                gv["order_id"].append(p.order_id)
+                gv["client_id"].append(p.client_id or s.client_id)
+                gv["perm_id"].append(p.perm_id)
+                gv["symbol"].append(p.symbol)
+                gv["trading_state"].append(p.trading_state)
+                gv["details"].append(encode(p.details).decode())
+                gv["order_key"].append(after.key if after is not None else None)
+                gv["correlation_id"].append(env.correlation_id)
+                gv["causation_id"].append(env.causation_id)
+        self._n_anomalies = n_anom
+        # the current rows of every touched order
+        orders = fold.orders
+        oc = rows.orders.cols
+        fc = rows.fills.cols
+        owner = self._exec_owner
+        for key in dirty:
+            v = orders.get(key)
+            if v is None:
+                continue  # merged into another order: its row goes
+            _order_row(oc, v)
+            for f in v.fills:
+                owner[f.exec_id] = key
+                _fill_row(fc, key, f)
+        sc = rows.sessions_batch.cols
+        for sid in touched:
+            for name, value in zip(_SESSION_ROW_NAMES, sessions[sid].row(), strict=True):
+                sc[name].append(value)
+        return rows
+
+    def _write(self, rows: _Rows, batch: list[tuple[int, Envelope]]) -> None:
+        con = self.con
+        last_pos, last_env = batch[-1]
+        con.execute("BEGIN TRANSACTION")
+        rows.events.flush(con)
+        rows.order_events.flush(con)
+        rows.transitions.flush(con)
+        rows.anomalies.flush(con)
+        rows.governor.flush(con)
+        if rows.dirty:
+            keys = _key_relation(con, list(rows.dirty))
+            try:
+                con.execute(f"DELETE FROM orders WHERE key IN (SELECT k FROM {keys})")
+                con.execute(f"DELETE FROM fills WHERE order_key IN (SELECT k FROM {keys})")
+            finally:
+                con.unregister(keys)
+            rows.orders.flush(con)
+            rows.fills.flush(con)
+        if rows.sessions:
+            keys = _key_relation(con, list(rows.sessions))
+            try:
+                con.execute(f"DELETE FROM sessions WHERE session_id IN (SELECT k FROM {keys})")
+            finally:
+                con.unregister(keys)
+            rows.sessions_batch.flush(con)
+        position = last_pos
+        events = self.events + len(batch)
+        fp = fingerprint(last_pos, last_env)
+        con.execute("UPDATE audit_tracking SET position=?, events=?, fingerprint=? WHERE projection=?",
+                    [position, events, fp, PROJECTION])
+        old = (self.position, self.events, self._fingerprint, self.checkpoint_position)
+        self.position, self.events, self._fingerprint = position, events, fp
+        try:
+            if position - self.checkpoint_position >= self.checkpoint_every:
+                self._checkpoint()
+            if self._before_commit is not None:
+                self._before_commit(position)
+            con.execute("COMMIT")
+        except BaseException:
+            self.position, self.events, self._fingerprint, self.checkpoint_position = old
+            raise
+
+    def checkpoint(self) -> None:
+        """Write a fold checkpoint at the current position (after a build, or on a clean exit)."""
+        if self._fold is None or self.checkpoint_position == self.position:
+            return
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self._checkpoint()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # --- lookups: the order an event is about (public fold API only) -------------------------------
+
+    def _client(self, sid: str, cid: int) -> int:
+        if cid:
+            return cid
+        s = self._sessions.get(sid)
+        return s.client_id if s is not None else 0
+
+
+class _Rows:
+    __slots__ = ("events", "order_events", "transitions", "anomalies", "governor", "orders", "fills",
+                 "sessions_batch", "dirty", "sessions")
+
+    def __init__(self) -> None:
+        self.events = Batch("events", EVENT_COLS)
+        self.order_events = Batch("order_events", ORDER_EVENT_COLS)
+        self.transitions = Batch("transitions", TRANSITION_COLS)
+        self.anomalies = Batch("anomalies", ANOMALY_COLS)
+        self.governor = Batch("governor_decisions", GOVERNOR_COLS)
+        self.orders = Batch("orders", ORDER_COLS)
+        self.fills = Batch("fills", FILL_COLS)
+        self.sessions_batch = Batch("sessions", SESSION_COLS)
+        self.dirty: dict[str, None] = {}
+        self.sessions: dict[str, None] = {}
+
+
+def _by_ids(proj: AuditProjection, fold: LedgerFold, sid: str, cid: int, oid: int, pid: int) -> OrderView | None:
+    if pid > 0:
+        v = fold.order_by_perm(pid)
+        if v is not None:
+            return v
+    if oid != 0 and oid != MAX_ORDER_ID:
+        return fold.order_for(proj._client(sid, cid), oid, sid)
+    return None
+
+
+def _look_broker(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    return _by_ids(proj, fold, sid, p.client_id, p.order_id, p.perm_id)
+
+
+def _look_completed(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    return _by_ids(proj, fold, sid, p.client_id, 0, p.perm_id)
+
+
+def _look_intent(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    return _by_ids(proj, fold, sid, p.client_id, p.order_id, 0)
+
+
+def _look_cancel(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    return _by_ids(proj, fold, sid, p.client_id, p.order_id, p.perm_id)
+
+
+def _look_error(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    if p.req_id <= 0:
+        return None
+    return fold.order_for(proj._client(sid, 0), p.req_id, sid)
+
+
+def _look_decision(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    if p.order_id <= 0 or p.order_id == MAX_ORDER_ID:
+        return None
+    return fold.order_for(proj._client(sid, p.client_id), p.order_id, sid)
+
+
+def _look_commission(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
+    key = proj._exec_owner.get(p.exec_id)
+    return fold.orders.get(key) if key is not None else None
+
+
+_LOOKUPS: dict[type, Callable[[AuditProjection, LedgerFold, str, Any], OrderView | None]] = {
+    ev.OrderStatus: _look_broker,
+    ev.OpenOrder: _look_broker,
+    ev.CompletedOrder: _look_completed,
+    ev.ExecDetails: _look_broker,
+    ev.CommissionReport: _look_commission,
+    ev.Error: _look_error,
+    ev.PlaceOrder: _look_intent,
+    ev.ModifyOrder: _look_intent,
+    ev.CancelOrder: _look_cancel,
+    ev.GovernorDecision: _look_decision,
+}
+
+
+def _order_event_detail(oe: dict[str, list[Any]], p: Any, tp: type) -> None:
+    status = code = exec_id = decision = reason = text = None
+    shares = price = 0.0
+    c = 0
+    if tp is ev.OrderStatus:
+        status = p.status
+        shares, price = p.filled, p.avg_fill_price
+        text = p.why_held or None
+    elif tp is ev.OpenOrder or tp is ev.CompletedOrder:
+        status = p.status or None
+        shares = p.total_qty
+        price = p.lmt_price if p.lmt_price is not None else 0.0
+    elif tp is ev.ExecDetails:
+        exec_id, shares, price = p.exec_id, p.shares, p.price
+    elif tp is ev.CommissionReport:
+        exec_id, price = p.exec_id, p.commission
+    elif tp is ev.Error:
+        c = p.code
+        text = p.message
+    elif tp is ev.GovernorDecision:
+        decision, reason, text = p.decision, p.reason, p.message or None
+    elif tp is ev.CancelOrder:
+        reason = p.reason or None
+    elif tp is ev.PlaceOrder or tp is ev.ModifyOrder:
+        shares = p.total_qty
+        price = p.lmt_price if p.lmt_price is not None else 0.0
+    code = c
+    oe["status"].append(status)
+    oe["code"].append(code)
+    oe["exec_id"].append(exec_id)
+    oe["shares"].append(shares)
+    oe["price"].append(price)
+    oe["decision"].append(decision)
+    oe["reason"].append(reason)
+    oe["text"].append(text)
+
+
+def _order_row(oc: dict[str, list[Any]], v: OrderView) -> None:
+    oc["key"].append(v.key)
+    oc["session_id"].append(v.session_id)
+    oc["perm_id"].append(v.perm_id)
+    oc["order_id"].append(v.order_id)
+    oc["client_id"].append(v.client_id)
+    oc["account"].append(v.account)
+    oc["symbol"].append(v.symbol)
+    oc["sec_type"].append(v.sec_type)
+    oc["con_id"].append(v.con_id)
+    oc["action"].append(v.action)
+    oc["total_qty"].append(v.total_qty)
+    oc["order_type"].append(v.order_type)
+    oc["lmt_price"].append(v.lmt_price)
+    oc["aux_price"].append(v.aux_price)
+    oc["tif"].append(v.tif)
+    oc["order_ref"].append(v.order_ref)
+    oc["broker_status"].append(v.broker_status)
+    oc["why_held"].append(v.why_held)
+    oc["state"].append(v.state)
+    oc["overlay"].append(v.overlay)
+    oc["filled"].append(v.filled)
+    oc["remaining"].append(v.remaining)
+    oc["avg_fill_price"].append(v.avg_fill_price)
+    oc["commission"].append(v.commission)
+    oc["status_filled"].append(v.broker_filled)
+    oc["status_remaining"].append(v.broker_remaining)
+    oc["status_avg_fill_price"].append(v.broker_avg_fill_price)
+    oc["fill_pending"].append(v.fill_pending)
+    oc["is_live"].append(v.is_live)
+    oc["is_done"].append(v.is_done)
+    oc["placed"].append(v.placed)
+    oc["unconfirmed"].append(v.unconfirmed)
+    oc["manual"].append(v.manual)
+    oc["anomaly_count"].append(v.anomaly_count)
+    oc["fill_count"].append(sum(1 for f in v.fills if not f.superseded))
+    oc["late_fill_count"].append(v.late_fill)
+    oc["error_count"].append(len(v.errors))
+    oc["first_seen_ns"].append(v.first_seen_ns)
+    oc["last_update_ns"].append(v.last_update_ns)
+    oc["acked_ns"].append(v.acked_ns)
+    oc["first_fill_ns"].append(v.first_fill_ns)
+
+
+def _fill_row(fc: dict[str, list[Any]], key: str, f: Any) -> None:
+    fc["order_key"].append(key)
+    fc["exec_id"].append(f.exec_id)
+    fc["exec_prefix"].append(f.family)
+    fc["revision"].append(f.revision)
+    fc["is_correction"].append(f.correction)
+    fc["superseded"].append(f.superseded)
+    fc["late"].append(f.late)
+    fc["shares"].append(f.shares)
+    fc["price"].append(f.price)
+    fc["side"].append(f.side)
+    fc["account"].append(f.account)
+    fc["exec_time"].append(f.time)
+    fc["commission"].append(f.commission)
+    fc["currency"].append(f.currency)
+    fc["realized_pnl"].append(f.realized_pnl)
+    fc["session_id"].append(f.session_id)
+    fc["seq"].append(f.seq)
+    fc["recv_ns"].append(f.recv_ns)
+
+
+def _session_event(s: _Sess, env: Envelope, p: Any, tp: type) -> None:
+    seq = env.seq
+    ns = env.recv_ns
+    if s.events == 0:
+        s.first_seq = s.last_seq = seq
+        s.first_ns = s.last_ns = ns
+    else:
+        if seq < s.first_seq:
+            s.first_seq = seq
+        if seq > s.last_seq:
+            s.last_seq = seq
+        if ns < s.first_ns:
+            s.first_ns = ns
+        if ns > s.last_ns:
+            s.last_ns = ns
+    s.events += 1
+    if tp is ev.SessionStarted:
+        s.has_start = True
+        s.library, s.library_version = p.library, p.library_version
+        s.client_id = p.client_id
+        s.account = p.account or None
+        s.mode = p.mode
+    elif tp is ev.SessionEnded:
+        s.has_end = True
+        s.end_reason = p.reason
+    elif tp is ev.Connected:
+        s.client_id = p.client_id
+    elif tp is ev.Disconnected:
+        s.disconnects += 1
+    elif tp is ev.Error:
+        if p.code == sm.ERR_CONNECTIVITY_LOST:
+            s.link_losses += 1
+    elif tp is ev.ReconcileEnded:
+        s.reconciles += 1
+        if not p.ok or p.unknown:
+            s.reconciles_unknown += 1
+
+
+def _session_from_row(r: tuple[Any, ...]) -> _Sess:
+    s = _Sess(r[0])
+    d = dict(zip(_SESSION_ROW_NAMES, r, strict=True))
+    for name in _Sess.__slots__:
+        if name in d:
+            setattr(s, name, d[name])
+    return s
+
+
+def _key_relation(con: duckdb.DuckDBPyConnection, keys: list[str]) -> str:
+    import numpy as np
+
+    name = f"_ibl_keys_{id(keys)}"
+    con.register(name, {"k": np.array(keys, dtype=object)})
+    return name
+
+
+def _take(it: Iterator[tuple[int, Envelope]], n: int) -> list[tuple[int, Envelope]]:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Bulk work allocates millions of acyclic objects: the cyclic GC only slows it down (~2x)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+# --- entry points ----------------------------------------------------------------------------------
+
+
+def update(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
+           batch_events: int = DEFAULT_BATCH) -> tuple[int, list[str]]:
+    """Bring the projection at ``path`` up to date; return (events applied, notes)."""
+    with AuditProjection(store, path, batch_events=batch_events) as proj:
+        n = proj.catch_up(progress=progress)
+        return n, proj.notes
+
+
+def rebuild(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
+            batch_events: int = DEFAULT_BATCH) -> int:
+    """Build the projection from scratch into a temporary file, then replace ``path`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".rebuild")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        if p.exists():
+            p.unlink()
+    with AuditProjection(store, tmp, batch_events=batch_events) as proj:
+        n = proj.catch_up(progress=progress)
+        proj.checkpoint()
+    wal = Path(str(path) + ".wal")
+    if wal.exists():
+        wal.unlink()
+    os.replace(tmp, path)
+    return n
