@@ -25,6 +25,8 @@ def from_msgpack(data: bytes) -> Envelope:
         env = _mp_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise SchemaError(f"stored event does not match this ibledger's schema: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"stored event is not valid msgpack (corrupt bytes?): {exc}") from exc
     return check_version(env)
 
 

@@ -224,7 +224,7 @@ class Reconciler:
                 continue
             try:
                 await asyncio.wait_for(self._request(query), self.timeout)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 log.warning("reconciliation (%s): %s timed out after %.1fs", reason, query, self.timeout)
                 failed.append(query)
             except Exception as exc:  # noqa: BLE001 - ConnectionError etc.: the answer is unknown
@@ -328,7 +328,7 @@ async def keep_connected(
                     wait = max(0.0, delay * (1.0 + jitter * (2.0 * rng.random() - 1.0)))
                     log.warning("connect to %s:%s failed (%s); retrying in %.2fs", host, port, detail, wait)
                     tell("failed", detail)
-                    with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), wait)
                     delay = min(delay * 2.0, max_delay)
                     continue
@@ -348,7 +348,7 @@ async def keep_connected(
             if not ib.isConnected():
                 tell("disconnected", "connection lost")
                 wait = max(0.0, initial_delay * (1.0 + jitter * (2.0 * rng.random() - 1.0)))
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
             lost.clear()
     finally:

@@ -105,9 +105,7 @@ class SeqConflict(StoreError):
         self.expected = expected
         self.got = got
         what = "duplicate" if got < expected else "gap"
-        msg = (
-            f"session {session_id}: expected seq {expected}, got {got} ({what}); nothing of the batch written"
-        )
+        msg = f"session {session_id}: expected seq {expected}, got {got} ({what}); nothing of the batch written"
         if detail:
             msg += f" [{detail}]"
         super().__init__(msg)
@@ -186,9 +184,7 @@ class StoreURL(Struct, frozen=True, kw_only=True):
 
 # --- URL parsing --------------------------------------------------------------------------------
 
-_EXAMPLES = (
-    "use sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host:5432/dbname"
-)
+_EXAMPLES = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host:5432/dbname"
 _SQLITE_PARAMS = {"synchronous", "lock_timeout"}
 _PG_PARAMS = {"schema", "lock_timeout", "connect_timeout"}
 
@@ -241,9 +237,7 @@ def parse_url(url: str) -> StoreURL:
         _check_params(params, _SQLITE_PARAMS, safe)
         sync = params.get("synchronous", "FULL").upper()
         if sync not in ("FULL", "NORMAL", "EXTRA"):
-            raise StoreURLError(
-                f"store URL {safe!r}: synchronous must be FULL, EXTRA or NORMAL, got {sync!r}"
-            )
+            raise StoreURLError(f"store URL {safe!r}: synchronous must be FULL, EXTRA or NORMAL, got {sync!r}")
         params["synchronous"] = sync
         _number_param(params, "lock_timeout", safe)
         return StoreURL(scheme="sqlite", path=path, params=params, redacted=safe)
@@ -260,9 +254,7 @@ def parse_url(url: str) -> StoreURL:
         _number_param(params, "lock_timeout", safe)
         _number_param(params, "connect_timeout", safe)
         schema = params.get("schema", "")
-        if schema and not (
-            schema.replace("_", "a").isalnum() and not schema[0].isdigit() and len(schema) < 64
-        ):
+        if schema and not (schema.replace("_", "a").isalnum() and not schema[0].isdigit() and len(schema) < 64):
             raise StoreURLError(
                 f"store URL {safe!r}: schema must be a plain identifier (letters, digits, _), got {schema!r}"
             )
@@ -296,8 +288,7 @@ def _check_params(params: dict[str, str], allowed: set[str], safe: str) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise StoreURLError(
-            f"store URL {safe!r}: unknown parameter(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed))}"
+            f"store URL {safe!r}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
         )
 
 
@@ -332,9 +323,7 @@ def topic_for(env: Envelope) -> str:
     return f"ibledger:{env.kind}:v{env.v}"
 
 
-def decode_row(
-    position: int, state: bytes, session_id: str | None = None, seq: int | None = None
-) -> Envelope:
+def decode_row(position: int, state: bytes, session_id: str | None = None, seq: int | None = None) -> Envelope:
     try:
         return codec.from_msgpack(state)
     except (SchemaError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -359,6 +348,7 @@ class SessionPart(Struct):
     has_start: bool
     has_end: bool
     states: list[bytes]
+    bad: tuple[int, int] | None = None  # first (expected, got) discontinuity inside the batch
 
 
 class Batch(Struct):
@@ -374,8 +364,8 @@ _TOPICS: dict[tuple[type, int], str] = {}
 def prepare(envs: Sequence[Envelope]) -> Batch:
     """Encode and check a batch outside the transaction (keeps the write lock short).
 
-    Within the batch, each session's seqs must already be contiguous; whether the first one follows
-    the stored last seq is checked under the write lock by :func:`plan_heads`.
+    Seqs are checked by :func:`plan_heads` under the write lock: first whether a session's first seq in
+    the batch follows the stored last seq, then that its seqs are contiguous within the batch.
     """
     rows: list[tuple[str, int, str, bytes]] = []
     parts: dict[str, SessionPart] = {}
@@ -401,17 +391,13 @@ def prepare(envs: Sequence[Envelope]) -> Batch:
             u = originator_id_for(sid)
             oid = str(u)
             if oid in parts:
-                raise StoreError(
-                    f"session ids {parts[oid].session_id!r} and {sid!r} map to one originator id {oid}"
-                )
-            part = parts[oid] = SessionPart(
-                sid, u, oid, seq, seq, env.recv_ns, env.recv_ns, False, False, [state]
-            )
+                raise StoreError(f"session ids {parts[oid].session_id!r} and {sid!r} map to one originator id {oid}")
+            part = parts[oid] = SessionPart(sid, u, oid, seq, seq, env.recv_ns, env.recv_ns, False, False, [state])
             got = by_sid[sid] = (part, u.hex)
         else:
             part = got[0]
-            if seq != part.last_seq + 1:
-                raise SeqConflict(sid, part.last_seq + 1, seq)
+            if seq != part.last_seq + 1 and part.bad is None:
+                part.bad = (part.last_seq + 1, seq)  # raised by plan_heads, after the stored seq is checked
             part.last_seq = seq
             part.last_ns = env.recv_ns
             part.states.append(state)
@@ -441,6 +427,8 @@ def plan_heads(batch: Batch, heads: dict[str, SessionHead]) -> tuple[list[Sessio
         expected = h.last_seq + 1 if h is not None else 1
         if part.first_seq != expected:
             raise SeqConflict(part.session_id, expected, part.first_seq)
+        if part.bad is not None:
+            raise SeqConflict(part.session_id, *part.bad)
         chain = h.chain if h is not None else EMPTY_CHAIN
         for state in part.states:
             chain = sha(chain + state).digest()
@@ -569,8 +557,7 @@ class EventStore(ABC):
         if len(matches) > 1:
             shown = ", ".join(sorted(matches)[:5]) + (" ..." if len(matches) > 5 else "")
             raise StoreError(
-                f"session prefix {prefix!r} is ambiguous ({len(matches)} sessions: {shown}): "
-                "give more characters"
+                f"session prefix {prefix!r} is ambiguous ({len(matches)} sessions: {shown}): give more characters"
             )
         return matches[0]
 

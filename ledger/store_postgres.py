@@ -76,8 +76,7 @@ class PostgresEventStore(EventStore):
             "SELECT MIN(originator_version) FROM {0}.{1} WHERE originator_id=%s AND originator_version>=%s"
         ).format(s, t)
         self._sql_page_all = SQL(
-            "SELECT notification_id, state FROM {0}.{1} "
-            "WHERE notification_id>%s ORDER BY notification_id LIMIT %s"
+            "SELECT notification_id, state FROM {0}.{1} WHERE notification_id>%s ORDER BY notification_id LIMIT %s"
         ).format(s, t)
         self._sql_page_raw = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {0}.{1} "
@@ -87,12 +86,10 @@ class PostgresEventStore(EventStore):
         self._sql_heads_in = SQL("SELECT " + _HEAD_COLS + " FROM {0} WHERE originator_id = ANY(%s)").format(
             self._t_sessions
         )
-        self._sql_head = SQL("SELECT " + _HEAD_COLS + " FROM {0} WHERE originator_id = %s").format(
+        self._sql_head = SQL("SELECT " + _HEAD_COLS + " FROM {0} WHERE originator_id = %s").format(self._t_sessions)
+        self._sql_insert_heads = SQL("INSERT INTO {0} (" + _HEAD_COLS + ") VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)").format(
             self._t_sessions
         )
-        self._sql_insert_heads = SQL(
-            "INSERT INTO {0} (" + _HEAD_COLS + ") VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        ).format(self._t_sessions)
         self._sql_update_heads = SQL(
             "UPDATE {0} SET last_seq=%s, events=%s, last_ns=%s, has_start=%s, has_end=%s, chain=%s "
             "WHERE originator_id=%s"
@@ -126,15 +123,11 @@ class PostgresEventStore(EventStore):
                 try:
                     if not self._tables_exist():
                         with self.datastore.transaction(commit=True) as curs:
-                            curs.execute(
-                                SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(self.schema))
-                            )
+                            curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(self.schema)))
                         self.recorder.create_table()
                         self._create_side_tables()
                 finally:
-                    lock_conn.execute(
-                        "SELECT pg_advisory_unlock(hashtext(%s))", (f"ibledger-ddl:{self.schema}",)
-                    )
+                    lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"ibledger-ddl:{self.schema}",))
         self.datastore.register_type_adapters()
         with self.datastore.transaction(commit=False) as curs:
             meta = SQL("{0}.{1}").format(Identifier(self.schema), Identifier(META_TABLE))
@@ -142,8 +135,7 @@ class PostgresEventStore(EventStore):
             fmt = int(curs.fetchone()["value"])  # type: ignore[index]
         if fmt > STORE_FORMAT:
             raise StoreError(
-                f"{self.url} has store format {fmt}, this ibledger reads up to {STORE_FORMAT}: "
-                "upgrade ibledger"
+                f"{self.url} has store format {fmt}, this ibledger reads up to {STORE_FORMAT}: upgrade ibledger"
             )
 
     def _tables_exist(self) -> bool:
@@ -170,9 +162,7 @@ class PostgresEventStore(EventStore):
                 ).format(SQL("{0}.{1}").format(Identifier(self.schema), Identifier(SESSIONS_TABLE)))
             )
             meta = SQL("{0}.{1}").format(Identifier(self.schema), Identifier(META_TABLE))
-            curs.execute(
-                SQL("CREATE TABLE IF NOT EXISTS {0} (key text PRIMARY KEY, value text NOT NULL)").format(meta)
-            )
+            curs.execute(SQL("CREATE TABLE IF NOT EXISTS {0} (key text PRIMARY KEY, value text NOT NULL)").format(meta))
             curs.execute(
                 SQL("INSERT INTO {0} VALUES ('format', %s) ON CONFLICT DO NOTHING").format(meta),
                 (str(STORE_FORMAT),),
@@ -233,8 +223,7 @@ class PostgresEventStore(EventStore):
             ) from None
         except psycopg.errors.LockNotAvailable:
             raise StoreError(
-                f"{self.url}: another writer held the events table lock longer than lock_timeout; "
-                "nothing written"
+                f"{self.url}: another writer held the events table lock longer than lock_timeout; nothing written"
             ) from None
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: append failed ({self._clean(exc)})") from None
@@ -251,18 +240,14 @@ class PostgresEventStore(EventStore):
         self._check_open()
         with self._conn() as conn, conn.cursor() as curs:
             curs.execute(
-                SQL("SELECT " + _HEAD_COLS + " FROM {0} ORDER BY first_ns, session_id").format(
-                    self._t_sessions
-                )
+                SQL("SELECT " + _HEAD_COLS + " FROM {0} ORDER BY first_ns, session_id").format(self._t_sessions)
             )
             return [_head(r) for r in curs.fetchall()]
 
     def _find_prefix(self, prefix: str) -> list[str]:
         with self._conn() as conn, conn.cursor() as curs:
             curs.execute(
-                SQL("SELECT session_id FROM {0} WHERE substr(session_id, 1, %s)=%s LIMIT 50").format(
-                    self._t_sessions
-                ),
+                SQL("SELECT session_id FROM {0} WHERE substr(session_id, 1, %s)=%s LIMIT 50").format(self._t_sessions),
                 (len(prefix), prefix),
             )
             return [r["session_id"] for r in curs.fetchall()]

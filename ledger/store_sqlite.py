@@ -75,9 +75,7 @@ class _Datastore(SQLiteDatastore):
     def __init__(self, db_name: str, *, synchronous: str, lock_timeout: float) -> None:
         super().__init__(db_name, lock_timeout=lock_timeout, pool_size=4, max_overflow=8, pool_timeout=30.0)  # type: ignore[arg-type]
         self.pool.close()
-        pool = _Pool(
-            db_name=db_name, lock_timeout=lock_timeout, pool_size=4, max_overflow=8, pool_timeout=30.0
-        )  # type: ignore[arg-type]
+        pool = _Pool(db_name=db_name, lock_timeout=lock_timeout, pool_size=4, max_overflow=8, pool_timeout=30.0)  # type: ignore[arg-type]
         pool.synchronous = synchronous
         self.pool = pool
 
@@ -103,9 +101,7 @@ class SQLiteEventStore(EventStore):
             f"WHERE originator_id=? AND originator_version>=? AND originator_version<? "
             "ORDER BY originator_version"
         )
-        self._sql_next_seq = (
-            f"SELECT MIN(originator_version) FROM {t} WHERE originator_id=? AND originator_version>=?"
-        )
+        self._sql_next_seq = f"SELECT MIN(originator_version) FROM {t} WHERE originator_id=? AND originator_version>=?"
         self._sql_page_all = f"SELECT rowid, state FROM {t} WHERE rowid>? ORDER BY rowid LIMIT ?"
         self._sql_page_raw = (
             f"SELECT rowid, originator_id, originator_version, topic, state FROM {t} "
@@ -128,8 +124,7 @@ class SQLiteEventStore(EventStore):
             fmt = int(c.fetchone()[0])
         if fmt > STORE_FORMAT:
             raise StoreError(
-                f"{self.url} has store format {fmt}, this ibledger reads up to {STORE_FORMAT}: "
-                "upgrade ibledger"
+                f"{self.url} has store format {fmt}, this ibledger reads up to {STORE_FORMAT}: upgrade ibledger"
             )
 
     # -- transactions
@@ -225,8 +220,7 @@ class SQLiteEventStore(EventStore):
         for i in range(0, len(oids), 500):
             chunk = oids[i : i + 500]
             c.execute(
-                f"SELECT {_HEAD_COLS} FROM {SESSIONS_TABLE} "
-                f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT {_HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
             for row in c.fetchall():

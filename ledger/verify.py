@@ -93,9 +93,7 @@ def verify(store: EventStore) -> VerifyReport:
         if row.topic != f"ibledger:{env.kind}:v{env.v}":
             problems.append(f"position {row.position}: topic {row.topic!r} does not match kind {env.kind!r}")
         for p in problems:
-            report.tampered.append(
-                Tampered(s.session_id or row.originator_id, f"position {row.position}: {p}")
-            )
+            report.tampered.append(Tampered(s.session_id or row.originator_id, f"position {row.position}: {p}"))
         if env.kind == "session_ended":
             s.has_end = True
         _advance(report, s, row.originator_id, row.seq)
@@ -116,8 +114,7 @@ def verify(store: EventStore) -> VerifyReport:
             report.tampered.append(
                 Tampered(
                     name,
-                    f"head says {h.events} events up to seq {h.last_seq}, "
-                    f"found {s.events} up to seq {s.last_seq}",
+                    f"head says {h.events} events up to seq {h.last_seq}, found {s.events} up to seq {s.last_seq}",
                 )
             )
         elif h.chain != s.chain and not s.broken:

@@ -381,13 +381,17 @@ class AuditProjection:
             # the fold, with the order the event is about looked up before and after
             look = _LOOKUPS.get(tp)
             before = look(self, fold, sid, p) if look is not None else None
+            if before is not None:  # views are mutated in place: read them before the fold runs
+                key_before, state_before, live_before = before.key, before.state, before.is_live
+            else:
+                key_before, state_before, live_before = "", "", False
             trs = apply(env)
             after = look(self, fold, sid, p) if look is not None else None
             if after is not None:
                 key = after.key
                 dirty[key] = None
-                if before is not None and before.key != key:
-                    dirty[before.key] = None
+                if key_before and key_before != key:
+                    dirty[key_before] = None
                 if tp is ev.ExecDetails:
                     self._exec_owner.setdefault(p.exec_id, key)
                 oe["position"].append(pos)
@@ -397,9 +401,9 @@ class AuditProjection:
                 oe["order_key"].append(key)
                 oe["kind"].append(kind)
                 _order_event_detail(oe, p, tp)
-                oe["state_before"].append(before.state if before is not None else "")
+                oe["state_before"].append(state_before)
                 oe["state_after"].append(after.state)
-                oe["live_before"].append(before.is_live if before is not None else False)
+                oe["live_before"].append(live_before)
                 oe["live_after"].append(after.is_live)
             if trs:
                 for i, t in enumerate(trs):

@@ -37,70 +37,109 @@ TABLES: dict[str, str] = {
         fold_version VARCHAR NOT NULL,
         state BLOB NOT NULL
     """,
+    # Every stored event, with the whole payload as JSON: any field is queryable, e.g.
+    # SELECT payload->>'$.status' FROM events WHERE kind = 'order_status'.
     "events": """
         position BIGINT NOT NULL,          -- global store position
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         kind VARCHAR NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP NOT NULL,
+        ts TIMESTAMP,
         mono_ns BIGINT NOT NULL,
         source VARCHAR NOT NULL,
-        v INTEGER NOT NULL,
+        v BIGINT NOT NULL,
         correlation_id VARCHAR,
         causation_id VARCHAR,
-        payload JSON NOT NULL              -- the whole payload, e.g. payload->>'$.status'
+        payload JSON NOT NULL
     """,
+    # The fold's orders, one row per OrderView, equal to ledger.orders.fold(...) field for field.
     "orders": """
-        key VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,              -- perm:<permId>, or <session>:<client>:<orderId>[~n]
+        session_id VARCHAR NOT NULL,       -- the session the order was first seen in
         perm_id BIGINT NOT NULL,
         order_id BIGINT NOT NULL,
         client_id BIGINT NOT NULL,
         account VARCHAR NOT NULL,
         symbol VARCHAR NOT NULL,
         sec_type VARCHAR NOT NULL,
+        con_id BIGINT NOT NULL,
         action VARCHAR NOT NULL,
         total_qty DOUBLE NOT NULL,
         order_type VARCHAR NOT NULL,
         lmt_price DOUBLE,
+        aux_price DOUBLE,
+        tif VARCHAR NOT NULL,
         order_ref VARCHAR NOT NULL,
-        broker_status VARCHAR NOT NULL,
-        state VARCHAR NOT NULL,
-        overlay VARCHAR NOT NULL,
+        broker_status VARCHAR NOT NULL,    -- last IB status accepted by the state table ('' = none)
+        why_held VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,            -- ledger state (ledger.statemachine)
+        overlay VARCHAR NOT NULL,          -- '' | PendingCancel | PendingModify
         filled DOUBLE NOT NULL,            -- from executions (fills are facts)
         remaining DOUBLE NOT NULL,
         avg_fill_price DOUBLE NOT NULL,
         commission DOUBLE NOT NULL,
-        status_filled DOUBLE,              -- what the last applied orderStatus said
-        status_remaining DOUBLE,
-        is_live BOOLEAN NOT NULL,
+        status_filled DOUBLE NOT NULL,     -- what the last accepted orderStatus said
+        status_remaining DOUBLE NOT NULL,
+        status_avg_fill_price DOUBLE NOT NULL,
+        fill_pending BOOLEAN NOT NULL,     -- the broker reports more filled than executions cover
+        is_live BOOLEAN NOT NULL,          -- can execute at any moment
         is_done BOOLEAN NOT NULL,
+        placed BOOLEAN NOT NULL,
+        unconfirmed BOOLEAN NOT NULL,      -- placed, never acknowledged: NOT failed
         manual BOOLEAN NOT NULL,
-        unconfirmed BOOLEAN NOT NULL,
-        anomaly_count INTEGER NOT NULL,
-        fill_count INTEGER NOT NULL,
-        late_fill_count INTEGER NOT NULL,
+        anomaly_count BIGINT NOT NULL,
+        fill_count BIGINT NOT NULL,        -- executions counted (corrections replace, not add)
+        late_fill_count BIGINT NOT NULL,
+        error_count BIGINT NOT NULL,
         first_seen TIMESTAMP,
         last_update TIMESTAMP,
-        first_seen_ns BIGINT,
-        last_update_ns BIGINT,
-        acked_ns BIGINT,
-        first_fill_ns BIGINT
+        first_seen_ns BIGINT NOT NULL,
+        last_update_ns BIGINT NOT NULL,
+        acked_ns BIGINT NOT NULL,          -- first broker message about the order (0 = none)
+        first_fill_ns BIGINT NOT NULL      -- 0 = none
+    """,
+    # Every event about an order, with the order's ledger state just before and after it: the
+    # per-order timeline (statuses, executions, commissions, errors, intents, governor decisions).
+    "order_events": """
+        position BIGINT NOT NULL,
+        session_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        recv_ns BIGINT NOT NULL,
+        ts TIMESTAMP,
+        order_key VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        status VARCHAR,                    -- order_status / open_order / completed_order
+        code BIGINT NOT NULL,              -- error code (0 otherwise)
+        exec_id VARCHAR,                   -- exec_details / commission_report
+        shares DOUBLE NOT NULL,            -- execution shares, status filled, or order quantity
+        price DOUBLE NOT NULL,             -- execution price, avg fill price, limit, or commission
+        decision VARCHAR,                  -- governor_decision
+        reason VARCHAR,
+        text VARCHAR,                      -- error message, whyHeld, governor message
+        state_before VARCHAR NOT NULL,     -- '' when the event created the order
+        state_after VARCHAR NOT NULL,
+        live_before BOOLEAN NOT NULL,
+        live_after BOOLEAN NOT NULL
     """,
     "transitions": """
         position BIGINT NOT NULL,          -- the event that caused it
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
-        ord INTEGER NOT NULL,              -- order of transitions within one event
+        ord BIGINT NOT NULL,               -- order of transitions within one event
         order_key VARCHAR NOT NULL,
         from_state VARCHAR NOT NULL,
-        to_state VARCHAR NOT NULL,
+        to_state VARCHAR NOT NULL,         -- 'Merged': the record turned out to be another order
+        from_overlay VARCHAR NOT NULL,
+        overlay VARCHAR NOT NULL,
         broker_status VARCHAR NOT NULL,
-        critical VARCHAR NOT NULL,
-        live_after BOOLEAN NOT NULL,       -- the order is live once this event is applied
+        cause VARCHAR NOT NULL,            -- the event kind
+        critical VARCHAR NOT NULL,         -- ORDER_LIVE, FILLED, CANCELLED, CANCEL_REFUSED, ...
+        live_after BOOLEAN NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP NOT NULL
+        ts TIMESTAMP
     """,
+    # Executions of the orders as the fold holds them, corrections included.
     "fills": """
         order_key VARCHAR NOT NULL,
         exec_id VARCHAR NOT NULL,
@@ -112,36 +151,36 @@ TABLES: dict[str, str] = {
         shares DOUBLE NOT NULL,
         price DOUBLE NOT NULL,
         side VARCHAR NOT NULL,
-        exchange VARCHAR NOT NULL,
+        account VARCHAR NOT NULL,
         exec_time VARCHAR NOT NULL,        -- the broker's own time string
-        commission DOUBLE,                 -- NULL until the commission report arrived
-        currency VARCHAR,
+        commission DOUBLE,                 -- NULL until the commission report joined
+        currency VARCHAR NOT NULL,
         realized_pnl DOUBLE,
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP NOT NULL
+        ts TIMESTAMP
     """,
     "anomalies": """
         position BIGINT NOT NULL,
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
-        ord INTEGER NOT NULL,
-        order_key VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,
+        ord BIGINT NOT NULL,
+        order_key VARCHAR NOT NULL,        -- '' when no order is concerned
+        kind VARCHAR NOT NULL,             -- ledger.orders.ANOMALY_KINDS
         from_status VARCHAR NOT NULL,
         to_status VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP NOT NULL
+        ts TIMESTAMP
     """,
     "governor_decisions": """
         position BIGINT NOT NULL,
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP NOT NULL,
-        decision VARCHAR NOT NULL,
+        ts TIMESTAMP,
+        decision VARCHAR NOT NULL,         -- ALLOW | BLOCK | EMERGENCY_CANCEL | STATE_CHANGE
         reason VARCHAR NOT NULL,
         message VARCHAR NOT NULL,
         action VARCHAR NOT NULL,
@@ -151,6 +190,7 @@ TABLES: dict[str, str] = {
         symbol VARCHAR NOT NULL,
         trading_state VARCHAR NOT NULL,
         details JSON NOT NULL,
+        order_key VARCHAR,                 -- the order the decision is about, if any
         correlation_id VARCHAR,
         causation_id VARCHAR
     """,
@@ -159,22 +199,24 @@ TABLES: dict[str, str] = {
         events BIGINT NOT NULL,
         first_seq BIGINT NOT NULL,
         last_seq BIGINT NOT NULL,
-        missing BIGINT NOT NULL,           -- seqs absent between first and last (a gap; the store refuses them)
+        missing BIGINT NOT NULL,           -- seqs absent between first and last (the store refuses gaps)
         first_ns BIGINT NOT NULL,
         last_ns BIGINT NOT NULL,
-        started TIMESTAMP NOT NULL,
-        last_event TIMESTAMP NOT NULL,
+        started TIMESTAMP,
+        last_event TIMESTAMP,
         has_start BOOLEAN NOT NULL,
         has_end BOOLEAN NOT NULL,
         crashed BOOLEAN NOT NULL,          -- no session_ended: the recorder died (or is still recording)
         end_reason VARCHAR,
         library VARCHAR,
         library_version VARCHAR,
-        client_id BIGINT,
+        client_id BIGINT NOT NULL,
         account VARCHAR,
         mode VARCHAR,
         disconnects BIGINT NOT NULL,
-        reconciles_unknown BIGINT NOT NULL  -- reconciliations that ended with unknown queries
+        link_losses BIGINT NOT NULL,       -- error 1100: TWS lost its own link to IB
+        reconciles BIGINT NOT NULL,
+        reconciles_unknown BIGINT NOT NULL -- reconciliations that failed or left queries unknown
     """,
 }
 
@@ -182,6 +224,7 @@ TABLES: dict[str, str] = {
 ORDER_BY: dict[str, str] = {
     "events": "position",
     "orders": "key",
+    "order_events": "position, order_key",
     "transitions": "position, ord",
     "fills": "order_key, exec_id",
     "anomalies": "position, ord",

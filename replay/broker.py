@@ -458,9 +458,7 @@ def _matches(e: Execution, f: ExecFilter) -> bool:
     if (
         f.side
         and e.side != f.side.upper()
-        and not (
-            (f.side.upper() == "BUY" and e.side == "BOT") or (f.side.upper() == "SELL" and e.side == "SLD")
-        )
+        and not ((f.side.upper() == "BUY" and e.side == "BOT") or (f.side.upper() == "SELL" and e.side == "SLD"))
     ):
         return False
     if f.time:

@@ -143,8 +143,7 @@ class Handshake:
         version = min(server_version, self.max_version)
         if version < max(self.min_version, MIN_CLIENT_VERSION):
             raise ProtocolError(
-                f"client accepts v{self.min_version}..{self.max_version}, "
-                f"server needs >= {MIN_CLIENT_VERSION}"
+                f"client accepts v{self.min_version}..{self.max_version}, server needs >= {MIN_CLIENT_VERSION}"
             )
         return version
 
@@ -823,9 +822,7 @@ def execution(
     return f
 
 
-def commission_report(
-    exec_id: str, commission: float, currency: str, realized_pnl: float | None = None
-) -> Fields:
+def commission_report(exec_id: str, commission: float, currency: str, realized_pnl: float | None = None) -> Fields:
     return [
         Out.COMMISSION_REPORT,
         1,

@@ -100,6 +100,8 @@ class Scenario:
     on_modify: tuple[Step, ...] | None = None  # None: openOrder + current status
     cancel_stops_steps: bool = True
     source: str = ""
+    #: exec name -> execId prefix to use verbatim (wire replay keeps the recorded execIds)
+    exec_bases: Mapping[str, str] = field(default_factory=dict)
 
 
 DEFAULT_SCENARIO = Scenario(
@@ -232,17 +234,13 @@ def parse_scenario(raw: Any, where: str) -> Scenario:
     allowed = {"name", "description", "match", "price", "cancel_stops_steps", *STEP_LISTS}
     extra = sorted(set(raw) - allowed)
     if extra:
-        raise ScenarioError(
-            f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}"
-        )
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}")
     match_raw = raw.get("match", {})
     if not isinstance(match_raw, Mapping):
         raise ScenarioError(f"{where}: 'match' must be a table")
     bad = sorted(set(match_raw) - set(MATCH_KEYS))
     if bad:
-        raise ScenarioError(
-            f"{where}: unknown match key(s) {', '.join(bad)}; allowed: {', '.join(MATCH_KEYS)}"
-        )
+        raise ScenarioError(f"{where}: unknown match key(s) {', '.join(bad)}; allowed: {', '.join(MATCH_KEYS)}")
     quantity = match_raw.get("quantity")
     if quantity is not None and (not isinstance(quantity, _NUMBER) or isinstance(quantity, bool)):
         raise ScenarioError(f"{where}: match.quantity must be a number, got {quantity!r}")
@@ -328,9 +326,7 @@ class ScenarioBook:
         if scenario.name in self._by_name:
             if not replace_existing:
                 old = self._by_name[scenario.name]
-                raise ScenarioError(
-                    f"{scenario.source}: scenario '{scenario.name}' is already defined in {old.source}"
-                )
+                raise ScenarioError(f"{scenario.source}: scenario '{scenario.name}' is already defined in {old.source}")
             self._ordered = [s for s in self._ordered if s.name != scenario.name]
         self._by_name[scenario.name] = scenario
         self._ordered.append(scenario)
@@ -348,9 +344,7 @@ class ScenarioBook:
     def default(self) -> Scenario:
         return self._by_name.get("default", DEFAULT_SCENARIO)
 
-    def choose(
-        self, order_ref: str, symbol: str, action: str, quantity: float, tif: str, order_type: str
-    ) -> Scenario:
+    def choose(self, order_ref: str, symbol: str, action: str, quantity: float, tif: str, order_type: str) -> Scenario:
         if order_ref:
             for s in self._ordered:
                 if order_ref == (s.match.order_ref or s.name) or order_ref == s.name:

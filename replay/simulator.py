@@ -44,8 +44,7 @@ ERROR_TEXT = {
     201: "Order rejected - reason:",
     202: "Order Canceled - reason:",
     326: "Unable to connect as the client id is already in use. Retry with a unique client id.",
-    399: "Order Message:\nWarning: your order will not be placed at the exchange until 2024-01-02 09:30:00 "
-    "US/Eastern.",
+    399: "Order Message:\nWarning: your order will not be placed at the exchange until 2024-01-02 09:30:00 US/Eastern.",
     404: "Order held while securities are located.",
     10147: "OrderId {order_id} that needs to be cancelled is not found.",
     10148: "OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {status}.",
@@ -109,6 +108,7 @@ class Simulator:
         server_version: int = P.SERVER_VERSION,
         master_client_id: int = 0,
         broker: Broker | None = None,
+        playback: Any = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -127,6 +127,8 @@ class Simulator:
         self.time_scale = time_scale
         self.server_version = server_version
         self.master_client_id = master_client_id
+        #: a ``replay.wire_replay.Playback``: recorded orders scripted onto new orders first
+        self.playback = playback
         self.wire_log: deque[tuple[str, int | None, tuple[str, ...]]] = deque(maxlen=50_000)
         self.refused_peers: list[str] = []
         self._conns: list[_Conn] = []
@@ -469,9 +471,7 @@ class Simulator:
                 report = self.broker.commission_for(e.exec_id)
                 if report is not None:
                     conn.send(
-                        P.commission_report(
-                            report.exec_id, report.commission, report.currency, report.realized_pnl
-                        ),
+                        P.commission_report(report.exec_id, report.commission, report.currency, report.realized_pnl),
                         self.wire_log,
                     )
             conn.send(P.execution_end(req.req_id), self.wire_log)
@@ -505,12 +505,13 @@ class Simulator:
             self._modify(existing, req)
             return
         o = req.order
-        scenario = self.book.choose(
+        scenario = self.playback.next_scenario(o.orderRef) if self.playback is not None else None
+        scenario = scenario or self.book.choose(
             o.orderRef, req.contract.symbol, o.action, o.totalQuantity, o.tif, o.orderType
         )
         order = self.broker.place(cid, req.order_id, req.contract, o, scenario=scenario.name)
         log.info("order %s/%s permId %s -> scenario %s", cid, req.order_id, order.perm_id, scenario.name)
-        run = _Run(order=order, scenario=scenario)
+        run = _Run(order=order, scenario=scenario, exec_bases=dict(scenario.exec_bases))
         self._runs[order.perm_id] = run
         run.main = self._spawn(self._run_steps(run, scenario.steps))
         run.tasks.append(run.main)
@@ -518,11 +519,7 @@ class Simulator:
     def _modify(self, order: BrokerOrder, req: P.PlaceOrder) -> None:
         run = self._run_for(order)
         if order.is_done:
-            text = (
-                error_text(104)
-                if order.status == "Filled"
-                else f"Can't modify an order in state {order.status}."
-            )
+            text = error_text(104) if order.status == "Filled" else f"Can't modify an order in state {order.status}."
             self._apply(run, Step("error", code=104, msg=text))
             return
         self.broker.modify(order, req.order)
@@ -688,9 +685,7 @@ class Simulator:
             report = self.broker.add_commission(exec_id, step.commission, step.currency, step.realized_pnl)
             self._send_order(
                 o,
-                lambda sv: P.commission_report(
-                    report.exec_id, report.commission, report.currency, report.realized_pnl
-                ),
+                lambda sv: P.commission_report(report.exec_id, report.commission, report.currency, report.realized_pnl),
             )
         elif kind == "error":
             req_id = step.req_id if step.req_id is not None else o.wire_order_id

@@ -82,9 +82,7 @@ def sample_payloads() -> list[Event]:
             config_hash="abc",
             ibledger_version="0.1.0",
         ),
-        Connected(
-            host="127.0.0.1", port=7497, client_id=3, server_version=176, connection_time="20240101 09:30:00"
-        ),
+        Connected(host="127.0.0.1", port=7497, client_id=3, server_version=176, connection_time="20240101 09:30:00"),
         NextValidId(order_id=7),
         ManagedAccounts(accounts="DU123,DU456"),
         CurrentTime(time=1_700_000_000),
@@ -127,15 +125,9 @@ def sample_payloads() -> list[Event]:
             execution={"execId": "0001f4e8.65a1b2c3.01.01"},
         ),
         ExecDetailsEnd(req_id=5),
-        CommissionReport(
-            exec_id="0001f4e8.65a1b2c3.01.01", commission=1.0, currency="USD", realized_pnl=None
-        ),
-        Error(
-            req_id=7, code=202, message="Order Canceled - reason: ünïcødé ✓", advanced_order_reject_json="{}"
-        ),
-        Position(
-            account="DU123", con_id=265598, symbol="AAPL", position=40.0, avg_cost=187.2, contract=CONTRACT
-        ),
+        CommissionReport(exec_id="0001f4e8.65a1b2c3.01.01", commission=1.0, currency="USD", realized_pnl=None),
+        Error(req_id=7, code=202, message="Order Canceled - reason: ünïcødé ✓", advanced_order_reject_json="{}"),
+        Position(account="DU123", con_id=265598, symbol="AAPL", position=40.0, avg_cost=187.2, contract=CONTRACT),
         CancelOrder(order_id=7, perm_id=99, reason="user"),
         GlobalCancel(reason="kill switch"),
         GovernorDecision(
@@ -266,8 +258,13 @@ def test_seq_conflicts(store: EventStore):
         store.append(statuses(SID_A, 1, start_seq=6))  # gap
     assert (ei.value.expected, ei.value.got) == (4, 6) and "gap" in str(ei.value)
     dup_in_batch = statuses(SID_A, 1, start_seq=4) * 2
-    with pytest.raises(SeqConflict):
+    with pytest.raises(SeqConflict) as ei:
         store.append(dup_in_batch)
+    assert (ei.value.expected, ei.value.got) == (5, 4)
+    gap_late = statuses(SID_A, 2, start_seq=6) + statuses(SID_A, 1, start_seq=9)
+    with pytest.raises(SeqConflict) as ei:  # the stored seq is what the first event must follow
+        store.append(gap_late)
+    assert (ei.value.expected, ei.value.got) == (4, 6)
     assert store.last_seq(SID_A) == 3
     with pytest.raises(StoreError):
         store.append([envelope(SID_A, 0, GlobalCancel(), recv_ns=1)])
@@ -281,9 +278,7 @@ def test_read_all_order_after_limit_and_paging(store: EventStore, monkeypatch):
     sessions = [derived_id("s", i) for i in range(3)]
     expected = []
     for round_ in range(5):
-        batch = [
-            e for i, sid in enumerate(sessions) for e in statuses(sid, i + 1, start_seq=1 + round_ * (i + 1))
-        ]
+        batch = [e for i, sid in enumerate(sessions) for e in statuses(sid, i + 1, start_seq=1 + round_ * (i + 1))]
         store.append(batch)
         expected += batch
     got = list(store.read_all())
@@ -306,9 +301,7 @@ def test_sessions_and_crash_detection(store: EventStore):
         [SessionStarted(library="x", library_version="1"), NextValidId(order_id=1), SessionEnded()],
         t0=2_000,
     )
-    crashed = make_session(
-        SID_A, [SessionStarted(library="x", library_version="1"), NextValidId(order_id=1)], t0=1_000
-    )
+    crashed = make_session(SID_A, [SessionStarted(library="x", library_version="1"), NextValidId(order_id=1)], t0=1_000)
     headless = statuses("no-start", 2, t0=3_000)
     store.append(done[:1])
     store.append(crashed + headless)
@@ -362,9 +355,7 @@ def test_undecodable_row_is_a_schema_error(store: EventStore):
             "payload": {"kind": "from_the_future"},
         }
     )
-    store.recorder.insert_events(
-        [StoredEvent(uuid.UUID(derived_id("future")), 1, "ibledger:x:v1", unknown_kind)]
-    )
+    store.recorder.insert_events([StoredEvent(uuid.UUID(derived_id("future")), 1, "ibledger:x:v1", unknown_kind)])
     pos_bad = store.max_position()
     with pytest.raises(UndecodableEvent) as ei:
         list(store.read_all())
@@ -391,9 +382,7 @@ def test_verify_clean_and_tampered(store: EventStore, monkeypatch):
     # alter one stored event (still valid msgpack, same seq): only the hash chain can tell
     positions = [p for p, e in store.read_all() if e.session_id == SID_A]
     forged = msgspec.structs.replace(envs[7], payload=OrderStatus(order_id=7, status="Cancelled"))
-    _execute(
-        store, "UPDATE ibledger_events SET state={p} WHERE {pos}={p}", codec.to_msgpack(forged), positions[7]
-    )
+    _execute(store, "UPDATE ibledger_events SET state={p} WHERE {pos}={p}", codec.to_msgpack(forged), positions[7])
     report = verify(store)
     assert [t.session_id for t in report.tampered] == [SID_A] and "chain" in report.tampered[0].reason
     # remove one: a gap (and a count mismatch against the head)
@@ -560,8 +549,7 @@ def test_concurrent_processes_different_sessions(store_url: str):
     sids = [derived_id("proc", i) for i in range(n_proc)]
     with ctx.Pool(n_proc) as pool:
         results = [
-            pool.apply_async(_writer, (store_url, sid, n_events, 1 + i * 3, barrier))
-            for i, sid in enumerate(sids)
+            pool.apply_async(_writer, (store_url, sid, n_events, 1 + i * 3, barrier)) for i, sid in enumerate(sids)
         ]
         assert [r.get(timeout=60) for r in results] == [n_events] * n_proc
     mgr.shutdown()

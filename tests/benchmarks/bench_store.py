@@ -95,10 +95,7 @@ def payload(i: int):
 
 
 def make_envs(session_id: str, n: int):
-    return [
-        envelope(session_id, i + 1, payload(i), recv_ns=1_700_000_000_000_000_000 + i, mono_ns=i)
-        for i in range(n)
-    ]
+    return [envelope(session_id, i + 1, payload(i), recv_ns=1_700_000_000_000_000_000 + i, mono_ns=i) for i in range(n)]
 
 
 # --- raw sqlite3 baseline -----------------------------------------------------------------------
@@ -148,8 +145,7 @@ def pct(values: list[float], q: float) -> float:
 
 def bench_sqlite(tmp: Path, n_bulk: int, n_single: int, reps: int) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {
-        k: []
-        for k in ("store100", "raw100", "store1", "raw1", "store_p50", "store_p99", "raw_p50", "raw_p99")
+        k: [] for k in ("store100", "raw100", "store1", "raw1", "store_p50", "store_p99", "raw_p50", "raw_p99")
     }
     for rep in range(reps):
         for order in (("store", "raw"), ("raw", "store"))[rep % 2]:  # alternate who goes first
@@ -231,8 +227,7 @@ def main() -> int:
         f"{med['store100'] / med['raw100']:8.2f}  >= 0.80x  {'MET' if ok100 else 'MISSED'}"
     )
     print(
-        f"{'append 1/commit (events/s)':34}{med['store1']:16,.0f}{med['raw1']:14,.0f}"
-        f"{med['store1'] / med['raw1']:8.2f}"
+        f"{'append 1/commit (events/s)':34}{med['store1']:16,.0f}{med['raw1']:14,.0f}{med['store1'] / med['raw1']:8.2f}"
     )
     print(
         f"{'single-event commit p50 (ms)':34}{med['store_p50']:16.3f}{med['raw_p50']:14.3f}"

@@ -1,0 +1,308 @@
+"""Named audit queries: the questions a risk officer asks, as SQL over the audit read model.
+
+Each query is plain DuckDB SQL over the tables in :mod:`projections.schema`, returns a stable row
+order, and is safe to run on a read-only connection. ``run_sql`` runs any SQL (named or ad hoc) on a
+read-only connection with external access (files, network, extensions, ATTACH) disabled, so an ad-hoc
+query can neither change the projection nor read or write anything else; ``export`` writes one result
+to a Parquet / CSV / JSON file through DuckDB's own ``COPY`` with access granted to that one path only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    description: str
+    sql: str
+
+
+# Error codes that the IB client libraries turn into a failed / cancelled order (ib_insync: 201, 10147,
+# 10148, 10349, 161; ib_async also 202, 110, and 399 / 404 as 'ValidationError'). The ledger never
+# derives a terminal state from them; these queries show where such a report was wrong.
+FAILURE_CODES = (110, 161, 201, 202, 399, 404, 10147, 10148, 10349)
+FAILURE_STATUSES = ("Cancelled", "ApiCancelled", "Inactive")
+_codes = ", ".join(str(c) for c in FAILURE_CODES)
+_statuses = ", ".join(f"'{s}'" for s in FAILURE_STATUSES)
+
+_ORDER_ID_COLS = "o.key, o.perm_id, o.client_id, o.order_id, o.symbol, o.action, o.total_qty"
+
+QUERIES: tuple[NamedQuery, ...] = (
+    NamedQuery(
+        "live",
+        "Orders live right now (Working / PartiallyFilled): they can execute at any moment.",
+        f"""
+        SELECT {_ORDER_ID_COLS}, o.order_type, o.lmt_price, o.broker_status, o.state, o.overlay,
+               o.filled, o.remaining, o.avg_fill_price, o.first_seen, o.last_update, o.session_id
+        FROM orders o
+        WHERE o.is_live
+        ORDER BY o.first_seen_ns, o.key
+        """,
+    ),
+    NamedQuery(
+        "unconfirmed",
+        "Orders placed but never acknowledged by the broker: unknown, NOT failed (they may be live).",
+        f"""
+        SELECT {_ORDER_ID_COLS}, o.state, o.error_count, o.first_seen, o.session_id
+        FROM orders o
+        WHERE o.unconfirmed
+        ORDER BY o.first_seen_ns, o.key
+        """,
+    ),
+    NamedQuery(
+        "failed-while-live",
+        "Orders reported failed/cancelled (error code or status) that were live or filled after all: "
+        "executions or a live status after the report, or an error while live that did not end the order.",
+        f"""
+        WITH reports AS (
+            SELECT e.order_key, e.position, e.recv_ns, e.ts, e.live_before,
+                   CASE WHEN e.kind = 'error' THEN 'error ' || e.code ELSE 'status ' || e.status END AS report,
+                   e.kind = 'error' AS is_error
+            FROM order_events e
+            WHERE (e.kind = 'error' AND e.code IN ({_codes}))
+               OR (e.kind IN ('order_status', 'open_order', 'completed_order') AND e.status IN ({_statuses}))
+        ),
+        later AS (
+            SELECT r.order_key, r.position,
+                   count(*) FILTER (WHERE x.kind = 'exec_details') AS fills_after,
+                   count(*) FILTER (WHERE x.live_after AND NOT x.live_before) AS live_again_after
+            FROM reports r JOIN order_events x ON x.order_key = r.order_key AND x.position > r.position
+            GROUP BY ALL
+        )
+        SELECT r.ts AS reported_at, r.report, {_ORDER_ID_COLS}, r.live_before AS live_when_reported,
+               coalesce(l.fills_after, 0) AS fills_after, coalesce(l.live_again_after, 0) > 0 AS live_again_after,
+               o.state AS state_now, o.filled, r.position
+        FROM reports r
+        JOIN orders o ON o.key = r.order_key
+        LEFT JOIN later l ON l.order_key = r.order_key AND l.position = r.position
+        WHERE coalesce(l.fills_after, 0) > 0
+           OR (r.is_error AND r.live_before AND o.state NOT IN ('Cancelled', 'Rejected', 'Inactive'))
+           OR coalesce(l.live_again_after, 0) > 0
+        ORDER BY r.position
+        """,
+    ),
+    NamedQuery(
+        "status-fill-disagreements",
+        "Orders whose broker status disagrees with their executions (reported filled vs executed shares, "
+        "Filled without executions, fills on a cancelled order).",
+        f"""
+        WITH flagged AS (
+            SELECT order_key, string_agg(DISTINCT kind, ', ' ORDER BY kind) AS anomaly_kinds
+            FROM anomalies
+            WHERE kind IN ('fill_status_mismatch', 'status_contradicts_fills', 'overfill')
+            GROUP BY order_key
+        )
+        SELECT {_ORDER_ID_COLS}, o.broker_status, o.state, o.status_filled, o.filled,
+               o.filled - o.status_filled AS difference, o.fill_pending, f.anomaly_kinds, o.last_update
+        FROM orders o
+        LEFT JOIN flagged f ON f.order_key = o.key
+        WHERE abs(o.status_filled - o.filled) > 1e-9 OR o.fill_pending OR f.order_key IS NOT NULL
+        ORDER BY o.key
+        """,
+    ),
+    NamedQuery(
+        "latency",
+        "Time from placeOrder to the broker's acknowledgement and to the first fill, p50/p99 per symbol (ms).",
+        """
+        WITH placed AS (
+            SELECT order_key, min(recv_ns) AS placed_ns
+            FROM order_events WHERE kind = 'place_order'
+            GROUP BY order_key
+        ),
+        lat AS (
+            SELECT o.symbol,
+                   CASE WHEN o.acked_ns >= p.placed_ns THEN (o.acked_ns - p.placed_ns) / 1e6 END AS ack_ms,
+                   CASE WHEN o.first_fill_ns >= p.placed_ns THEN (o.first_fill_ns - p.placed_ns) / 1e6 END
+                       AS fill_ms
+            FROM orders o JOIN placed p ON p.order_key = o.key
+            WHERE NOT o.manual
+        )
+        SELECT symbol,
+               count(*) AS orders,
+               count(ack_ms) AS acked,
+               quantile_cont(ack_ms, 0.5) AS ack_p50_ms,
+               quantile_cont(ack_ms, 0.99) AS ack_p99_ms,
+               count(fill_ms) AS filled,
+               quantile_cont(fill_ms, 0.5) AS first_fill_p50_ms,
+               quantile_cont(fill_ms, 0.99) AS first_fill_p99_ms
+        FROM lat
+        GROUP BY symbol
+        ORDER BY symbol
+        """,
+    ),
+    NamedQuery(
+        "late-fills",
+        "Late fills (executions after the order was terminal) and execution corrections (.02 replacing .01).",
+        """
+        SELECT CASE WHEN f.late AND f.is_correction THEN 'late correction'
+                    WHEN f.late THEN 'late fill' ELSE 'correction' END AS what,
+               f.ts AS received, f.order_key, o.perm_id, o.symbol, f.exec_id, f.shares, f.price,
+               prev.exec_id AS replaces_exec_id, prev.shares AS replaced_shares, prev.price AS replaced_price,
+               o.state AS order_state
+        FROM fills f
+        JOIN orders o ON o.key = f.order_key
+        LEFT JOIN fills prev
+          ON f.is_correction AND prev.order_key = f.order_key AND prev.exec_prefix = f.exec_prefix
+         AND prev.superseded AND prev.exec_id <> f.exec_id
+        WHERE f.late OR f.is_correction
+        QUALIFY row_number() OVER (PARTITION BY f.order_key, f.exec_id ORDER BY prev.revision DESC) = 1
+        ORDER BY f.recv_ns, f.exec_id
+        """,
+    ),
+    NamedQuery(
+        "governor-blocks",
+        "What the governor blocked or emergency-cancelled, and why (reason, message, limits).",
+        """
+        SELECT g.ts, g.decision, g.reason, count(*) OVER (PARTITION BY g.decision, g.reason) AS same_reason,
+               g.message, g.action, g.symbol, g.client_id, g.order_id, g.perm_id, g.trading_state,
+               g.details, g.order_key, g.session_id, g.position
+        FROM governor_decisions g
+        WHERE g.decision IN ('BLOCK', 'EMERGENCY_CANCEL')
+        ORDER BY g.position
+        """,
+    ),
+    NamedQuery(
+        "crashed-sessions",
+        "Recording sessions with no end event (crashed, or still recording) or with missing seqs.",
+        """
+        SELECT session_id, started, last_event, events, first_seq, last_seq, missing, has_start, has_end,
+               crashed, library, client_id, account, disconnects, reconciles_unknown
+        FROM sessions
+        WHERE crashed OR missing > 0 OR first_seq <> 1 OR NOT has_start
+        ORDER BY first_ns, session_id
+        """,
+    ),
+    NamedQuery(
+        "gaps",
+        "Connection gaps: disconnects and losses of TWS's link to IB (1100), how long, and the reconciliation "
+        "that followed (unknown = not reconciled).",
+        """
+        WITH marks AS (
+            SELECT session_id, seq, position, recv_ns, ts, kind,
+                   CASE WHEN kind = 'error' THEN CAST(payload->>'$.code' AS BIGINT) END AS code,
+                   payload
+            FROM events
+            WHERE kind IN ('disconnected', 'connected', 'reconcile_ended', 'session_ended')
+               OR (kind = 'error' AND CAST(payload->>'$.code' AS BIGINT) IN (1100, 1101, 1102))
+        ),
+        lost AS (
+            SELECT * FROM marks WHERE kind = 'disconnected' OR code = 1100
+        )
+        SELECT l.session_id,
+               CASE WHEN l.kind = 'disconnected' THEN 'disconnected' ELSE 'IB link lost (1100)' END AS gap,
+               l.ts AS lost_at,
+               back.ts AS restored_at,
+               CASE WHEN back.kind IS NULL THEN 'never' WHEN back.kind = 'error' THEN 'error ' || back.code
+                    ELSE back.kind END AS restored_by,
+               (back.recv_ns - l.recv_ns) / 1e6 AS gap_ms,
+               CASE WHEN rec.recv_ns IS NULL THEN 'none'
+                    WHEN CAST(rec.payload->>'$.ok' AS BOOLEAN) IS NOT FALSE
+                         AND coalesce(json_array_length(rec.payload->'$.unknown'), 0) = 0 THEN 'ok'
+                    ELSE 'unknown: ' || coalesce(CAST(rec.payload->'$.unknown' AS VARCHAR), 'failed') END
+                   AS reconciliation,
+               l.position
+        FROM lost l
+        LEFT JOIN LATERAL (
+            SELECT m.* FROM marks m
+            WHERE m.session_id = l.session_id AND m.seq > l.seq
+              AND ((l.kind = 'disconnected' AND m.kind = 'connected')
+                   OR (l.kind = 'error' AND m.code IN (1101, 1102))
+                   OR m.kind = 'session_ended')
+            ORDER BY m.seq LIMIT 1
+        ) back ON true
+        LEFT JOIN LATERAL (
+            SELECT m.* FROM marks m
+            WHERE m.session_id = l.session_id AND m.seq > l.seq AND m.kind = 'reconcile_ended'
+              AND NOT EXISTS (SELECT 1 FROM marks n WHERE n.session_id = l.session_id AND n.seq > l.seq
+                              AND n.seq < m.seq AND (n.kind = 'disconnected' OR n.code = 1100))
+            ORDER BY m.seq LIMIT 1
+        ) rec ON true
+        ORDER BY l.position
+        """,
+    ),
+    NamedQuery(
+        "anomalies",
+        "Every anomaly the fold flagged (illegal transitions, late fills, mismatches...), with its order.",
+        """
+        SELECT a.ts, a.kind, a.order_key, o.perm_id, o.symbol, a.from_status, a.to_status, a.reason,
+               a.session_id, a.seq
+        FROM anomalies a LEFT JOIN orders o ON o.key = a.order_key
+        ORDER BY a.position, a.ord
+        """,
+    ),
+)
+
+BY_NAME: dict[str, NamedQuery] = {q.name: q for q in QUERIES}
+
+
+class QueryError(Exception):
+    """A query DuckDB refused; the message is DuckDB's own."""
+
+
+def connect_read_only(path: str | Path, allowed_paths: list[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection that cannot reach files, the network or extensions (except ``allowed_paths``).
+
+    The settings are locked, so the SQL it runs cannot turn them back on.
+    """
+    con = duckdb.connect(str(path), read_only=True,
+                         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        if allowed_paths:
+            con.execute("SET allowed_paths = $1", [allowed_paths])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def run_sql(path: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one query (named or ad hoc) read-only; return (column names, rows)."""
+    try:
+        con = connect_read_only(path)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from None
+    try:
+        rel = con.execute(sql)
+        if rel.description is None:
+            return [], []
+        cols = [d[0] for d in rel.description]
+        return cols, rel.fetchall()
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from None
+    finally:
+        con.close()
+
+
+_FORMATS = {".parquet": "(FORMAT parquet)", ".csv": "(FORMAT csv, HEADER true)", ".json": "(FORMAT json, ARRAY true)",
+            ".jsonl": "(FORMAT json)", ".ndjson": "(FORMAT json)"}
+
+
+def export(path: str | Path, sql: str, out: str | Path) -> int:
+    """Write the result of ``sql`` to ``out`` (format from its suffix); return the number of rows."""
+    out = Path(out).resolve()
+    fmt = _FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise QueryError(f"cannot export to {out.name}: use a .parquet, .csv, .json or .jsonl file")
+    if not out.parent.exists():
+        raise QueryError(f"cannot export to {out}: directory {out.parent} does not exist")
+    body = sql.strip().rstrip(";").strip()
+    try:
+        con = connect_read_only(path, allowed_paths=[str(out)])
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from None
+    try:
+        target = str(out).replace("'", "''")
+        row = con.execute(f"COPY ({body}) TO '{target}' {fmt}").fetchone()
+        return int(row[0]) if row else 0
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from None
+    finally:
+        con.close()
