@@ -224,9 +224,7 @@ def _parse(data: dict[str, Any]) -> GovernorConfig:
         key = f"symbol_limits.{sym}"
         tbl = _table(key, tbl)
         _check_keys(f"{key}.", tbl, ("max_qty", "max_notional"))
-        symbol_limits[str(sym).upper()] = SymbolLimit(
-            **{k: float(_num(f"{key}.{k}", v)) for k, v in tbl.items()}
-        )
+        symbol_limits[str(sym).upper()] = SymbolLimit(**{k: float(_num(f"{key}.{k}", v)) for k, v in tbl.items()})
     breakers = parsed["breakers"]
     if "window_s" in breakers and breakers["window_s"] <= 0:
         raise GovernorConfigError("breakers.window_s", "must be greater than 0")

@@ -252,15 +252,11 @@ class OrderMonitor:
                     self._resolve_key()
             elif not self.key:
                 self._pending_transitions.append((env, t))
-        for d in decisions:
-            if self._concerns(d):
-                self.decisions.append(decision_info(d, env.seq))
+        # every decision is also delivered as an event of its own (pre-checks, breakers, emergency
+        # cancels): collect them from there, once
         p = env.payload
-        if isinstance(p, GovernorDecision) and self._concerns(p) and not decisions:
-            # decisions recorded as their own events (pre-checks) rather than returned by process()
-            info = decision_info(p, env.seq)
-            if info not in self.decisions:
-                self.decisions.append(info)
+        if isinstance(p, GovernorDecision) and self._concerns(p):
+            self.decisions.append(decision_info(p, env.seq))
         # wake the waiter only when something about *this* order changed (other orders' traffic must
         # not keep extending the linger)
         fp = self._fingerprint()

@@ -147,6 +147,18 @@ _BASE_OF_STATUS = {
     sm.FILLED: sm.AWAITING_EXECUTIONS,
     sm.INACTIVE: sm.INACTIVE_STATE,
 }
+_FILLED_ST = sm.FILLED_STATE
+_FILLED = sm.FILLED
+_PARTIAL = sm.PARTIALLY_FILLED
+_WORKING = sm.WORKING
+_PENDING_SUBMIT_ST = sm.PENDING_SUBMIT_STATE
+_INACTIVE_ST = sm.INACTIVE_STATE
+_PENDING_CANCEL = sm.PENDING_CANCEL
+_SUBMITTED = sm.SUBMITTED
+_PC_OVERLAY = sm.PENDING_CANCEL_OVERLAY
+_DUP = sm.DUP
+_LEGAL = sm.LEGAL
+_CRITICAL_OF_STATE = sm.CRITICAL_OF_STATE
 _WARNING_CODES = frozenset({399, 404, 10349})  # order warnings: followed by live statuses / fills
 
 
@@ -196,7 +208,7 @@ class OrderView(Struct, kw_only=True, gc=False):
     order_ref: str = ""
     broker_status: str = ""  # last broker status accepted by the table ("" = none yet)
     why_held: str = ""
-    state: str = sm.UNKNOWN  # ledger state (ledger.statemachine)
+    state: str = ""  # ledger state (ledger.statemachine); "" only before the first event is applied
     overlay: str = ""  # "" | "PendingCancel" | "PendingModify"
     filled: float = 0.0  # from executions (latest revision per family)
     remaining: float = 0.0  # total_qty - filled (broker's remaining if the quantity is unknown)
@@ -299,39 +311,29 @@ def _same(a: float | None, b: float | None) -> bool:
     return a == b or (a != a and b != b)  # NaN-aware
 
 
-class _Core:
-    """Internal per-order state kept next to the public view."""
+class _Core(Struct, gc=False):
+    """Internal per-order state kept next to the public view (never encoded)."""
 
-    __slots__ = (
-        "view",
-        "idx",
-        "families",
-        "placed",
-        "blocked",
-        "allowed",
-        "rejected",
-        "pc_from",
-        "pending_mod",
-        "bkeys",
-        "mismatch_flagged",
-        "notional",
-        "bound",
-    )
-
-    def __init__(self, view: OrderView, idx: int) -> None:
-        self.view = view
-        self.idx = idx
-        self.families: dict[str, Fill] = {}
-        self.placed = False
-        self.blocked = False
-        self.allowed = False
-        self.rejected = False
-        self.pc_from = ""
-        self.pending_mod: ev.PlaceOrder | None = None
-        self.bkeys: list[tuple[str, int, int]] = []
-        self.mismatch_flagged = -1.0
-        self.notional = 0.0
-        self.bound: tuple[str, int, int] | None = None
+    view: OrderView
+    idx: int
+    families: dict[str, Fill] = field(default_factory=dict)  # family -> latest revision
+    placed: bool = False
+    blocked: bool = False
+    allowed: bool = False
+    rejected: bool = False  # error 201 seen (cleared by a later live status)
+    pc_from: str = ""  # broker status before PendingCancel
+    pending_mod: ev.PlaceOrder | None = None
+    bkeys: list[tuple[str, int, int]] = field(default_factory=list)
+    mismatch_flagged: float = -1.0
+    notional: float = 0.0
+    # the latest (session, client, order) binding, for the fast path of _resolve
+    bsid: str = ""
+    bcid: int = 0
+    boid: int = 0
+    # position row of this order's fills, cached for the (account, con_id, side) it was made from
+    pos_key: str = ""
+    pos_sign: float = 0.0
+    pos_src: tuple[str, int, str] | None = None
 
 
 class LedgerFold:
@@ -347,9 +349,7 @@ class LedgerFold:
         self.needs_reconcile = False
         self.reconcile_unknown: list[str] = []
         self.last_ns = 0
-        self.events = 0
         self.redelivered = 0
-        self._cores: dict[str, _Core] = {}
         self._active: dict[str, _Core] = {}  # not done, in order of becoming active
         self._by_perm: dict[int, _Core] = {}
         self._bind: dict[tuple[str, int, int], _Core] = {}
@@ -360,7 +360,6 @@ class LedgerFold:
         self._cur_hw = 0
         self._sess_client: dict[str, int] = {}
         self._execs: dict[str, tuple[_Core, Fill]] = {}
-        self._fill_pos: dict[str, tuple[str, float]] = {}
         self._pending_comm: dict[str, ev.CommissionReport] = {}
         self._pending_flagged: dict[str, bool] = {}
         self._suspects: dict[str, _Core] = {}
@@ -408,7 +407,6 @@ class LedgerFold:
                 self._hw[self._cur_sid] = self._cur_hw
             self._cur_sid = sid
         self._cur_hw = seq
-        self.events += 1
         ns = env.recv_ns
         if ns > self.last_ns:
             self.last_ns = ns
@@ -469,9 +467,7 @@ class LedgerFold:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _anomaly(
-        self, env: Envelope, core: _Core | None, kind: str, reason: str, frm: str = "", to: str = ""
-    ) -> None:
+    def _anomaly(self, env: Envelope, core: _Core | None, kind: str, reason: str, frm: str = "", to: str = "") -> None:
         key = ""
         if core is not None:
             key = core.view.key
@@ -492,7 +488,9 @@ class LedgerFold:
     def _client(self, sid: str, cid: int) -> int:
         return cid if cid else self._sess_client.get(sid, 0)
 
-    def _create(self, env: Envelope, cid: int, oid: int, pid: int, manual: bool = False) -> _Core:
+    def _create(
+        self, env: Envelope, cid: int, oid: int, pid: int, manual: bool = False, intent: ev.PlaceOrder | None = None
+    ) -> _Core:
         sid = env.session_id
         if pid > 0:
             key = f"perm:{pid}"
@@ -501,23 +499,46 @@ class LedgerFold:
             n = self._keyn.get(base, 0) + 1
             self._keyn[base] = n
             key = base if n == 1 else f"{base}~{n}"
-        if key in self._cores:  # only possible after a merge freed then reused a perm key
+        if key in self.orders:  # only possible after a merge freed then reused a perm key
             n = self._keyn.get(key, 1) + 1
             self._keyn[key] = n
             key = f"{key}~{n}"
-        view = OrderView(
-            key=key,
-            session_id=sid,
-            perm_id=pid if pid > 0 else 0,
-            order_id=oid,
-            client_id=cid,
-            manual=manual,
-            first_seen_ns=env.recv_ns,
-            last_update_ns=env.recv_ns,
-        )
+        ns = env.recv_ns
+        if intent is None:
+            view = OrderView(
+                key=key,
+                session_id=sid,
+                perm_id=pid if pid > 0 else 0,
+                order_id=oid,
+                client_id=cid,
+                manual=manual,
+                first_seen_ns=ns,
+                last_update_ns=ns,
+            )
+        else:
+            p = intent
+            view = OrderView(
+                key=key,
+                session_id=sid,
+                order_id=oid,
+                client_id=cid,
+                account=p.account,
+                symbol=p.symbol,
+                sec_type=p.sec_type,
+                con_id=p.con_id,
+                action=p.action,
+                total_qty=p.total_qty if p.total_qty > 0 else 0.0,
+                order_type=p.order_type,
+                lmt_price=p.lmt_price,
+                aux_price=p.aux_price,
+                tif=p.tif,
+                order_ref=p.order_ref,
+                placed=True,
+                first_seen_ns=ns,
+                last_update_ns=ns,
+            )
         self._n += 1
-        core = _Core(view, self._n)
-        self._cores[key] = core
+        core = _Core(view=view, idx=self._n, placed=intent is not None)
         self.orders[key] = view
         self._active[key] = core
         if pid > 0:
@@ -527,16 +548,14 @@ class LedgerFold:
     def _bind_key(self, core: _Core, bkey: tuple[str, int, int]) -> None:
         self._bind[bkey] = core
         core.bkeys.append(bkey)
-        core.bound = bkey
+        core.bsid, core.bcid, core.boid = bkey
         self._latest[(bkey[1], bkey[2])] = bkey
         v = core.view
         if v.order_id == 0 and bkey[2] > 0:
             v.order_id = bkey[2]
             v.client_id = bkey[1]
 
-    def _resolve(
-        self, env: Envelope, cid: int, oid: int, pid: int, create: bool, manual: bool = False
-    ) -> _Core | None:
+    def _resolve(self, env: Envelope, cid: int, oid: int, pid: int, create: bool, manual: bool = False) -> _Core | None:
         """Find (or create) the order a broker message is about, binding identities on the way."""
         core = self._by_perm.get(pid) if pid > 0 else None
         if oid == 0 or oid == MAX_ORDER_ID:
@@ -546,10 +565,8 @@ class LedgerFold:
         sid = env.session_id
         if not cid:
             cid = self._sess_client.get(sid, 0)
-        if core is not None:
-            bound = core.bound  # fast path: already bound to exactly this (session, client, order)
-            if bound is not None and bound[2] == oid and bound[1] == cid and bound[0] == sid:
-                return core
+        if core is not None and core.boid == oid and core.bcid == cid and core.bsid == sid:
+            return core  # fast path: already bound to exactly this (session, client, order)
         bkey = (sid, cid, oid)
         b = self._bind.get(bkey)
         if b is None:
@@ -557,7 +574,7 @@ class LedgerFold:
                 # placed in an earlier session and never acknowledged: the broker is now telling us
                 # about it (the recorder restarted while the order was in flight)
                 u = self._unacked.get((cid, oid))
-                if u is not None and u.view.session_id != sid:
+                if u is not None and u.view.session_id != sid and _plausible(u.view, env.payload):
                     core = u
                     if pid > 0:
                         if u.view.perm_id == 0:
@@ -661,7 +678,6 @@ class LedgerFold:
                 f.superseded = True
         self._recount(keep)
         # retire the absorbed record
-        del self._cores[gv.key]
         del self.orders[gv.key]
         self._active.pop(gv.key, None)
         self._suspects.pop(gv.key, None)
@@ -703,53 +719,48 @@ class LedgerFold:
         v.avg_fill_price = notional / filled if filled else 0.0
         v.commission = commission
 
-    def _derive(self, core: _Core) -> str:
-        v = core.view
-        if v.state == sm.FILLED_STATE:
-            return sm.FILLED_STATE
-        filled = v.filled
-        bs = v.broker_status
-        if filled > 0:
-            tq = v.total_qty
-            if tq > 0:
-                if filled >= tq - EPS:
-                    return sm.FILLED_STATE
-            elif bs == sm.FILLED and filled >= v.broker_filled - EPS:
-                return sm.FILLED_STATE
-        if not bs:
-            if filled > 0:
-                return sm.PARTIALLY_FILLED
-            if core.blocked:
-                return sm.BLOCKED
-            if core.placed:
-                return sm.UNCONFIRMED
-            if core.allowed:
-                return sm.CREATED
-            return sm.UNKNOWN
-        if bs == sm.PENDING_CANCEL:
-            bs = core.pc_from
-            if not bs or bs == sm.PENDING_CANCEL:
-                bs = sm.SUBMITTED
-        base = _BASE_OF_STATUS[bs]
-        if base == sm.WORKING or base == sm.PENDING_SUBMIT_STATE:
-            return sm.PARTIALLY_FILLED if filled > 0 else base
-        if base == sm.INACTIVE_STATE and core.rejected:
-            return sm.REJECTED
-        return base
-
-    def _refresh(
-        self, core: _Core, env: Envelope, old_state: str, old_overlay: str, out: list[Transition]
-    ) -> None:
+    def _refresh(self, core: _Core, env: Envelope, old_state: str, old_overlay: str, out: list[Transition]) -> None:
         """Re-derive the ledger state and the flags after a change; record the transition, if any."""
         v = core.view
-        new = self._derive(core)
-        if new != old_state or new == sm.INACTIVE_STATE or new != v.state:
+        # --- derive: fills are facts, then the accepted broker status, then local intents ---
+        new = v.state
+        if new != _FILLED_ST:  # Filled absorbs everything
+            filled = v.filled
+            bs = v.broker_status
+            if filled > 0 and (
+                (v.total_qty > 0 and filled >= v.total_qty - EPS)
+                or (v.total_qty <= 0 and bs == _FILLED and filled >= v.broker_filled - EPS)
+            ):
+                new = _FILLED_ST
+            elif not bs:
+                if filled > 0:
+                    new = _PARTIAL
+                elif core.blocked:
+                    new = sm.BLOCKED
+                elif core.placed:
+                    new = sm.UNCONFIRMED
+                elif core.allowed:
+                    new = sm.CREATED
+                else:
+                    new = sm.UNKNOWN
+            else:
+                if bs == _PENDING_CANCEL:
+                    bs = core.pc_from
+                    if not bs or bs == _PENDING_CANCEL:
+                        bs = _SUBMITTED
+                new = _BASE_OF_STATUS[bs]
+                if new == _WORKING or new == _PENDING_SUBMIT_ST:
+                    if filled > 0:
+                        new = _PARTIAL
+                elif new == _INACTIVE_ST and core.rejected:
+                    new = sm.REJECTED
+        if new != old_state or new == _INACTIVE_ST or new != v.state:
             if new in _TERMINAL and v.overlay:
                 v.overlay = ""
                 core.pending_mod = None
             v.state = new
             v.is_live = new in _LIVE_STATES
-            done = new in _TERMINAL or (new == sm.INACTIVE_STATE and not v.why_held)
+            done = new in _TERMINAL or (new == _INACTIVE_ST and not v.why_held)
             if done != v.is_done:
                 v.is_done = done
             key = v.key
@@ -785,7 +796,7 @@ class LedgerFold:
         overlay = v.overlay
         if new != old_state or overlay != old_overlay:
             if new != old_state:
-                critical = sm.CRITICAL_OF_STATE.get(new, "")
+                critical = _CRITICAL_OF_STATE.get(new, "")
             elif old_overlay == sm.PENDING_CANCEL_OVERLAY and not overlay:
                 critical = sm.CANCEL_REFUSED
             elif old_overlay == sm.PENDING_MODIFY_OVERLAY and not overlay:
@@ -862,14 +873,10 @@ class LedgerFold:
                 status,
             )
         elif cell == sm.ILLEGAL:
-            self._anomaly(
-                env, core, "illegal_transition", f"{frm} → {status} is not a legal transition", frm, status
-            )
+            self._anomaly(env, core, "illegal_transition", f"{frm} → {status} is not a legal transition", frm, status)
             return False
         elif cell == sm.WARN:
-            self._anomaly(
-                env, core, "flagged_transition", f"{frm} → {status} is legal but unusual", frm, status
-            )
+            self._anomaly(env, core, "flagged_transition", f"{frm} → {status} is legal but unusual", frm, status)
         elif cell == sm.UNSPECIFIED:
             self._anomaly(
                 env,
@@ -881,9 +888,7 @@ class LedgerFold:
             )
         # apply
         if not frm and core.blocked and not v.fills:
-            self._anomaly(
-                env, core, "blocked_order_at_broker", f"broker reports {status} for a blocked order"
-            )
+            self._anomaly(env, core, "blocked_order_at_broker", f"broker reports {status} for a blocked order")
         if status == sm.PENDING_CANCEL:
             core.pc_from = frm
             if v.overlay != sm.PENDING_CANCEL_OVERLAY:
@@ -913,12 +918,35 @@ class LedgerFold:
     # --- broker callbacks ------------------------------------------------------------------------
 
     def _on_status(self, env: Envelope, p: ev.OrderStatus) -> list[Transition]:
-        self._merge_out = None
-        core = self._resolve(env, p.client_id, p.order_id, p.perm_id, True, p.order_id <= 0)
+        pid = p.perm_id
+        oid = p.order_id
+        core = self._by_perm.get(pid) if pid > 0 else None
+        if core is None or core.boid != oid or core.bcid != p.client_id or core.bsid != env.session_id:
+            self._merge_out = None
+            core = self._resolve(env, p.client_id, oid, pid, True, oid <= 0)
+            merged = self._merge_out
+        else:
+            merged = None
+        if core is not None and merged is None and not p.why_held:
+            # fast path: a repeated status (the most common message of all)
+            v = core.view
+            status = p.status
+            if _ROWS[v.broker_status].get(status) == _DUP:
+                ns = env.recv_ns
+                v.statuses.append((ns, status))
+                v.broker_avg_fill_price = p.avg_fill_price
+                if p.filled == v.broker_filled and (p.remaining == v.broker_remaining or v.total_qty > 0):
+                    v.last_update_ns = ns
+                    return []
+                v.broker_filled = p.filled
+                v.broker_remaining = p.remaining
+                out: list[Transition] = []
+                self._refresh(core, env, v.state, v.overlay, out)
+                return out
         if core is None:
             self._anomaly(env, None, "unidentified", f"orderStatus {p.status} without orderId or permId")
             return []
-        out: list[Transition] = self._merge_out or []
+        out = merged or []
         v = core.view
         old_state, old_overlay = v.state, v.overlay
         applied = self._status(core, env, p.status, p.why_held)
@@ -983,29 +1011,40 @@ class LedgerFold:
             return []
         if eid in self._execs:
             return []  # the same execId twice: a duplicate, not a fill
-        self._merge_out = None
+        pid = p.perm_id
         oid = p.order_id
-        core = self._resolve(env, p.client_id, oid, p.perm_id, True, oid == MAX_ORDER_ID or oid < 0)
-        if core is None:
-            self._anomaly(env, None, "unidentified", f"execution {eid} without orderId or permId")
-            return []
-        out: list[Transition] = self._merge_out or []
+        core = self._by_perm.get(pid) if pid > 0 else None
+        if core is None or core.boid != oid or core.bcid != p.client_id or core.bsid != env.session_id:
+            self._merge_out = None
+            core = self._resolve(env, p.client_id, oid, pid, True, oid == MAX_ORDER_ID or oid < 0)
+            if core is None:
+                self._anomaly(env, None, "unidentified", f"execution {eid} without orderId or permId")
+                return []
+            out: list[Transition] = self._merge_out or []
+        else:
+            out = []
         v = core.view
-        old_state, old_overlay = v.state, v.overlay
+        old_state = v.state
+        old_overlay = v.overlay
         ns = env.recv_ns
         if not v.acked_ns:
             v.acked_ns = ns
         if not v.first_fill_ns:
             v.first_fill_ns = ns
-        family, rev = exec_family(eid)
+        i = eid.rfind(".")
+        if i < 0:
+            family, rev = eid, ""
+        else:
+            family, rev = eid[:i], eid[i + 1 :]
         late = old_state in _TERMINAL
         shares = p.shares
+        price = p.price
         fill = Fill(
             exec_id=eid,
             family=family,
             revision=rev,
             shares=shares,
-            price=p.price,
+            price=price,
             time=p.time,
             side=p.side,
             account=p.account,
@@ -1015,32 +1054,24 @@ class LedgerFold:
             late=late,
         )
         self._execs[eid] = (core, fill)
-        pc = self._pending_comm.pop(eid, None)
-        if pc is not None:
-            fill.commission = pc.commission
-            fill.currency = pc.currency
-            fill.realized_pnl = pc.realized_pnl
-            self._pending_flagged.pop(eid, None)
+        if self._pending_comm:
+            pc = self._pending_comm.pop(eid, None)
+            if pc is not None:
+                fill.commission = pc.commission
+                fill.currency = pc.currency
+                fill.realized_pnl = pc.realized_pnl
+                self._pending_flagged.pop(eid, None)
         v.fills.append(fill)
         # static fields the execution knows better than nothing
-        if not v.account and p.account:
-            v.account = p.account
-        if not v.symbol and p.symbol:
-            v.symbol = p.symbol
-        if not v.con_id and p.con_id:
-            v.con_id = p.con_id
-        if not v.sec_type and p.sec_type:
-            v.sec_type = p.sec_type
-        if not v.action and p.side:
-            v.action = "BUY" if p.side == "BOT" else "SELL" if p.side == "SLD" else ""
+        if not v.symbol or not v.account or not v.con_id or not v.action:
+            _fill_static(v, p)
         fams = core.families
         prev = fams.get(family)
-        delta = 0.0
         if prev is None:
             fams[family] = fill
-            v.filled += shares
-            core.notional += shares * p.price
-            filled = v.filled
+            filled = v.filled + shares
+            v.filled = filled
+            core.notional += shares * price
             v.avg_fill_price = core.notional / filled if filled else 0.0
             if fill.commission is not None:
                 v.commission += fill.commission
@@ -1053,48 +1084,42 @@ class LedgerFold:
             delta = shares - prev.shares
         else:
             fill.superseded = True
-        self._position_fill(env, core, fill, p, delta, prev)
+            delta = 0.0
+        if delta:
+            self._position_fill(core, p, delta, ns)
         if late:
             v.late_fill += 1
-            self._anomaly(
-                env, core, "late_fill", f"execution {eid} ({shares:g} @ {p.price:g}) after {old_state}"
-            )
+            self._anomaly(env, core, "late_fill", f"execution {eid} ({shares:g} @ {price:g}) after {old_state}")
         tq = v.total_qty
-        if tq > 0 and v.filled > tq + EPS and delta > 0:
+        if tq > 0 and delta > 0 and v.filled > tq + EPS:
             self._anomaly(env, core, "overfill", f"executions cover {v.filled:g} of {tq:g}")
         self._refresh(core, env, old_state, old_overlay, out)
         return out
 
-    def _position_fill(
-        self, env: Envelope, core: _Core, fill: Fill, p: ev.ExecDetails, delta: float, prev: Fill | None
-    ) -> None:
-        if fill.superseded:
-            return
-        if prev is not None:
-            pos_key, sign = self._fill_pos.get(prev.exec_id, ("", 0.0))
-            if pos_key:
-                self._fill_pos[fill.exec_id] = (pos_key, sign)
-                self._position_add(pos_key, sign * delta, env.recv_ns)
-            return
-        v = core.view
-        side = p.side or v.action
-        if side in ("BOT", "BUY"):
-            sign = 1.0
-        elif side in ("SLD", "SELL", "SSHORT"):
-            sign = -1.0
-        else:
-            return
-        account = p.account or v.account
-        con_id = p.con_id or v.con_id
-        symbol = p.symbol or v.symbol
-        sec_type = p.sec_type or v.sec_type
-        pos_key = _position_key(account, con_id, symbol, sec_type)
-        pv = self.positions.get(pos_key)
-        if pv is None:
-            pv = PositionView(key=pos_key, account=account, con_id=con_id, symbol=symbol, sec_type=sec_type)
-            self.positions[pos_key] = pv
-        self._fill_pos[fill.exec_id] = (pos_key, sign)
-        self._position_add(pos_key, sign * delta, env.recv_ns)
+    def _position_fill(self, core: _Core, p: ev.ExecDetails, qty: float, ns: int) -> None:
+        """Add an execution's signed quantity to its account/contract position row."""
+        src = (p.account, p.con_id, p.side)
+        if src != core.pos_src:
+            v = core.view
+            side = p.side or v.action
+            if side in ("BOT", "BUY"):
+                sign = 1.0
+            elif side in ("SLD", "SELL", "SSHORT"):
+                sign = -1.0
+            else:
+                sign = 0.0
+            account = p.account or v.account
+            con_id = p.con_id or v.con_id
+            symbol = p.symbol or v.symbol
+            sec_type = p.sec_type or v.sec_type
+            pos_key = _position_key(account, con_id, symbol, sec_type)
+            if sign and pos_key not in self.positions:
+                self.positions[pos_key] = PositionView(
+                    key=pos_key, account=account, con_id=con_id, symbol=symbol, sec_type=sec_type
+                )
+            core.pos_src, core.pos_key, core.pos_sign = src, pos_key, sign
+        if core.pos_sign:
+            self._position_add(core.pos_key, core.pos_sign * qty, ns)
 
     def _position_add(self, pos_key: str, qty: float, ns: int) -> None:
         pv = self.positions[pos_key]
@@ -1132,8 +1157,7 @@ class LedgerFold:
                 env,
                 core,
                 "duplicate_commission",
-                f"second commission report for {eid} differs ({fill.commission:g} vs {p.commission:g});"
-                " kept the first",
+                f"second commission report for {eid} differs ({fill.commission:g} vs {p.commission:g}); kept the first",
             )
         return []
 
@@ -1158,9 +1182,7 @@ class LedgerFold:
             core.rejected = True
         if code in sm.CANCEL_REFUSAL_CODES and v.overlay == sm.PENDING_CANCEL_OVERLAY:
             v.overlay = ""
-        elif (
-            v.overlay == sm.PENDING_MODIFY_OVERLAY and code not in _WARNING_CODES and not 2100 <= code < 2200
-        ):
+        elif v.overlay == sm.PENDING_MODIFY_OVERLAY and code not in _WARNING_CODES and not 2100 <= code < 2200:
             v.overlay = ""  # modify refused; pending_mod kept so the transition says MODIFY_REFUSED
         out: list[Transition] = []
         self._refresh(core, env, old_state, old_overlay, out)
@@ -1171,9 +1193,7 @@ class LedgerFold:
         pos_key = _position_key(p.account, p.con_id, p.symbol, p.sec_type)
         pv = self.positions.get(pos_key)
         if pv is None:
-            pv = PositionView(
-                key=pos_key, account=p.account, con_id=p.con_id, symbol=p.symbol, sec_type=p.sec_type
-            )
+            pv = PositionView(key=pos_key, account=p.account, con_id=p.con_id, symbol=p.symbol, sec_type=p.sec_type)
             self.positions[pos_key] = pv
         pv.reported = p.position
         pv.avg_cost = p.avg_cost
@@ -1200,26 +1220,19 @@ class LedgerFold:
             if not attach and not bv.is_done:
                 return self._modify(env, b, p, out)
             if attach:
-                core = b
-            else:
-                core = self._create(env, cid, oid, 0)
-                self._bind_key(core, bkey)
-        else:
-            core = self._create(env, cid, oid, 0)
-            self._bind_key(core, bkey)
-        v = core.view
-        old_state, old_overlay = v.state, v.overlay
-        if core is not b:
-            old_state = ""
-        core.placed = True
-        v.placed = True
-        _copy_intent(v, p)
-        self._refresh(core, env, old_state, old_overlay, out)
+                v = b.view
+                old_state, old_overlay = v.state, v.overlay
+                b.placed = True
+                v.placed = True
+                _copy_intent(v, p)
+                self._refresh(b, env, old_state, old_overlay, out)
+                return out
+        core = self._create(env, cid, oid, 0, intent=p)
+        self._bind_key(core, bkey)
+        self._refresh(core, env, "", "", out)
         return out
 
-    def _modify(
-        self, env: Envelope, core: _Core, p: ev.PlaceOrder, out: list[Transition]
-    ) -> list[Transition]:
+    def _modify(self, env: Envelope, core: _Core, p: ev.PlaceOrder, out: list[Transition]) -> list[Transition]:
         v = core.view
         old_state, old_overlay = v.state, v.overlay
         core.pending_mod = p
@@ -1300,9 +1313,7 @@ class LedgerFold:
         v = core.view
         if p.decision == "BLOCK":
             if v.acked_ns or v.fills:
-                self._anomaly(
-                    env, core, "block_after_ack", f"BLOCK ({p.reason}) for an order the broker knows"
-                )
+                self._anomaly(env, core, "block_after_ack", f"BLOCK ({p.reason}) for an order the broker knows")
                 return out
             core.blocked = True
         else:
@@ -1347,9 +1358,7 @@ class LedgerFold:
         for eid in self._pending_comm:
             if eid not in self._pending_flagged:
                 self._pending_flagged[eid] = True
-                self._anomaly(
-                    env, None, "unknown_commission", f"commission report for execution {eid} never seen"
-                )
+                self._anomaly(env, None, "unknown_commission", f"commission report for execution {eid} never seen")
         self.connected = False
         self.reconciling = False
         return []
@@ -1372,6 +1381,44 @@ class LedgerFold:
                     v.broker_status,
                     "",
                 )
+
+
+def _plausible(v: OrderView, p: object) -> bool:
+    """Could this broker message be about ``v`` (an unacknowledged order of an earlier session)?"""
+    tq = v.total_qty
+    if isinstance(p, ev.OrderStatus):
+        q = p.filled + p.remaining
+        return not (q > 0 and tq > 0 and abs(q - tq) > EPS)
+    if isinstance(p, ev.ExecDetails):
+        if p.con_id and v.con_id and p.con_id != v.con_id:
+            return False
+        if p.symbol and v.symbol and p.symbol != v.symbol:
+            return False
+        if v.action and p.side and (p.side == "BOT") != (v.action == "BUY"):
+            return False
+        return not (tq > 0 and p.shares > tq + EPS)
+    if isinstance(p, ev.OpenOrder):
+        if p.con_id and v.con_id and p.con_id != v.con_id:
+            return False
+        if p.symbol and v.symbol and p.symbol != v.symbol:
+            return False
+        if p.action and v.action and p.action != v.action:
+            return False
+        return not (p.total_qty > 0 and tq > 0 and abs(p.total_qty - tq) > EPS)
+    return True
+
+
+def _fill_static(v: OrderView, p: ev.ExecDetails) -> None:
+    if not v.account and p.account:
+        v.account = p.account
+    if not v.symbol and p.symbol:
+        v.symbol = p.symbol
+    if not v.con_id and p.con_id:
+        v.con_id = p.con_id
+    if not v.sec_type and p.sec_type:
+        v.sec_type = p.sec_type
+    if not v.action and p.side:
+        v.action = "BUY" if p.side == "BOT" else "SELL" if p.side == "SLD" else ""
 
 
 def _position_key(account: str, con_id: int, symbol: str, sec_type: str) -> str:

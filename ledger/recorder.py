@@ -51,13 +51,16 @@ afterwards and lists the session as crashed (no ``session_ended``). ``tests/test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import msgspec
 
 from ledger import __version__ as IBLEDGER_VERSION
 from ledger import adapter
@@ -129,6 +132,7 @@ class Recorder:
                 self.store.close()
             raise
         self._transitions: list = []
+        self._ctx: tuple[int, int] | None = None
         self._capture_transitions()
         self.config_hash = config_hash
         self.mode = mode
@@ -150,6 +154,8 @@ class Recorder:
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
         self._lost_unreported = 0
         self.lost = 0  # events lost (queue full, or given up by the writer) — counted, never silent
+        self.lost_by_kind: dict[str, int] = {}
+        self._lost_logged_at = 0.0
         self.internal_errors = 0
         self.engine_errors = 0
         self._full_warned_at = 0.0
@@ -249,7 +255,7 @@ class Recorder:
         accounts = list(getattr(self.ib.wrapper, "accounts", []) or [])
         with self._lock:
             self._ensure_started(accounts=accounts)
-            self._on_connect(adapter.connected(client), time.time_ns(), time.monotonic_ns(), sync=False)
+            self._on_connect(adapter.connected(client), *self._stamp(), sync=False)
         if self.reconciler.enabled:
             self._reconcile_now("attach")
 
@@ -281,6 +287,11 @@ class Recorder:
         return self.reconciler.bracket is not None
 
     @property
+    def connects(self) -> int:
+        """How many connections were recorded (1 + reconnects)."""
+        return self._connects
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -303,6 +314,10 @@ class Recorder:
         """
         if self._closed:
             raise RecorderError(f"recorder for session {self.session_id} is closed")
+        try:
+            _check_encodable(payload)
+        except Exception as exc:  # noqa: BLE001
+            raise RecorderError(f"cannot record {type(payload).__name__}: not encodable ({exc})") from exc
         env = self._record(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
         if env is None:
             raise RecorderError(f"could not record {ev.kind_of(payload)}: {self._fault}") from self._fault
@@ -366,7 +381,7 @@ class Recorder:
             if self.reconciler.bracket is not None:
                 self.reconciler._close(self.reconciler.bracket, extra_unknown=True)
             self._ensure_started()
-            self._drain_faults_locked()
+            self._drain_faults_locked(force=True)
             self._record(ev.SessionEnded(reason=reason, events=self._seq + 1), source="live", _reserve=True)
             self._closed = True
         self._unhook()
@@ -427,10 +442,12 @@ class Recorder:
         _reserve: bool = False,
     ) -> Envelope | None:
         """Stamp, queue, fold, govern; then (outermost call only) notify subscribers."""
-        if recv_ns is None:
-            recv_ns = time.time_ns()
-            mono_ns = time.monotonic_ns()
         with self._lock:
+            if recv_ns is None:
+                recv_ns, mono_ns = self._stamp()
+            outer_ctx = self._ctx
+            if outer_ctx is None:
+                self._ctx = (recv_ns, mono_ns or 0)
             self._depth += 1
             try:
                 if self._closed:
@@ -444,6 +461,7 @@ class Recorder:
                 if env is not None:
                     self._process(env, 0)
             finally:
+                self._ctx = outer_ctx
                 self._depth -= 1
                 if self._depth == 0 and self._notify:
                     notify, self._notify = self._notify, []
@@ -475,12 +493,18 @@ class Recorder:
             else:
                 ok = False
             if not ok:
+                kind = ev.kind_of(payload)
                 self.lost += 1
+                self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
                 self._lost_unreported += 1
-                self._set_fault(
-                    RecorderError(f"recorder lost events: queue full or writer stopped "
-                                  f"({self.lost} lost so far; first: {ev.kind_of(payload)} at seq {seq})"),
-                )
+                now = time.monotonic()
+                if self._fault is None or now - self._lost_logged_at > 1.0:
+                    self._lost_logged_at = now
+                    self._set_fault(
+                        RecorderError(f"recorder LOST events: queue full or writer stopped ({self.lost} lost so "
+                                      f"far, latest a {kind}; by kind: {self.lost_by_kind})"),
+                        report=False,
+                    )
                 return None
         self._seq = seq
         return env
@@ -502,7 +526,8 @@ class Recorder:
             return
         cause = event_ref(env)
         for d in decisions:
-            denv = self._enqueue(d, env.source, env.correlation_id, cause, time.time_ns(), time.monotonic_ns())
+            # decisions may use the reserve: the governor's reaction (e.g. to a fault) must be kept
+            denv = self._enqueue(d, env.source, env.correlation_id, cause, *self._stamp(), reserve=True)
             if denv is not None:
                 self._process(denv, depth + 1)
 
@@ -543,7 +568,7 @@ class Recorder:
             ibledger_version=IBLEDGER_VERSION,
             mode=self.mode,
         )
-        ns, mono = (pending[1], pending[2]) if pending else (time.time_ns(), time.monotonic_ns())
+        ns, mono = (pending[1], pending[2]) if pending else self._stamp()
         env = self._enqueue(started, "live", None, None, ns, mono, reserve=True)
         if env is not None:
             self._process(env, 0)
@@ -559,15 +584,35 @@ class Recorder:
         if sync:
             self.reconciler.on_connect(reconnect=self._connects > 1)
 
+    # --- time -----------------------------------------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, int]:
+        """The receipt stamp: the triggering callback's while one is being recorded, else now."""
+        ctx = self._ctx
+        if ctx is not None:
+            return ctx
+        return time.time_ns(), time.monotonic_ns()
+
+    @contextlib.contextmanager
+    def _at(self, recv_ns: int, mono_ns: int) -> Iterator[None]:
+        """Everything recorded while handling one callback (session start, connection, brackets,
+        faults, decisions) carries that callback's receipt stamp, so stamps never go backwards."""
+        prev = self._ctx
+        self._ctx = (recv_ns, mono_ns)
+        try:
+            yield
+        finally:
+            self._ctx = prev
+
     # --- faults --------------------------------------------------------------------------------------
 
-    def _set_fault(self, exc: BaseException, lost: int = 0) -> None:
+    def _set_fault(self, exc: BaseException, *, report: bool = True) -> None:
         first = self._fault is None
         if first:
             self._fault = exc
         log.error("RECORDER FAULT (session %s): %s — new orders are blocked", self.session_id, exc)
-        if first or lost:
-            self._faults_inbox.append((f"{type(exc).__name__}: {exc}", lost))
+        if report:
+            self._faults_inbox.append((f"{type(exc).__name__}: {exc}", 0))
 
     def _on_writer_error(self, exc: BaseException) -> None:
         # writer thread: never take the recorder lock here (the loop thread may hold it while waiting
@@ -591,15 +636,19 @@ class Recorder:
         with self._lock:
             self._drain_faults_locked()
 
-    def _drain_faults_locked(self) -> None:
+    def _drain_faults_locked(self, force: bool = False) -> None:
+        """Record pending faults. Lost events are reported in one ``RecorderFault`` once the queue has
+        room again (or at close), with the exact count since the previous report."""
         while self._faults_inbox or self._lost_unreported:
             if self._faults_inbox:
                 message, lost = self._faults_inbox.popleft()
+            elif force or self._writer.free() > 0:
+                message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
             else:
-                message, lost = "events lost", 0
+                return
             lost += self._lost_unreported
             payload = ev.RecorderFault(message=message, lost=lost)
-            env = self._enqueue(payload, "live", None, None, time.time_ns(), time.monotonic_ns(), reserve=True)
+            env = self._enqueue(payload, "live", None, None, *self._stamp(), reserve=True)
             if env is None:
                 self._faults_inbox.appendleft((message, 0))
                 return
@@ -615,7 +664,7 @@ class Recorder:
         except Exception:  # noqa: BLE001
             text = "<unrepresentable>"
         try:
-            self._set_fault(RecorderError(f"could not record {where}: {type(exc).__name__}: {exc}"))
+            self._set_fault(RecorderError(f"could not record {where}: {type(exc).__name__}: {exc}"), report=False)
             with self._lock:
                 self._faults_inbox.append((f"unrecorded callback {where}: {exc}; args: {text}", 0))
                 self._drain_faults_locked()
@@ -637,7 +686,7 @@ class Recorder:
                     payload = builder(*a)
                     if self._loop is None:
                         self._capture_loop()
-                    with self._lock:
+                    with self._lock, self._at(recv_ns, mono_ns):
                         if not self._started:
                             self._ensure_started(
                                 accounts=payload.accounts.split(",") if is_accounts else None  # type: ignore[attr-defined]
@@ -667,7 +716,7 @@ class Recorder:
                 try:
                     self._capture_loop()
                     payload = adapter.connected(self.ib.client)
-                    with self._lock:
+                    with self._lock, self._at(recv_ns, mono_ns):
                         if not self._started:
                             # session_started waits for managedAccounts (the next message) to name the account
                             self._pending_connect = (payload, recv_ns, mono_ns)
@@ -702,7 +751,7 @@ class Recorder:
         return hook
 
     def _disconnected(self, reason: str) -> None:
-        with self._lock:
+        with self._lock, self._at(time.time_ns(), time.monotonic_ns()):
             if self._pending_connect is not None or (not self._started and self.ib.client.isConnected()):
                 self._ensure_started()
             if not self._conn_open:
@@ -789,6 +838,15 @@ class Recorder:
         from ledger.iblib import util
 
         return util.run(self.reconciler.run(reason))
+
+
+_payload_encoder = msgspec.msgpack.Encoder()
+
+
+def _check_encodable(payload: ev.Event) -> None:
+    if not isinstance(payload, ev.Event):
+        raise TypeError(f"expected an ledger.events payload, got {type(payload).__name__}")
+    _payload_encoder.encode(payload)
 
 
 def _library() -> tuple[str, str]:

@@ -37,7 +37,7 @@ log = logging.getLogger("ledger.writer")
 
 __all__ = ["Writer", "WriterError"]
 
-RESERVE = 64
+RESERVE = 256  # queue slots only fault reports, governor decisions and session_ended may use
 
 CommitListener = Callable[[Sequence[Envelope], int], None]
 
@@ -196,7 +196,8 @@ class Writer:
                 if not _replace_unencodable(batch):
                     self._fail(exc)
                     return False
-                log.error("recorder: replaced unencodable event(s) in a batch: %s", exc)
+                # a bug upstream (the adapter must produce plain data): loud, sticky, but nothing lost
+                self._fail(WriterError(f"unencodable event(s) stored as RecorderFault: {exc}"))
                 continue
             except Exception as exc:  # noqa: BLE001 - store down, lock timeout, connection lost: retry
                 self.failing = True

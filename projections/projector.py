@@ -217,7 +217,7 @@ class AuditProjection:
             return ""
         if meta.get("schema_version") != str(schema.SCHEMA_VERSION):
             return f"schema version {meta.get('schema_version')} -> {schema.SCHEMA_VERSION}"
-        if meta.get("store_url") != self.store.url:
+        if meta.get("store") != schema.store_identity(self.store.url):
             return f"it was built from {meta.get('store_url')}, not {self.store.url}"
         row = con.execute("SELECT position, events, fingerprint FROM audit_tracking WHERE projection=?",
                           [PROJECTION]).fetchone()
@@ -240,6 +240,7 @@ class AuditProjection:
         self.con.executemany("INSERT INTO audit_meta VALUES (?, ?)", [
             ["schema_version", str(schema.SCHEMA_VERSION)],
             ["store_url", self.store.url],  # already redacted by the store: never a password
+            ["store", schema.store_identity(self.store.url)],
             ["projection", PROJECTION],
         ])
 

@@ -238,6 +238,15 @@ def create_sql() -> list[str]:
     return [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()]
 
 
+def store_identity(store_url: str) -> str:
+    """What makes two store URLs the same store (no credentials, no tuning parameters)."""
+    parsed = parse_url(store_url)
+    if parsed.scheme == "sqlite":
+        return "sqlite:" + str(Path(parsed.path).resolve())
+    schema = parsed.params.get("schema") or "public"
+    return f"postgresql://{parsed.host}:{parsed.port}/{parsed.dbname}?schema={schema}"
+
+
 def default_duckdb_path(store_url: str, cwd: Path | None = None) -> Path:
     """Where the projection of ``store_url`` lives unless ``--duckdb`` says otherwise.
 

@@ -240,9 +240,7 @@ def _split(c: Any, qty: float, parts: int) -> list[float]:
     return cuts
 
 
-def _fills(
-    c: Any, ids: Ids, o: _O, qty: float, *, done_before: float = 0.0, final: bool = True
-) -> list[Event]:
+def _fills(c: Any, ids: Ids, o: _O, qty: float, *, done_before: float = 0.0, final: bool = True) -> list[Event]:
     """Executions for ``qty`` shares with their commissions and progress statuses, quirks included."""
     out: list[Event] = []
     cum = done_before
@@ -345,9 +343,7 @@ def lc_cancel_refused(c: Any, ids: Ids) -> list[Event]:
         out.append(_status(o, "PendingCancel"))
     fills = _fills(c, ids, o, o.qty)
     if c.chance(50):
-        out += fills + [
-            _err(o, 10148, "OrderId that needs to be cancelled cannot be cancelled, state: Filled.")
-        ]
+        out += fills + [_err(o, 10148, "OrderId that needs to be cancelled cannot be cancelled, state: Filled.")]
     else:
         out += [_err(o, 10148, "OrderId that needs to be cancelled cannot be cancelled, state: Submitted.")]
         out += fills
@@ -413,9 +409,7 @@ def lc_modify(c: Any, ids: Ids) -> list[Event]:
     new_qty = o.qty + float(c.integer(1, 50))
     mod = _place(o, "modify")
     out.append(
-        ev.ModifyOrder(
-            **{k: getattr(mod, k) for k in mod.__struct_fields__ if k != "total_qty"}, total_qty=new_qty
-        )
+        ev.ModifyOrder(**{k: getattr(mod, k) for k in mod.__struct_fields__ if k != "total_qty"}, total_qty=new_qty)
     )
     o.qty = new_qty
     out += [_open(o, "Submitted"), _status(o, "Submitted")]
@@ -441,9 +435,7 @@ def lc_unconfirmed(c: Any, ids: Ids) -> list[Event]:
     """Placed, never acknowledged (maybe a warning): unconfirmed, not failed."""
     o = _O(c, ids)
     out: list[Event] = [
-        ev.GovernorDecision(
-            decision="ALLOW", reason="OK", action="place", order_id=o.oid, client_id=o.client_id
-        )
+        ev.GovernorDecision(decision="ALLOW", reason="OK", action="place", order_id=o.oid, client_id=o.client_id)
     ]
     out.append(_place(o, "unconfirmed"))
     if c.chance(30):
@@ -530,9 +522,7 @@ def _session(
     positions: bool = True,
 ) -> list[Event]:
     out: list[Event] = [
-        ev.SessionStarted(
-            library="synthetic", library_version="0", client_id=ids.client_id, account=ids.account
-        ),
+        ev.SessionStarted(library="synthetic", library_version="0", client_id=ids.client_id, account=ids.account),
         ev.Connected(host="127.0.0.1", port=7497, client_id=ids.client_id, server_version=176),
         ev.ManagedAccounts(accounts=ids.account),
         ev.NextValidId(order_id=ids.next_order_id),
@@ -590,11 +580,7 @@ def _carry_over(c: Any, prev_lanes: list[tuple[_O | None, list[Event]]]) -> list
     for _o, events in prev_lanes:
         for p in events:
             if isinstance(p, ev.ExecDetails) and c.chance(50):
-                out.append(
-                    ev.ExecDetails(
-                        **{k: getattr(p, k) for k in p.__struct_fields__ if k != "req_id"}, req_id=1
-                    )
-                )
+                out.append(ev.ExecDetails(**{k: getattr(p, k) for k in p.__struct_fields__ if k != "req_id"}, req_id=1))
             elif isinstance(p, ev.CommissionReport) and c.chance(50):
                 out.append(p)
         last = next((p for p in reversed(events) if isinstance(p, ev.OrderStatus)), None)
@@ -611,9 +597,7 @@ def _carry_over(c: Any, prev_lanes: list[tuple[_O | None, list[Event]]]) -> list
     return out
 
 
-def _build_stream(
-    c: Any, n_sessions: int, orders_per_session: int, max_open: int, weighted: bool
-) -> list[Envelope]:
+def _build_stream(c: Any, n_sessions: int, orders_per_session: int, max_open: int, weighted: bool) -> list[Envelope]:
     names = _WEIGHTED if weighted else tuple(TEMPLATES)
     perm = 1_000_000
     exec_n = 0
@@ -646,9 +630,7 @@ def order_lifecycles(draw: Any, templates: Sequence[str] | None = None) -> list[
 def event_streams(draw: Any, max_sessions: int = 3, max_orders: int = 6, max_open: int = 4) -> list[Envelope]:
     """Complete envelope streams: 1..max_sessions recording sessions of interleaved lifecycles."""
     c = DrawChooser(draw)
-    return _build_stream(
-        c, c.integer(1, max_sessions), c.integer(1, max_orders), c.integer(1, max_open), False
-    )
+    return _build_stream(c, c.integer(1, max_sessions), c.integer(1, max_orders), c.integer(1, max_open), False)
 
 
 _STATUSES = (
@@ -716,15 +698,9 @@ def garbage_payloads() -> st.SearchStrategy[Event]:
             status=st.one_of(st.sampled_from(_STATUSES), st.text(max_size=8)),
             symbol=_text,
         ),
-        st.builds(
-            ev.CompletedOrder, order_id=_ids, perm_id=_perm, client_id=_ids, total_qty=_qty, status=_text
-        ),
-        st.builds(
-            ev.Error, req_id=_ids, code=st.sampled_from((201, 202, 10148, 161, 399, 1100, 1101, 1102, 0))
-        ),
-        st.builds(
-            ev.PlaceOrder, order_id=_ids, client_id=_ids, total_qty=_qty, lmt_price=_price, action=_text
-        ),
+        st.builds(ev.CompletedOrder, order_id=_ids, perm_id=_perm, client_id=_ids, total_qty=_qty, status=_text),
+        st.builds(ev.Error, req_id=_ids, code=st.sampled_from((201, 202, 10148, 161, 399, 1100, 1101, 1102, 0))),
+        st.builds(ev.PlaceOrder, order_id=_ids, client_id=_ids, total_qty=_qty, lmt_price=_price, action=_text),
         st.builds(ev.ModifyOrder, order_id=_ids, client_id=_ids, total_qty=_qty, lmt_price=_price),
         st.builds(ev.CancelOrder, order_id=_ids, client_id=_ids, perm_id=_perm),
         st.builds(ev.GlobalCancel),
@@ -760,18 +736,14 @@ def garbage_streams(draw: Any) -> list[Envelope]:
     seqs: dict[str, int] = {}
     for sid, p, ns in payloads:
         seqs[sid] = seqs.get(sid, 0) + 1
-        out.append(
-            Envelope(session_id=sid, seq=seqs[sid], recv_ns=ns, mono_ns=0, source="synthetic", payload=p)
-        )  # type: ignore[arg-type]
+        out.append(Envelope(session_id=sid, seq=seqs[sid], recv_ns=ns, mono_ns=0, source="synthetic", payload=p))  # type: ignore[arg-type]
     return out
 
 
 # --- seeded generator (benchmarks, demos) ----------------------------------------------------------
 
 
-def generate_stream(
-    seed: int = 1, n_events: int = 1_000_000, orders_per_session: int = 2_000
-) -> list[Envelope]:
+def generate_stream(seed: int = 1, n_events: int = 1_000_000, orders_per_session: int = 2_000) -> list[Envelope]:
     """About ``n_events`` envelopes (whole sessions, so a little more), deterministic for a seed."""
     c = RandomChooser(seed)
     out: list[Envelope] = []

@@ -108,9 +108,7 @@ def wait_until(ib: Any, predicate: Callable[[], bool], timeout: float = 2.0) -> 
     return predicate()
 
 
-def wait_events(
-    ib: Any, rec: Recorder, count: int, timeout: float = 2.5, settle: float = 0.06
-) -> list[tuple]:
+def wait_events(ib: Any, rec: Recorder, count: int, timeout: float = 2.5, settle: float = 0.06) -> list[tuple]:
     """Wait for ``count`` order events, then a little longer to catch any unexpected extra ones."""
     wait_until(ib, lambda: len(rec.of()) >= count, timeout)
     if ib.isConnected():

@@ -119,9 +119,7 @@ def test_messages_are_routed_to_the_placing_client(sim: Simulator):
     try:
         rec_a, rec_b = Recorder(a), Recorder(b)
         ta = a.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
-        tb = b.placeOrder(
-            Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 2, 1.0, orderRef="stuck_presubmitted")
-        )
+        tb = b.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 2, 1.0, orderRef="stuck_presubmitted"))
         wait_events(a, rec_a, 5)
         wait_events(b, rec_b, 2)
         assert {x[0] for x in rec_a.raw_of("status")} == {ta.order.orderId}
@@ -159,8 +157,7 @@ def test_scenario_chosen_by_symbol_action_quantity():
 
 def test_time_scale_and_custom_scenarios_dir(tmp_path: Path):
     (tmp_path / "mine.toml").write_text(
-        '[[scenario]]\nname = "slow_ack"\n[[scenario.steps]]\ntype = "status"\nstatus = "Submitted"\n'
-        "after_ms = 5000\n"
+        '[[scenario]]\nname = "slow_ack"\n[[scenario.steps]]\ntype = "status"\nstatus = "Submitted"\nafter_ms = 5000\n'
     )
     with Simulator(scenarios_dir=tmp_path, time_scale=0.01) as sim:
         assert sim.scenario_names() == ["slow_ack"]
@@ -193,9 +190,7 @@ def test_cli_simulate_serves_and_stops_on_sigint():
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         assert m, line + proc.stderr.read()
         ib = connect(int(m.group(1)))
-        trade = ib.placeOrder(
-            Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple")
-        )
+        trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
         assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
         ib.disconnect()
         proc.send_signal(signal.SIGINT)

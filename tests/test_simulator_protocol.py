@@ -160,9 +160,7 @@ VIEW = P.OpenOrderView(
     client_id=2,
     perm_id=1100000009,
     contract=P.ContractSpec(conId=265598, symbol="AAPL", localSymbol="AAPL", tradingClass="NMS"),
-    order=P.OrderSpec(
-        action="BUY", totalQuantity=100, orderType="LMT", lmtPrice=150.5, tif="DAY", orderRef="r1"
-    ),
+    order=P.OrderSpec(action="BUY", totalQuantity=100, orderType="LMT", lmtPrice=150.5, tif="DAY", orderRef="r1"),
     status="Submitted",
     filled=40,
     completed_time="20240102 09:30:05 US/Eastern",
@@ -323,9 +321,7 @@ def test_choose_by_order_ref_then_match_then_default():
 
 
 def _order(broker: Broker, order_id: int = 1, action: str = "BUY", qty: float = 100):
-    return broker.place(
-        1, order_id, P.ContractSpec(symbol="AAPL"), P.OrderSpec(action=action, totalQuantity=qty)
-    )
+    return broker.place(1, order_id, P.ContractSpec(symbol="AAPL"), P.OrderSpec(action=action, totalQuantity=qty))
 
 
 def test_broker_ids_are_deterministic():

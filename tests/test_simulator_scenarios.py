@@ -108,18 +108,13 @@ CASES: dict[str, Case] = {
         before=LIVE + [C("A.01", 1.25), X("A.01", 100, 30.0, 100, 30.0), S("Filled", 100, 0, 30.0, 30.0)]
     ),
     "commission_duplicated": Case(
-        before=LIVE
-        + [X("A.01", 100, 31.0, 100, 31.0), C("A.01", 1.0), C("A.01", 1.0), S("Filled", 100, 0, 31.0, 31.0)]
+        before=LIVE + [X("A.01", 100, 31.0, 100, 31.0), C("A.01", 1.0), C("A.01", 1.0), S("Filled", 100, 0, 31.0, 31.0)]
     ),
     "commission_unknown_exec": Case(
         before=LIVE
         + [X("A.01", 100, 32.0, 100, 32.0), C("B.01", 9.99), C("A.01", 1.0), S("Filled", 100, 0, 32.0, 32.0)]
     ),
-    "exec_correction": Case(
-        before=LIVE
-        + FILL_100
-        + [X("A.02", 100, 100.05, 100, 100.05), C("A.02", 1.0)]
-    ),
+    "exec_correction": Case(before=LIVE + FILL_100 + [X("A.02", 100, 100.05, 100, 100.05), C("A.02", 1.0)]),
     "cancel_202_before_cancelled": Case(before=LIVE, action="cancel", after=[E(202), S("Cancelled", 0, 100)]),
     "cancel_202_after_cancelled": Case(
         before=LIVE, action="cancel", after=[S("PendingCancel", 0, 100), S("Cancelled", 0, 100), E(202)]
@@ -142,8 +137,7 @@ CASES: dict[str, Case] = {
     "unsolicited_cancel": Case(before=LIVE + [S("Cancelled", 0, 100), E(202)]),
     "fok_immediate_cancel": Case(before=[O("PreSubmitted"), S("Cancelled", 0, 100)], tif="FOK", order_ref=""),
     "ioc_partial_cancel": Case(
-        before=[O("Submitted"), X("A.01", 30, 12.5, 30, 12.5), C("A.01", 1.0)]
-        + [S("Cancelled", 30, 70, 12.5, 12.5)],
+        before=[O("Submitted"), X("A.01", 30, 12.5, 30, 12.5), C("A.01", 1.0)] + [S("Cancelled", 30, 70, 12.5, 12.5)],
         tif="IOC",
         order_ref="",
     ),

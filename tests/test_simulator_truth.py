@@ -19,9 +19,7 @@ def test_fills_while_disconnected_show_up_after_reconnect(sim: Simulator):
     ib = connect(sim.port, client_id=7)
     try:
         rec = Recorder(ib)
-        trade = ib.placeOrder(
-            Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 90.0, orderRef="drop_mid_fill")
-        )
+        trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 90.0, orderRef="drop_mid_fill"))
         order_id = trade.order.orderId
         # the scenario drops us after the first half fills
         assert wait_until(ib, lambda: not ib.isConnected(), 2.0)
@@ -52,9 +50,7 @@ def test_fills_while_disconnected_show_up_after_reconnect(sim: Simulator):
         assert sorted((f.execution.shares, f.execution.price) for f in fills) == [(50.0, 90.0), (50.0, 90.5)]
         assert {f.execution.orderId for f in fills} == {order_id}
         completed = ib.reqCompletedOrders(apiOnly=False)
-        assert [(t.order.orderId, t.order.permId, t.orderStatus.status) for t in completed] == [
-            (0, perm_id, "Filled")
-        ]
+        assert [(t.order.orderId, t.order.permId, t.orderStatus.status) for t in completed] == [(0, perm_id, "Filled")]
         positions = ib.reqPositions()
         assert [(p.contract.symbol, p.position, p.avgCost) for p in positions] == [("AAPL", 100.0, 90.25)]
         assert ib.openTrades() == []
@@ -66,9 +62,7 @@ def test_working_order_survives_disconnect(sim: Simulator):
     ib = connect(sim.port, client_id=3)
     try:
         rec = Recorder(ib)
-        trade = ib.placeOrder(
-            Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 5, 10.0, orderRef="stuck_presubmitted")
-        )
+        trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 5, 10.0, orderRef="stuck_presubmitted"))
         wait_events(ib, rec, 2)
         assert sim.drop_connections() == 1
         assert wait_until(ib, lambda: not ib.isConnected(), 2.0)
@@ -134,9 +128,7 @@ def test_cancel_of_filled_and_unknown_orders(sim: Simulator):
     ib = connect(sim.port, client_id=1)
     try:
         rec = Recorder(ib)
-        trade = ib.placeOrder(
-            Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple")
-        )
+        trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
         wait_until(ib, lambda: trade.orderStatus.status == "Filled")
         ib.client.cancelOrder(trade.order.orderId)
         ib.client.cancelOrder(9999)
@@ -189,9 +181,7 @@ def test_positions_stream_and_execution_filter(sim: Simulator):
     try:
         rec = Recorder(ib)
         for symbol, action, price in (("AAPL", "BUY", 10.0), ("MSFT", "BUY", 20.0), ("AAPL", "SELL", 12.0)):
-            t = ib.placeOrder(
-                Stock(symbol, "SMART", "USD"), LimitOrder(action, 10, price, orderRef="fill_simple")
-            )
+            t = ib.placeOrder(Stock(symbol, "SMART", "USD"), LimitOrder(action, 10, price, orderRef="fill_simple"))
             wait_until(ib, lambda t=t: t.orderStatus.status == "Filled")
         # scenario price 100 overrides the limit price
         assert rec.of("position") == [

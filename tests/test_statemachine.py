@@ -31,11 +31,7 @@ DESIGN_TABLE = {
     "Inactive":      "✗    why  why  ✓    ✗    ✓    ✓    dup",
 }  # fmt: skip
 
-CELLS = [
-    (frm, to, sym)
-    for frm, row in DESIGN_TABLE.items()
-    for to, sym in zip(COLUMNS, row.split(), strict=True)
-]
+CELLS = [(frm, to, sym) for frm, row in DESIGN_TABLE.items() for to, sym in zip(COLUMNS, row.split(), strict=True)]
 
 # A legal path from "(new)" to each broker status.
 PATHS = {

@@ -1,0 +1,194 @@
+"""Audit commands: ``audit`` (named queries, ad-hoc SQL, exports) and ``report`` (HTML timelines)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ledger.cli.common import console, err_console, fail, opened_store
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
+                 "or sqlite:///ibledger.db"),
+]
+DuckOpt = Annotated[
+    Path | None,
+    typer.Option("--duckdb", help="DuckDB projection file. Default: beside a SQLite store (ibledger.db -> "
+                 "ibledger.duckdb); for PostgreSQL a name derived from host/port/database in the current dir"),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit_cmd)
+    app.command("report")(report_cmd)
+
+
+def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool) -> Path:
+    """Bring the projection up to date (or rebuild it) and return its path."""
+    from ledger.store import StoreError
+    from projections.projector import ProjectionError, update
+    from projections.projector import rebuild as do_rebuild
+    from projections.schema import default_duckdb_path
+
+    with opened_store(store) as st:
+        path = duckdb_path or default_duckdb_path(st.url)
+        try:
+            if rebuild:
+                n = do_rebuild(st, path)
+                err_console.print(f"rebuilt {path} from {st.url}: {n} events", highlight=False)
+            else:
+                pending = _pending(st, path)
+                if pending > 50_000:
+                    err_console.print(f"updating {path}: {pending} new events...", highlight=False)
+                _n, notes = update(st, path)
+                for note in notes:
+                    err_console.print(note, highlight=False)
+        except (ProjectionError, StoreError) as exc:
+            fail(str(exc))
+        except Exception as exc:  # duckdb.Error and friends: a clear message, no traceback
+            fail(f"cannot update the projection {path}: {type(exc).__name__}: {exc}")
+    return path
+
+
+def _pending(st: Any, path: Path) -> int:
+    import duckdb
+
+    if not path.exists():
+        return st.max_position()
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return 0
+    try:
+        row = con.execute("SELECT position FROM audit_tracking").fetchone()
+    except duckdb.Error:
+        return 0
+    finally:
+        con.close()
+    return max(st.max_position() - (row[0] if row else 0), 0)
+
+
+def audit_cmd(
+    name: Annotated[str | None, typer.Argument(help="Named query to run (omit to list them)")] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help="Ad-hoc SQL, run on a read-only connection")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result to a .parquet, .csv, .json "
+                                             "or .jsonl file instead of printing it")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Recreate the projection from the store")] = False,
+    store: StoreOpt = None,
+    duckdb_path: DuckOpt = None,
+) -> None:
+    """Audit the ledger with DuckDB: named risk queries, ad-hoc SQL, Parquet export.
+
+    The projection is brought up to date from the store first (incrementally, exactly once).
+    Without NAME or --sql, lists the named queries.
+    """
+    from projections.queries import BY_NAME, QUERIES, QueryError, export, run_sql
+
+    if fmt not in ("table", "json", "csv"):
+        fail(f"unknown --format {fmt!r}: use table, json or csv")
+    if name and sql:
+        fail("give either a query NAME or --sql, not both")
+    if name and name not in BY_NAME:
+        fail(f"unknown audit query {name!r}; named queries: {', '.join(q.name for q in QUERIES)}")
+    if not name and not sql:
+        if rebuild:
+            _refresh(store, duckdb_path, True)
+        _list_queries(fmt)
+        return
+    query = BY_NAME[name].sql if name else sql
+    assert query is not None
+    path = _refresh(store, duckdb_path, rebuild)
+    try:
+        if out is not None:
+            n = export(path, query, out)
+            err_console.print(f"wrote {n} rows to {out}", highlight=False)
+            return
+        cols, rows = run_sql(path, query)
+    except QueryError as exc:
+        fail(f"query failed: {exc}", code=1)
+    _print(cols, rows, fmt, title=name or "query")
+
+
+def _list_queries(fmt: str) -> None:
+    from rich.table import Table
+
+    from projections.queries import QUERIES
+
+    if fmt == "json":
+        print(json.dumps([{"name": q.name, "description": q.description} for q in QUERIES], indent=2))
+        return
+    if fmt == "csv":
+        _print(["name", "description"], [(q.name, q.description) for q in QUERIES], "csv", "queries")
+        return
+    t = Table(title="Named audit queries (ibledger audit NAME)", title_justify="left")
+    t.add_column("name", style="bold", no_wrap=True)
+    t.add_column("what it answers")
+    for q in QUERIES:
+        t.add_row(q.name, q.description)
+    console.print(t)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+def _print(cols: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str) -> None:
+    if fmt == "json":
+        print(json.dumps([{c: _jsonable(v) for c, v in zip(cols, r, strict=True)} for r in rows], indent=2))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if v is None else _jsonable(v) for v in r])
+        sys.stdout.write(buf.getvalue())
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{title} ({len(rows)} rows)", title_justify="left")
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+
+
+def report_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path("report.html"),
+    store: StoreOpt = None,
+    duckdb_path: DuckOpt = None,
+    session: Annotated[str | None, typer.Option("--session", help="Only orders first seen in this session")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many order timelines")] = 500,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Recreate the projection from the store first")] = False,
+) -> None:
+    """Write a self-contained HTML report: a timeline per order (statuses, fills, governor) and anomalies."""
+    from projections.report import write_report
+
+    path = _refresh(store, duckdb_path, rebuild)
+    if not out.parent.exists():
+        fail(f"cannot write {out}: directory {out.parent} does not exist")
+    try:
+        stats = write_report(path, out, limit=limit, session=session)
+    except Exception as exc:  # a clear message, never a traceback
+        fail(f"cannot write the report: {type(exc).__name__}: {exc}", code=1)
+    console.print(f"wrote {out}: {stats.shown} of {stats.orders} orders, {stats.anomalies} anomalies",
+                  highlight=False)

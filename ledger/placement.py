@@ -1,0 +1,467 @@
+"""Safe order placement: governor pre-check → recorded intent → send → event-driven monitor, with the
+governor's emergency cancels carried out while the session runs.
+
+A :class:`LiveSession` is one recorded connection (``open_session``): an ``IB`` client, a
+:class:`~ledger.recorder.Recorder` attached before connecting (so the connection's own synchronization
+is recorded and reconciled), an :class:`~ledger.engine.Engine` (fold + governor), the paper/live and
+account checks of :mod:`ledger.settings`, and a background reconnect (``keep_connected``: every
+reconnect is reconciled by the recorder). With ``--simulate`` it also owns the in-process simulator.
+
+Placing follows the engine's protocol (``ledger/engine.py``):
+
+1. ``engine.pre_check(intent, now_ns)`` on the state before the intent;
+2. the ``place_order`` intent is recorded, then the decision (``causation_id`` = the intent's event id);
+3. BLOCK: nothing is sent; the result says BLOCKED with the reason code and the governor's message;
+4. ALLOW: the order is sent (the library's own ``placeOrder``: the intent is already recorded, the
+   recorder's placeOrder hook would record it a second time) and :class:`~ledger.monitor.OrderMonitor`
+   follows it until it settles or the timeout passes (never "failed" for a live order, never a cancel).
+
+Governor hooks: the engine runs on every recorded event and its decisions arrive through the recorder's
+subscription as events of their own. An ``EMERGENCY_CANCEL`` (circuit breaker with
+``breakers.emergency_cancel``, or an operator halt with cancel-all) is carried out at once: a
+``cancel_order`` intent with ``causation_id`` = the decision's event id, its (always ALLOW) decision,
+then the cancel request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ledger import adapter
+from ledger import events as ev
+from ledger.engine import Engine, event_id
+from ledger.monitor import (
+    DEFAULT_LINGER,
+    BLOCKED,
+    CANCELLED,
+    FILLED,
+    UNKNOWN,
+    MonitorResult,
+    OrderMonitor,
+    Watch,
+    build_result,
+    decision_info,
+)
+from ledger.orders import OrderView
+from ledger.settings import ConnectionSettings, SettingsError, check_account
+
+log = logging.getLogger("ledger.placement")
+
+__all__ = [
+    "CancelAllReport",
+    "CancelOutcome",
+    "ConnectError",
+    "LiveSession",
+    "connect_client",
+    "open_session",
+]
+
+
+class ConnectError(ConnectionError):
+    """Could not connect; the message says why (from ``apiError`` / error codes) and what to do."""
+
+
+class CancelOutcome(msgspec.Struct, kw_only=True):
+    order_key: str
+    order_id: int
+    perm_id: int
+    client_id: int
+    symbol: str
+    action: str
+    total_qty: float
+    state_before: str
+    state: str
+    broker_status: str
+    filled: float
+    verdict: str  # CANCELLED | FILLED | REJECTED | INACTIVE | UNKNOWN (not confirmed in time)
+
+
+class CancelAllReport(msgspec.Struct, kw_only=True):
+    requested: bool
+    confirmed: bool  # every order known open is now done
+    orders: list[CancelOutcome]
+    unknown: int
+    elapsed_s: float
+    message: str
+
+
+# --- connecting ----------------------------------------------------------------------------------
+
+
+async def connect_client(ib: Any, settings: ConnectionSettings, *, timeout: float = 10.0) -> None:
+    """``connectAsync`` with the real cause on failure (the libraries only say TimeoutError)."""
+    api_errors: list[str] = []
+    codes: list[tuple[int, str]] = []
+
+    def on_api_error(msg: Any) -> None:
+        api_errors.append(str(msg))
+
+    def on_error(req_id: int, code: int, message: str, *args: Any) -> None:
+        if req_id == -1 and code < 2100 or code in (326, 502, 504):
+            codes.append((code, message))
+
+    ib.client.apiError += on_api_error
+    ib.errorEvent += on_error
+    where = f"{settings.host}:{settings.port}"
+    try:
+        await ib.connectAsync(
+            settings.host, settings.port, clientId=settings.client_id, timeout=timeout, account=settings.account
+        )
+    except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            ib.disconnect()
+        text = " ".join(api_errors).lower()
+        if any(c == 326 for c, _ in codes):
+            raise ConnectError(
+                f"client id {settings.client_id} is already in use at {where}: pick another one "
+                "(--client-id / IBKR_CLIENT_ID)"
+            ) from exc
+        if isinstance(exc, ConnectionRefusedError) or "refused" in text:
+            raise ConnectError(
+                f"nothing listens on {where} (connection refused): is TWS / IB Gateway running with the API "
+                "enabled on that port? Run `ibledger doctor` to check"
+            ) from exc
+        if "reset" in text:
+            raise ConnectError(
+                f"{where} reset the connection: TWS does not trust this machine's address. In TWS API settings "
+                "untick 'Allow connections from localhost only' and add the address to 'Trusted IPs'; "
+                "`ibledger doctor` names the address"
+            ) from exc
+        cause = "; ".join(f"error {c}: {m}" for c, m in codes) or "; ".join(api_errors) or repr(exc)
+        raise ConnectError(
+            f"could not connect to {where} within {timeout:g}s ({cause}): API not enabled, wrong port or TWS "
+            "busy with a dialog? Run `ibledger doctor`"
+        ) from exc
+    finally:
+        ib.client.apiError -= on_api_error
+        ib.errorEvent -= on_error
+
+
+def _supports(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# --- the session ---------------------------------------------------------------------------------
+
+
+class LiveSession:
+    """One recorded connection. Create with :func:`open_session`."""
+
+    def __init__(
+        self,
+        ib: Any,
+        recorder: Any,
+        engine: Engine,
+        settings: ConnectionSettings,
+        *,
+        simulator: Any = None,
+        linger: float = DEFAULT_LINGER,
+    ) -> None:
+        self.ib = ib
+        self.recorder = recorder
+        self.engine = engine
+        self.settings = settings
+        self.simulator = simulator
+        self.linger = linger
+        self.loop = asyncio.get_running_loop()
+        self.watch = Watch(recorder, self.loop)
+        self.emergency_cancels: list[tuple[str, ev.GovernorDecision]] = []  # (decision event id, decision)
+        self._record_at = _supports(recorder.record, "recv_ns")
+        self._unwatch = self.watch.add(self._governor_hook)
+
+    @property
+    def fold(self) -> Any:
+        return self.engine.fold
+
+    @property
+    def session_id(self) -> str:
+        return self.recorder.session_id
+
+    @property
+    def client_id(self) -> int:
+        return int(getattr(self.ib.client, "clientId", 0) or self.settings.client_id)
+
+    # --- readiness -------------------------------------------------------------------------------
+
+    def ready_now(self) -> bool:
+        return bool(self.ib.isConnected()) and not self.recorder.reconciling and not self.fold.reconciling
+
+    async def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (on recorded events, no polling) until ``predicate()`` holds; False on timeout."""
+        if predicate():
+            return True
+        woke = asyncio.Event()
+        remove = self.watch.add(lambda *_: woke.set())
+        deadline = self.loop.time() + timeout
+        try:
+            while not predicate():
+                left = deadline - self.loop.time()
+                if left <= 0:
+                    return False
+                woke.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woke.wait(), left)
+            return True
+        finally:
+            remove()
+
+    async def ready(self, timeout: float = 10.0) -> bool:
+        """Connected and no reconciliation running (the governor blocks new orders while it runs)."""
+        return await self.until(self.ready_now, timeout)
+
+    # --- recording helpers -----------------------------------------------------------------------
+
+    def _record(self, payload: ev.Event, *, causation_id: str | None = None, recv_ns: int | None = None) -> ev.Envelope:
+        if recv_ns is not None and self._record_at:
+            return self.recorder.record(payload, causation_id=causation_id, recv_ns=recv_ns)
+        return self.recorder.record(payload, causation_id=causation_id)
+
+    def _decide(self, intent: Any, *, causation_id: str | None = None) -> tuple[ev.GovernorDecision, ev.Envelope]:
+        """Pre-check on the state before the intent, record intent then decision (engine protocol)."""
+        now = time.time_ns()
+        decision = self.engine.pre_check(intent, now)
+        i_env = self._record(intent, causation_id=causation_id, recv_ns=now)
+        d_env = self._record(decision, causation_id=event_id(i_env))
+        return decision, d_env
+
+    # --- placing ---------------------------------------------------------------------------------
+
+    async def place(
+        self, contract: Any, order: Any, *, timeout: float = 10.0, linger: float | None = None,
+        ready_timeout: float = 10.0,
+    ) -> MonitorResult:
+        """Pre-check, record, send, monitor. Returns when the order settled or ``timeout`` passed."""
+        await self.ready(ready_timeout)
+        ib = self.ib
+        if not getattr(order, "orderId", 0):
+            order.orderId = ib.client.getReqId()
+        cid = self.client_id
+        oid = int(order.orderId)
+        intent = adapter.place_order(contract, order, oid, cid, modify=False)
+        monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
+        decision, d_env = self._decide(intent)
+        monitor.bind(cid, oid, self.session_id)
+        if decision.decision != "ALLOW":
+            res = monitor.result(timed_out=False, is_settled=True)
+            monitor.close()
+            res.verdict = BLOCKED
+            res.message = f"BLOCKED by the governor ({decision.reason}): {decision.message}. Nothing was sent"
+            if decision_info(decision, d_env.seq) not in res.decisions:
+                res.decisions.insert(0, decision_info(decision, d_env.seq))
+            return res
+        try:
+            # the intent is recorded (above); the library's own placeOrder sends it
+            type(ib).placeOrder(ib, contract, order)
+        except Exception:
+            monitor.close()
+            raise
+        return await monitor.wait(timeout)
+
+    async def cancel(
+        self, order: OrderView | Any, *, timeout: float = 10.0, reason: str = "", causation_id: str | None = None,
+        linger: float | None = None,
+    ) -> MonitorResult:
+        """Cancel one order (an ``OrderView`` or a library ``Order``) and follow it until it settles."""
+        view = order if isinstance(order, OrderView) else self._view_of(order)
+        if view is None:
+            raise ValueError(f"order {getattr(order, 'orderId', order)!r} is not in the ledger")
+        monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
+        monitor.bind(view.client_id, view.order_id, view.session_id or None)  # type: ignore[arg-type]
+        monitor.key = view.key
+        self._send_cancel(view, reason=reason, causation_id=causation_id)
+        return await monitor.wait(timeout)
+
+    def _view_of(self, order: Any) -> OrderView | None:
+        perm = int(getattr(order, "permId", 0) or 0)
+        if perm:
+            v = self.fold.order_by_perm(perm)
+            if v is not None:
+                return v
+        return self.fold.order_for(int(getattr(order, "clientId", 0) or self.client_id), int(order.orderId))
+
+    def _library_order(self, view: OrderView) -> Any:
+        for t in self.ib.trades():
+            o = t.order
+            if (view.perm_id and o.permId == view.perm_id) or (
+                o.orderId == view.order_id and o.clientId in (view.client_id, 0)
+            ):
+                return o
+        from ledger.iblib import Order
+
+        return Order(orderId=view.order_id, clientId=view.client_id, permId=view.perm_id)
+
+    def _send_cancel(self, view: OrderView, *, reason: str = "", causation_id: str | None = None) -> bool:
+        intent = ev.CancelOrder(order_id=view.order_id, client_id=view.client_id, perm_id=view.perm_id, reason=reason)
+        decision, _ = self._decide(intent, causation_id=causation_id)
+        if decision.decision != "ALLOW":  # cancels are always allowed; kept for a stricter governor
+            return False
+        try:
+            type(self.ib).cancelOrder(self.ib, self._library_order(view))
+        except Exception as exc:  # noqa: BLE001 - e.g. not connected: the intent stays recorded
+            log.error("cancel of %s could not be sent: %s", view.key, exc)
+            return False
+        return True
+
+    # --- governor hooks --------------------------------------------------------------------------
+
+    def _governor_hook(self, env: ev.Envelope, transitions: list, decisions: list) -> None:
+        p = env.payload
+        if isinstance(p, ev.GovernorDecision) and p.decision == "EMERGENCY_CANCEL":
+            # after the recorder has finished delivering this event
+            self.loop.call_soon(self._emergency_cancel, event_id(env), p)
+
+    def _emergency_cancel(self, decision_ref: str, d: ev.GovernorDecision) -> None:
+        self.emergency_cancels.append((decision_ref, d))
+        view = self.fold.order_by_perm(d.perm_id) if d.perm_id else None
+        if view is None and d.order_id:
+            view = self.fold.order_for(d.client_id or self.client_id, d.order_id)
+        if view is None:
+            log.error("EMERGENCY_CANCEL for an order the ledger does not know (%s): global cancel", d.message)
+            self.ib.reqGlobalCancel()
+            return
+        if view.is_done:
+            return
+        log.warning("EMERGENCY_CANCEL %s (%s): %s", view.key, d.reason, d.message)
+        self._send_cancel(view, reason=f"EMERGENCY_CANCEL {d.reason}", causation_id=decision_ref)
+
+    # --- kill switch -----------------------------------------------------------------------------
+
+    async def cancel_all(self, timeout: float = 10.0) -> CancelAllReport:
+        """reqGlobalCancel at once, then wait until every order known open is done; unknown ones say so."""
+        t0 = time.monotonic()
+        await self.ready(timeout)
+        self.ib.reqGlobalCancel()  # recorded as global_cancel by the recorder's hook
+        # learn other clients' (and TWS's manual) open orders too: the global cancel covers them
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), timeout)
+        targets = [v for v in self.fold.open_orders() if v.state not in ("Created", "Blocked")]
+        before = {v.key: v.state for v in targets}
+        left = max(timeout - (time.monotonic() - t0), 0.0)
+        confirmed = await self.until(lambda: all(v.is_done for v in targets), left)
+        outcomes = []
+        for v in targets:
+            if not v.is_done:
+                verdict = UNKNOWN
+            else:
+                verdict = build_result(v, self.fold).verdict
+            outcomes.append(
+                CancelOutcome(
+                    order_key=v.key, order_id=v.order_id, perm_id=v.perm_id, client_id=v.client_id, symbol=v.symbol,
+                    action=v.action, total_qty=float(v.total_qty), state_before=before[v.key], state=v.state,
+                    broker_status=v.broker_status, filled=float(v.filled), verdict=verdict,
+                )
+            )
+        unknown = sum(1 for o in outcomes if o.verdict == UNKNOWN)
+        n_cancel = sum(1 for o in outcomes if o.verdict == CANCELLED)
+        n_fill = sum(1 for o in outcomes if o.verdict == FILLED)
+        msg = f"global cancel sent; {len(outcomes)} open order(s): {n_cancel} cancelled, {n_fill} filled"
+        if unknown:
+            msg += f", {unknown} NOT confirmed (unknown: they may still be live)"
+        return CancelAllReport(
+            requested=True, confirmed=confirmed and not unknown, orders=outcomes, unknown=unknown,
+            elapsed_s=round(time.monotonic() - t0, 3), message=msg,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def close_watch(self) -> None:
+        self._unwatch()
+
+
+@asynccontextmanager
+async def open_session(
+    settings: ConnectionSettings,
+    store: Any,
+    *,
+    governor: Any = None,
+    connect_timeout: float = 10.0,
+    reconnect: bool = True,
+    reconnect_delay: float = 0.5,
+    linger: float = DEFAULT_LINGER,
+    scenarios_dir: str | Path | None = None,
+    session_id: str | None = None,
+    close_reason: str = "normal",
+) -> AsyncIterator[LiveSession]:
+    """Connect (starting the simulator for ``--simulate``), record, check the account, keep connected.
+
+    ``governor``: a :class:`~ledger.governor_config.GovernorConfig` (default: built-in limits).
+    Raises :class:`ConnectError` or :class:`~ledger.settings.SettingsError` (account mismatch: after
+    disconnecting). The recording session is closed (``session_ended``) and committed on exit.
+    """
+    from ledger.governor_config import default_config
+    from ledger.iblib import IB
+    from ledger.reconcile import keep_connected
+    from ledger.recorder import Recorder
+
+    sim = None
+    if settings.simulate:
+        from replay.scenarios import BUILTIN_DIR
+        from replay.simulator import Simulator
+
+        dirs = [BUILTIN_DIR, Path(scenarios_dir)] if scenarios_dir else None
+        sim = Simulator(accounts=(settings.account,), scenarios_dir=dirs).start()
+        settings = settings.with_endpoint("127.0.0.1", sim.port)
+    config = governor if governor is not None else default_config()
+    engine = Engine(config)
+    ib = IB()
+    recorder = None
+    keeper: asyncio.Task | None = None
+    stop = asyncio.Event()
+    reason = close_reason
+    try:
+        recorder = Recorder.attach(
+            ib, store, engine=engine, session_id=session_id, config_hash=config.digest(),
+            mode=settings.mode, account=settings.account,
+        )
+        try:
+            await connect_client(ib, settings, timeout=connect_timeout)
+        except ConnectError as exc:
+            reason = f"connect failed: {exc}"
+            raise
+        try:
+            check_account(settings, list(ib.managedAccounts()))
+        except SettingsError as exc:
+            reason = "account mismatch"
+            ib.disconnect()
+            raise SettingsError(str(exc)) from None
+        session = LiveSession(ib, recorder, engine, settings, simulator=sim, linger=linger)
+        if reconnect:
+            keeper = asyncio.get_running_loop().create_task(
+                keep_connected(ib, settings.host, settings.port, settings.client_id, timeout=connect_timeout,
+                               account=settings.account, initial_delay=reconnect_delay, stop=stop)
+            )
+        await session.ready(connect_timeout)
+        try:
+            yield session
+        except BaseException as exc:
+            reason = f"error: {type(exc).__name__}"
+            raise
+        finally:
+            session.close_watch()
+    finally:
+        stop.set()
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
+        with contextlib.suppress(Exception):
+            ib.disconnect()
+        try:
+            if recorder is not None:
+                recorder.close(reason)
+        finally:
+            if sim is not None:
+                sim.stop()
