@@ -68,7 +68,9 @@ EXIT_CODES: dict[str, int] = {
 # When no target is OK, the most telling problem decides the exit code and the headline.
 _SEVERITY = (ACCOUNT_MISMATCH, API_ERROR, RESET, CLOSED, HANDSHAKE_TIMEOUT, CONNECT_TIMEOUT, UNREACHABLE, REFUSED)
 
-TWS_API_SETTINGS = "TWS: File/Edit → Global Configuration → API → Settings (IB Gateway: Configure → Settings → API → Settings)"
+TWS_API_SETTINGS = (
+    "TWS: File/Edit → Global Configuration → API → Settings (IB Gateway: Configure → Settings → API → Settings)"
+)
 
 
 class Environment(msgspec.Struct, kw_only=True):
@@ -315,7 +317,7 @@ async def probe_api(host: str, port: int, client_id: int, *, timeout: float = 5.
     try:
         try:
             await ib.connectAsync(host, port, clientId=client_id, timeout=timeout, readonly=True)
-        except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
+        except (TimeoutError, ConnectionError, OSError) as exc:
             cause = "; ".join(f"{c}: {m}" for c, m in codes) or "; ".join(api_errors) or repr(exc)
             status = RESET if any("reset" in e.lower() for e in api_errors) else API_ERROR
             return Probe(

@@ -355,99 +355,121 @@ class Governor:
                 lmt = view.lmt_price
             if aux is None:
                 aux = view.aux_price
-        base: dict[str, Any] = {
-            "action": action,
-            "order_id": intent.order_id,
-            "client_id": cid,
-            "perm_id": view.perm_id if view is not None else 0,
-            "symbol": symbol,
-        }
+        base = (action, intent.order_id, cid, view.perm_id if view is not None else 0, symbol)
         details: dict[str, Any] = {"at_ns": now_ns, "qty": qty, "side": side}
         if otype:
             details["order_type"] = otype
-
-        def block(reason: str, message: str, **numbers: Any) -> GovernorDecision:
-            details.update(numbers)
-            return self._decision("BLOCK", reason, message, details=details, **base)
-
+        block = self._block
         cfg = self.config
         if self.recorder_fault:
-            return block(RECORDER_FAULT, "the recorder reported a fault: events may be lost; reconcile or resume")
+            return block(base, details, RECORDER_FAULT, "the recorder reported a fault: events may be lost")
         if cfg.state.block_while_reconciling and self.fold.reconciling:
-            return block(RECONCILING, "reconciliation in progress: the ledger is not complete yet")
+            return block(base, details, RECONCILING, "reconciliation in progress: the ledger is not complete yet")
         state = self.trading_state
         if state == HALTED:
-            return block(HALTED_REASON, "trading is halted")
+            return block(base, details, HALTED_REASON, "trading is halted")
         if symbol in self._deny:
-            return block(SYMBOL_DENIED, f"{symbol} is in symbols.deny")
+            return block(base, details, SYMBOL_DENIED, f"{symbol} is in symbols.deny")
         if self._allow and symbol not in self._allow:
-            return block(SYMBOL_NOT_ALLOWED, f"{symbol or '(no symbol)'} is not in symbols.allow")
+            return block(base, details, SYMBOL_NOT_ALLOWED, f"{symbol or '(no symbol)'} is not in symbols.allow")
         sign = _SIDES.get(side)
         if sign is None:
-            return block(INVALID_ORDER, f"unknown order action {side!r}")
+            return block(base, details, INVALID_ORDER, f"unknown order action {side!r}")
         if not (_finite(qty) and qty > 0):
-            return block(INVALID_ORDER, f"quantity must be a positive number, got {qty!r}", value=str(qty))
-        sym_lim = cfg.symbol_limits.get(symbol)
+            details["qty"] = str(qty)
+            return block(base, details, INVALID_ORDER, f"quantity must be a positive number, got {qty!r}")
+        sym_lim = cfg.symbol_limits.get(symbol) if cfg.symbol_limits else None
         max_qty = cfg.limits.max_qty
-        if sym_lim is not None and sym_lim.max_qty is not None:
-            max_qty = sym_lim.max_qty
-        if max_qty > 0 and qty > max_qty:
-            return block(MAX_QTY, f"quantity {qty:g} exceeds max_qty {max_qty:g}", limit=max_qty, value=qty)
         max_notional = cfg.limits.max_notional
-        if sym_lim is not None and sym_lim.max_notional is not None:
-            max_notional = sym_lim.max_notional
+        if sym_lim is not None:
+            if sym_lim.max_qty is not None:
+                max_qty = sym_lim.max_qty
+            if sym_lim.max_notional is not None:
+                max_notional = sym_lim.max_notional
+        if max_qty > 0 and qty > max_qty:
+            details["limit"], details["value"] = max_qty, qty
+            return block(base, details, MAX_QTY, f"quantity {qty:g} exceeds max_qty {max_qty:g}")
         price, price_src = self._price(symbol, lmt, aux)
-        mult = self._multiplier(symbol, intent.contract)
         if price is not None:
+            mult = self._multiplier(symbol, intent.contract)
             notional = qty * price * mult
-            details.update(price=price, price_source=price_src, multiplier=mult, notional=notional)
+            details["price"], details["price_source"] = price, price_src
+            details["multiplier"], details["notional"] = mult, notional
             if max_notional > 0 and notional > max_notional:
+                details["limit"], details["value"] = max_notional, notional
                 return block(
+                    base,
+                    details,
                     MAX_NOTIONAL,
                     f"notional {notional:,.2f} ({qty:g} x {price:g} x {mult:g}) exceeds max_notional "
                     f"{max_notional:,.2f}",
-                    limit=max_notional,
-                    value=notional,
                 )
         elif max_notional > 0:
+            details["limit"] = max_notional
             return block(
+                base,
+                details,
                 MARKET_ORDER_NO_PRICE,
                 f"no limit price and no reference or last price for {symbol or '(no symbol)'}: notional unknown",
-                limit=max_notional,
             )
         if state == REDUCING:
             own = view.key if view is not None else ""
             position, pending = self._exposure(symbol, intent, sign, own)
             if position * sign >= 0 or qty + pending > abs(position) + 1e-9:
+                details["limit"], details["value"], details["position"] = abs(position), qty + pending, position
                 return block(
+                    base,
+                    details,
                     REDUCING_ONLY,
                     f"trading state REDUCING: {side} {qty:g} {symbol} does not reduce position {position:g}"
                     + (f" (with {pending:g} already working)" if pending else ""),
-                    limit=abs(position),
-                    value=qty + pending,
-                    position=position,
                 )
         if not is_modify:
             max_open = cfg.limits.max_open_orders
             if max_open > 0:
-                n_open = sum(1 for v in self._open.values() if not v.is_done)
+                n_open = 0
+                for v in self._open.values():
+                    if not v.is_done:
+                        n_open += 1
                 details["open_orders"] = n_open
                 if n_open >= max_open:
-                    return block(
-                        MAX_OPEN_ORDERS,
-                        f"{n_open} orders open, max_open_orders {max_open}",
-                        limit=max_open,
-                        value=n_open + 1,
-                    )
+                    details["limit"], details["value"] = max_open, n_open + 1
+                    return block(base, details, MAX_OPEN_ORDERS, f"{n_open} orders open, max_open_orders {max_open}")
         if self._rate_sec.full_at(now_ns):
             n = self._rate_sec.n
-            msg = f"{n} orders in the last second (max_orders_per_sec {n})"
-            return block(RATE_LIMIT_SEC, msg, limit=n, value=n + 1)
+            details["limit"], details["value"] = n, n + 1
+            return block(base, details, RATE_LIMIT_SEC, f"{n} orders in the last second (max_orders_per_sec {n})")
         if self._rate_min.full_at(now_ns):
             n = self._rate_min.n
-            msg = f"{n} orders in the last minute (max_orders_per_min {n})"
-            return block(RATE_LIMIT_MIN, msg, limit=n, value=n + 1)
-        return self._decision("ALLOW", OK, "", details=details, **base)
+            details["limit"], details["value"] = n, n + 1
+            return block(base, details, RATE_LIMIT_MIN, f"{n} orders in the last minute (max_orders_per_min {n})")
+        return self._answer("ALLOW", OK, "", base, details)
+
+    def _block(
+        self, base: tuple[str, int, int, int, str], details: dict[str, Any], reason: str, msg: str
+    ) -> GovernorDecision:
+        return self._answer("BLOCK", reason, msg, base, details)
+
+    def _answer(
+        self, decision: str, reason: str, msg: str, base: tuple[str, int, int, int, str], details: dict[str, Any]
+    ) -> GovernorDecision:
+        action, order_id, client_id, perm_id, symbol = base
+        for v in details.values():
+            if type(v) is float and not math.isfinite(v):
+                details = _clean(details)
+                break
+        return GovernorDecision(
+            decision=decision,  # type: ignore[arg-type]
+            reason=reason,
+            message=msg,
+            action=action,
+            order_id=order_id,
+            client_id=client_id,
+            perm_id=perm_id,
+            symbol=symbol,
+            trading_state=self.trading_state,  # type: ignore[arg-type]
+            details=details,
+        )
 
     def _price(self, symbol: str, lmt: float | None, aux: float | None) -> tuple[float | None, str]:
         if _finite(lmt) and lmt > 0:  # type: ignore[operator]

@@ -24,15 +24,18 @@ Identity (DESIGN.md "Identity")
 * Manual TWS orders (orderId 0 or negative, executions with orderId 2147483647) and completed orders
   (``completedOrder``, orderId 0) are matched by permId only. Negative ids are still bound, as aliases.
 * Keys: ``perm:<permId>`` when the order is first seen with a permId, else
-  ``<session_id>:<client_id>:<order_id>`` (``~2``, ``~3``... when superseded). A key never changes.
+  ``<session_id>:<client_id>:<order_id>`` (``~2``, ``~3``... when superseded). A key never changes and
+  is never reused; ``order_for`` / ``order_by_perm`` find orders by their broker ids.
 * When a permId-only record and a (client, order)-only record turn out to be one order (e.g. we placed
   an order, lost the connection before any acknowledgement, and reconciliation returned it as a
   completed order with orderId 0), the later-created record is merged into the earlier one: its fills
-  and its current broker status move over, it leaves ``orders`` with a transition to ``Merged``, and an
+  and its current broker status move over (the status through the table, as one observation), it
+  leaves ``orders`` with a transition to ``Merged``, ``merged`` maps its key to the survivor's, and an
   ``identity_merged`` anomaly (informational) names both keys.
 * A broker message in a later session about a (client, orderId) that this session never bound, while an
-  order placed in an earlier session with that (client, orderId) was never acknowledged, is about that
-  order (the recorder restarted while it was in flight): the two are bound, not duplicated.
+  order placed under that (client, orderId) in one of the last few earlier sessions was never
+  acknowledged, is about that order (the recorder restarted while it was in flight) — provided nothing
+  in the message contradicts it (quantity, contract, side): the two are bound, not duplicated.
 * The client id of intents and of broker messages carrying client id 0 defaults to the session's
   (from ``session_started`` / ``connected``).
 
@@ -46,6 +49,11 @@ executions may still come, e.g. from reqExecutions after a reconnect). ``fill_st
 recorded only at a checkpoint — a successful ``reconcile_ended`` (the broker has just told us every
 execution of the day) or ``session_ended`` — for orders whose broker-reported filled quantity is still
 not covered by executions (once per order and reported quantity).
+
+Governor decisions (``action="place"``): ALLOW before the ``place_order`` → ``Created``; BLOCK → ``Blocked``
+whether it comes before the intent (the intent then attaches to the blocked record) or after it (an
+unacknowledged order becomes Blocked; one the broker already knows is not: ``block_after_ack``). A
+broker message or execution for a Blocked order wins (facts first) and is flagged.
 
 Error codes never make an order terminal. ``201`` + ``Inactive`` (either order) → ``Rejected``.
 ``10148`` / ``161`` / ``10147`` refuse a pending cancel (the overlay is cleared, the state underneath is
@@ -74,6 +82,12 @@ held pending; if the execution never shows up, an ``unknown_commission`` anomaly
 report with the same values is a silent no-op (both libraries emit duplicates, and reconnects re-send
 them); one with different values is a ``duplicate_commission`` anomaly and the first is kept.
 
+Positions (``positions``, per account + con_id, or account + symbol + sec_type without a con_id):
+``position`` = the last ``position`` event's quantity + signed executions since (corrections adjust).
+
+Performance: ``apply`` is written for throughput (fast paths for repeated statuses and for orders
+already bound in the session); see ``tests/benchmarks/bench_fold.py``.
+
 Redelivery: the fold expects each session's envelopes in ``seq`` order. An envelope whose ``seq`` is
 not above its session's high-water mark is a redelivery and is ignored (counted in ``redelivered``,
 which is not part of the snapshot).
@@ -82,6 +96,7 @@ which is not part of the snapshot).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 import msgspec
 from msgspec import Struct, field
@@ -159,6 +174,7 @@ _PC_OVERLAY = sm.PENDING_CANCEL_OVERLAY
 _DUP = sm.DUP
 _LEGAL = sm.LEGAL
 _CRITICAL_OF_STATE = sm.CRITICAL_OF_STATE
+_CONTRADICTING = frozenset({sm.CANCELLED, sm.API_CANCELLED, sm.INACTIVE})
 _WARNING_CODES = frozenset({399, 404, 10349})  # order warnings: followed by live statuses / fills
 
 
@@ -184,7 +200,7 @@ class Fill(Struct, kw_only=True, gc=False):
     realized_pnl: float | None = None
     superseded: bool = False  # a later revision of the family replaced it (not counted)
     correction: bool = False  # it replaced an earlier revision
-    late: bool = False  # arrived after a terminal state
+    late: bool = False  # a new execution (new family) that arrived after a terminal state
 
 
 class OrderView(Struct, kw_only=True, gc=False):
@@ -287,6 +303,7 @@ class Snapshot(Struct, kw_only=True):
     needs_reconcile: bool
     reconcile_unknown: list[str]
     pending_commissions: list[str]
+    merged: dict[str, str]
     last_ns: int
 
 
@@ -323,7 +340,6 @@ class _Core(Struct, gc=False):
     rejected: bool = False  # error 201 seen (cleared by a later live status)
     pc_from: str = ""  # broker status before PendingCancel
     pending_mod: ev.PlaceOrder | None = None
-    bkeys: list[tuple[str, int, int]] = field(default_factory=list)
     mismatch_flagged: float = -1.0
     notional: float = 0.0
     # the latest (session, client, order) binding, for the fast path of _resolve
@@ -353,17 +369,16 @@ class LedgerFold:
         self._active: dict[str, _Core] = {}  # not done, in order of becoming active
         self._by_perm: dict[int, _Core] = {}
         self._bind: dict[tuple[str, int, int], _Core] = {}
-        self._latest: dict[tuple[int, int], tuple[str, int, int]] = {}
-        self._keyn: dict[str, int] = {}
+        self._sessions: dict[str, None] = {}  # sessions seen, in order of first appearance
         self._hw: dict[str, int] = {}  # seq high-water mark per session (but the current one)
         self._cur_sid: str | None = None
         self._cur_hw = 0
         self._sess_client: dict[str, int] = {}
-        self._execs: dict[str, tuple[_Core, Fill]] = {}
+        self._execs: dict[str, _Core] = {}  # execId -> the order it belongs to
         self._pending_comm: dict[str, ev.CommissionReport] = {}
         self._pending_flagged: dict[str, bool] = {}
         self._suspects: dict[str, _Core] = {}
-        self._unacked: dict[tuple[int, int], _Core] = {}  # placed, never acknowledged, by (client, order)
+        self.merged: dict[str, str] = {}  # keys merged away -> the key the order lives on as
         self._n = 0
         self._merge_out: list[Transition] | None = None  # transitions produced by a merge in _resolve
         self._handlers = {
@@ -405,6 +420,8 @@ class LedgerFold:
                 return []
             if self._cur_sid is not None:
                 self._hw[self._cur_sid] = self._cur_hw
+            if sid not in self._sessions:
+                self._sessions[sid] = None
             self._cur_sid = sid
         self._cur_hw = seq
         ns = env.recv_ns
@@ -429,10 +446,12 @@ class LedgerFold:
         """The order bound to (client_id, order_id) in ``session_id`` (default: the latest binding)."""
         if session_id is not None:
             core = self._bind.get((session_id, client_id, order_id))
-        else:
-            bkey = self._latest.get((client_id, order_id))
-            core = self._bind.get(bkey) if bkey is not None else None
-        return core.view if core is not None else None
+            return core.view if core is not None else None
+        for sid in reversed(self._sessions):
+            core = self._bind.get((sid, client_id, order_id))
+            if core is not None:
+                return core.view
+        return None
 
     def order_by_perm(self, perm_id: int) -> OrderView | None:
         core = self._by_perm.get(perm_id)
@@ -458,6 +477,7 @@ class LedgerFold:
             needs_reconcile=self.needs_reconcile,
             reconcile_unknown=self.reconcile_unknown,
             pending_commissions=list(self._pending_comm),
+            merged=self.merged,
             last_ns=self.last_ns,
         )
 
@@ -495,14 +515,16 @@ class LedgerFold:
         if pid > 0:
             key = f"perm:{pid}"
         else:
-            base = f"{sid}:{cid}:{oid}"
-            n = self._keyn.get(base, 0) + 1
-            self._keyn[base] = n
-            key = base if n == 1 else f"{base}~{n}"
-        if key in self.orders:  # only possible after a merge freed then reused a perm key
-            n = self._keyn.get(key, 1) + 1
-            self._keyn[key] = n
-            key = f"{key}~{n}"
+            key = f"{sid}:{cid}:{oid}"
+        if key in self.orders:  # a superseded (client, orderId), or a perm key freed by a merge
+            base = key
+            n = 2
+            key = f"{base}~{n}"
+            while key in self.orders or key in self.merged:
+                n += 1
+                key = f"{base}~{n}"
+        elif key in self.merged:
+            key = f"{key}~m{len(self.merged)}"
         ns = env.recv_ns
         if intent is None:
             view = OrderView(
@@ -547,9 +569,7 @@ class LedgerFold:
 
     def _bind_key(self, core: _Core, bkey: tuple[str, int, int]) -> None:
         self._bind[bkey] = core
-        core.bkeys.append(bkey)
         core.bsid, core.bcid, core.boid = bkey
-        self._latest[(bkey[1], bkey[2])] = bkey
         v = core.view
         if v.order_id == 0 and bkey[2] > 0:
             v.order_id = bkey[2]
@@ -573,8 +593,8 @@ class LedgerFold:
             if core is None:
                 # placed in an earlier session and never acknowledged: the broker is now telling us
                 # about it (the recorder restarted while the order was in flight)
-                u = self._unacked.get((cid, oid))
-                if u is not None and u.view.session_id != sid and _plausible(u.view, env.payload):
+                u = self._unacked_elsewhere(sid, cid, oid)
+                if u is not None and _plausible(u.view, env.payload):
                     core = u
                     if pid > 0:
                         if u.view.perm_id == 0:
@@ -615,6 +635,17 @@ class LedgerFold:
         self._bind_key(core, bkey)
         return core
 
+    def _unacked_elsewhere(self, sid: str, cid: int, oid: int) -> _Core | None:
+        """The latest order placed under (cid, oid) in an earlier session and never acknowledged."""
+        for other in islice(reversed(self._sessions), 4):  # the recorder's last few restarts
+            if other == sid:
+                continue
+            core = self._bind.get((other, cid, oid))
+            if core is not None:
+                v = core.view
+                return core if (v.unconfirmed and not v.perm_id and not v.is_done) else None
+        return None
+
     def _merge(self, env: Envelope, a: _Core, b: _Core, pid: int) -> _Core:
         """Two records are one order: fold the later-created into the earlier."""
         keep, gone = (a, b) if a.idx < b.idx else (b, a)
@@ -623,9 +654,8 @@ class LedgerFold:
         old_state, old_overlay = kv.state, kv.overlay
         kv.perm_id = pid
         self._by_perm[pid] = keep
-        for bkey in gone.bkeys:
-            if self._bind.get(bkey) is gone:
-                self._bind_key(keep, bkey)
+        for bkey in [k for k, c in self._bind.items() if c is gone]:
+            self._bind_key(keep, bkey)
         for name in ("account", "symbol", "sec_type", "action", "order_type", "tif", "order_ref"):
             if not getattr(kv, name) and getattr(gv, name):
                 setattr(kv, name, getattr(gv, name))
@@ -664,7 +694,7 @@ class LedgerFold:
             kv.overlay = gv.overlay
             keep.pending_mod = gone.pending_mod
         for f in gv.fills:
-            self._execs[f.exec_id] = (keep, f)
+            self._execs[f.exec_id] = keep
             kv.fills.append(f)
             prev = keep.families.get(f.family)
             if f.superseded:
@@ -681,9 +711,7 @@ class LedgerFold:
         del self.orders[gv.key]
         self._active.pop(gv.key, None)
         self._suspects.pop(gv.key, None)
-        for ukey, u in list(self._unacked.items()):
-            if u is gone:
-                del self._unacked[ukey]
+        self.merged[gv.key] = kv.key
         out.append(
             Transition(
                 key=gv.key,
@@ -773,11 +801,6 @@ class LedgerFold:
             unconfirmed = core.placed and not core.blocked and not v.acked_ns
             if unconfirmed != v.unconfirmed:
                 v.unconfirmed = unconfirmed
-                ukey = (v.client_id, v.order_id)
-                if unconfirmed:
-                    self._unacked[ukey] = core
-                elif self._unacked.get(ukey) is core:
-                    del self._unacked[ukey]
         filled = v.filled
         tq = v.total_qty
         if tq > 0:
@@ -819,15 +842,9 @@ class LedgerFold:
                 )
             )
 
-    def _status(self, core: _Core, env: Envelope, status: str, why_held: str, observe: bool = True) -> bool:
-        """Validate one observed broker status against the table; apply it if allowed. True if applied."""
+    def _check(self, core: _Core, env: Envelope, frm: str, status: str, cell: str | None, why_held: str) -> bool:
+        """The non-✓ cells: record what must be recorded; True if the status is still to be applied."""
         v = core.view
-        if observe:
-            v.statuses.append((env.recv_ns, status))
-            if not v.acked_ns:
-                v.acked_ns = env.recv_ns
-        frm = v.broker_status
-        cell = _ROWS[frm].get(status)
         if cell is None:
             self._anomaly(
                 env,
@@ -886,25 +903,37 @@ class LedgerFold:
                 frm,
                 status,
             )
+        return True
+
+    def _status(self, core: _Core, env: Envelope, status: str, why_held: str, observe: bool = True) -> bool:
+        """Validate one observed broker status against the table; apply it if allowed. True if applied."""
+        v = core.view
+        if observe:
+            v.statuses.append((env.recv_ns, status))
+            if not v.acked_ns:
+                v.acked_ns = env.recv_ns
+        frm = v.broker_status
+        cell = _ROWS[frm].get(status)
+        if cell != _LEGAL and not self._check(core, env, frm, status, cell, why_held):
+            return False
         # apply
         if not frm and core.blocked and not v.fills:
             self._anomaly(env, core, "blocked_order_at_broker", f"broker reports {status} for a blocked order")
-        if status == sm.PENDING_CANCEL:
-            core.pc_from = frm
-            if v.overlay != sm.PENDING_CANCEL_OVERLAY:
-                v.overlay = sm.PENDING_CANCEL_OVERLAY
-        elif status in _LIVE:
-            if frm == sm.PENDING_CANCEL and v.overlay == sm.PENDING_CANCEL_OVERLAY:
+        if status in _LIVE:
+            if frm == _PENDING_CANCEL and v.overlay == _PC_OVERLAY:
                 v.overlay = ""  # cancel refused: the state underneath is back
             core.rejected = False
         elif status in _TERMINAL_BROKER:
             if v.overlay:
                 v.overlay = ""
                 core.pending_mod = None
+        elif status == _PENDING_CANCEL:
+            core.pc_from = frm
+            v.overlay = _PC_OVERLAY
         v.broker_status = status
         if why_held or status != sm.INACTIVE:
             v.why_held = why_held
-        if v.state == sm.FILLED_STATE and status in (sm.CANCELLED, sm.API_CANCELLED, sm.INACTIVE):
+        if v.state == _FILLED_ST and status in _CONTRADICTING:
             self._anomaly(
                 env,
                 core,
@@ -1036,7 +1065,10 @@ class LedgerFold:
             family, rev = eid, ""
         else:
             family, rev = eid[:i], eid[i + 1 :]
-        late = old_state in _TERMINAL
+        fams = core.families
+        prev = fams.get(family)
+        # a new execution after a terminal state is late; a revision of a known one is not a new fill
+        late = prev is None and old_state in _TERMINAL
         shares = p.shares
         price = p.price
         fill = Fill(
@@ -1053,7 +1085,7 @@ class LedgerFold:
             recv_ns=ns,
             late=late,
         )
-        self._execs[eid] = (core, fill)
+        self._execs[eid] = core
         if self._pending_comm:
             pc = self._pending_comm.pop(eid, None)
             if pc is not None:
@@ -1065,8 +1097,6 @@ class LedgerFold:
         # static fields the execution knows better than nothing
         if not v.symbol or not v.account or not v.con_id or not v.action:
             _fill_static(v, p)
-        fams = core.families
-        prev = fams.get(family)
         if prev is None:
             fams[family] = fill
             filled = v.filled + shares
@@ -1130,8 +1160,8 @@ class LedgerFold:
 
     def _on_commission(self, env: Envelope, p: ev.CommissionReport) -> list[Transition]:
         eid = p.exec_id
-        hit = self._execs.get(eid)
-        if hit is None:
+        core = self._execs.get(eid)
+        if core is None:
             prev = self._pending_comm.get(eid)
             if prev is None:
                 self._pending_comm[eid] = p
@@ -1144,7 +1174,11 @@ class LedgerFold:
                     " kept the first",
                 )
             return []
-        core, fill = hit
+        for fill in reversed(core.view.fills):
+            if fill.exec_id == eid:
+                break
+        else:  # pragma: no cover - the index and the fills agree
+            return []
         if fill.commission is None:
             fill.commission = p.commission
             fill.currency = p.currency

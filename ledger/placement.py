@@ -41,9 +41,9 @@ from ledger import adapter
 from ledger import events as ev
 from ledger.engine import Engine, event_id
 from ledger.monitor import (
-    DEFAULT_LINGER,
     BLOCKED,
     CANCELLED,
+    DEFAULT_LINGER,
     FILLED,
     UNKNOWN,
     MonitorResult,
@@ -117,7 +117,7 @@ async def connect_client(ib: Any, settings: ConnectionSettings, *, timeout: floa
         await ib.connectAsync(
             settings.host, settings.port, clientId=settings.client_id, timeout=timeout, account=settings.account
         )
-    except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
+    except (TimeoutError, ConnectionError, OSError) as exc:
         with contextlib.suppress(Exception):
             ib.disconnect()
         text = " ".join(api_errors).lower()
@@ -252,8 +252,8 @@ class LiveSession:
         oid = int(order.orderId)
         intent = adapter.place_order(contract, order, oid, cid, modify=False)
         monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
-        decision, d_env = self._decide(intent)
         monitor.bind(cid, oid, self.session_id)
+        decision, d_env = self._decide(intent)
         if decision.decision != "ALLOW":
             res = monitor.result(timed_out=False, is_settled=True)
             monitor.close()
@@ -343,11 +343,17 @@ class LiveSession:
         """reqGlobalCancel at once, then wait until every order known open is done; unknown ones say so."""
         t0 = time.monotonic()
         await self.ready(timeout)
+
+        def still_open() -> list[OrderView]:
+            return [v for v in self.fold.open_orders() if v.state not in ("Created", "Blocked")]
+
+        targets = still_open()  # before the cancel: an order cancelled at once is still reported
         self.ib.reqGlobalCancel()  # recorded as global_cancel by the recorder's hook
         # learn other clients' (and TWS's manual) open orders too: the global cancel covers them
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), timeout)
-        targets = [v for v in self.fold.open_orders() if v.state not in ("Created", "Blocked")]
+        known = {v.key for v in targets}
+        targets += [v for v in still_open() if v.key not in known]
         before = {v.key: v.state for v in targets}
         left = max(timeout - (time.monotonic() - t0), 0.0)
         confirmed = await self.until(lambda: all(v.is_done for v in targets), left)

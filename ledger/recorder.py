@@ -676,26 +676,38 @@ class Recorder:
     def _callback_hook(self, name: str, builder: adapter.Builder, original: Callable[..., Any]) -> Any:
         is_error = name == "error"
         is_accounts = name == "managedAccounts"
+        lock = self._lock
+        rc = self.reconciler
+        time_ns = time.time_ns
+        monotonic_ns = time.monotonic_ns
 
         def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time.time_ns()
-            mono_ns = time.monotonic_ns()
+            recv_ns = time_ns()
+            mono_ns = monotonic_ns()
             if not self._closed:
                 try:
-                    a = adapter.bind_args(original, args, kwargs)
+                    a = adapter.bind_args(original, args, kwargs) if kwargs else args
                     payload = builder(*a)
                     if self._loop is None:
                         self._capture_loop()
-                    with self._lock, self._at(recv_ns, mono_ns):
-                        if not self._started:
-                            self._ensure_started(
-                                accounts=payload.accounts.split(",") if is_accounts else None  # type: ignore[attr-defined]
-                            )
-                        source = self.reconciler.source_for(name, a)
-                        self._record(payload, source=source, recv_ns=recv_ns, mono_ns=mono_ns)  # type: ignore[arg-type]
-                        self.reconciler.on_recorded(name, source)
-                        if is_error:
-                            self.reconciler.on_error(payload.code)  # type: ignore[attr-defined]
+                    with lock:
+                        prev = self._ctx
+                        self._ctx = (recv_ns, mono_ns)  # see _at(): one stamp for all this callback causes
+                        try:
+                            if not self._started:
+                                self._ensure_started(
+                                    accounts=payload.accounts.split(",") if is_accounts else None  # type: ignore[attr-defined]
+                                )
+                            if rc.bracket is None:
+                                self._record(payload, recv_ns=recv_ns, mono_ns=mono_ns)
+                            else:
+                                source = rc.source_for(name, a)
+                                self._record(payload, source=source, recv_ns=recv_ns, mono_ns=mono_ns)  # type: ignore[arg-type]
+                                rc.on_recorded(name, source)
+                            if is_error:
+                                rc.on_error(payload.code)  # type: ignore[attr-defined]
+                        finally:
+                            self._ctx = prev
                 except Exception as exc:  # noqa: BLE001 - the library must still see the callback
                     self._internal_error(name, exc, args)
             return original(*args, **kwargs)

@@ -264,5 +264,5 @@ def default_duckdb_path(store_url: str, cwd: Path | None = None) -> Path:
     schema = parsed.params.get("schema")
     if schema:
         parts.append(schema)
-    name = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", p) for p in parts) + ".duckdb"
+    name = "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", p) for p in parts) + ".duckdb"
     return (cwd or Path.cwd()) / name

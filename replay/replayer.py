@@ -296,10 +296,12 @@ class Replayer:
         *,
         check: bool = False,
         progress: Callable[[int], None] | None = None,
+        progress_every: int = PROGRESS_EVERY,
     ) -> None:
         self.config = config
         self.check = check
         self.progress = progress
+        self.progress_every = max(1, progress_every)
 
     def run(self, source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None) -> ReplayResult:
         name, stream, _total = iter_source(source, store_url)
@@ -313,9 +315,11 @@ class _Run:
         self.engine = Engine(replayer.config)
         self.ref = LedgerFold() if replayer.check else None
         self.progress = replayer.progress
+        self.progress_every = replayer.progress_every
         self.result = ReplayResult(name, self.engine, replayer.check)
         self.hash = hashlib.sha256()
         self.hash.update(self.result.config_digest.encode())
+        self._hashbuf: list[Any] = []  # rows and divergences, hashed in batches (one encode per batch)
         self.pending: dict[str, tuple[Envelope, GovernorDecision]] = {}  # session -> intent awaiting its decision
         self.prechecked: dict[str, GovernorDecision] = {}  # intent id -> decision (decision recorded first)
         self.reactive: dict[str, list[tuple[int, Envelope, GovernorDecision]]] = {}  # cause id -> replayed
@@ -341,7 +345,11 @@ class _Run:
             replayed=replayed,
             recorded=recorded,
         )
-        self.hash.update(_encoder.encode(row))
+        buf = self._hashbuf
+        buf.append(row)
+        if len(buf) >= 4096:
+            self.hash.update(_encoder.encode(buf))
+            buf.clear()
         if replayed is not None:
             k = f"{replayed.decision} {replayed.reason}"
             r.decision_counts[k] = r.decision_counts.get(k, 0) + 1
@@ -353,7 +361,7 @@ class _Run:
 
     def _diverge(self, sid: str, seq: int, kind: str, subject: str, recorded: str, replayed: str) -> None:
         d = Divergence(session_id=sid, seq=seq, kind=kind, subject=subject, recorded=recorded, replayed=replayed)
-        self.hash.update(_encoder.encode(d))
+        self._hashbuf.append(d)
         r = self.result
         r.n_divergences += 1
         if len(r.divergences) < KEEP:
@@ -381,6 +389,7 @@ class _Run:
         nxt = next(it, None)
         n = 0
         progress = self.progress
+        every = self.progress_every
         while nxt is not None:
             env = nxt
             nxt = next(it, None)
@@ -420,7 +429,7 @@ class _Run:
                         self.reactive.setdefault(eid, []).append((n, env, d))
             if self.reactive:
                 self._flush_reactive(n - REACTIVE_LAG)
-            if progress is not None and n % PROGRESS_EVERY == 0:
+            if progress is not None and n % every == 0:
                 progress(n)
         self.n = n
         return self._finish(list(sessions))
@@ -520,6 +529,9 @@ class _Run:
                     )
         result.events = self.n
         result.sessions = sessions
+        if self._hashbuf:
+            self.hash.update(_encoder.encode(self._hashbuf))
+            self._hashbuf.clear()
         self.hash.update(self.engine.fold.snapshot())
         self.hash.update(
             _encoder.encode([self.engine.trading_state, self.n, result.n_divergences, result.unchecked_intents])

@@ -453,8 +453,12 @@ def lc_manual(c: Any, ids: Ids) -> list[Event]:
 
 
 def lc_completed_only(c: Any, ids: Ids) -> list[Event]:
-    """Seen only through reconciliation: completedOrder (orderId 0) and reqExecutions."""
+    """Seen only through reconciliation: completedOrder (orderId 0) and reqExecutions.
+
+    Its orderId belongs to an earlier TWS login, outside the range this session's orders use."""
     o = _O(c, ids)
+    ids.next_order_id -= 1
+    o.oid = 500_000 + o.perm % 500_000
     eid = ids.exec_id(o.perm)
     return [
         _exec(o, eid, o.qty, o.price, req_id=c.integer(1, 9)),
@@ -574,27 +578,57 @@ def to_envelopes(
     return out
 
 
-def _carry_over(c: Any, prev_lanes: list[tuple[_O | None, list[Event]]]) -> list[Event]:
-    """Reconciliation replies about orders of the previous session (same ids, completed with orderId 0)."""
+def _carry_over(c: Any, prev_lanes: list[list[Event]]) -> tuple[list[Event], int]:
+    """Reconciliation replies about the previous session's orders: re-delivered executions and commissions
+    (reqExecutions), openOrder for the open ones (same ids), completedOrder (orderId 0) for the done ones.
+    Also returns the highest orderId still open, so the new session's ids start above it (as TWS does)."""
     out: list[Event] = []
-    for _o, events in prev_lanes:
+    open_max = 0
+    for events in prev_lanes:
         for p in events:
             if isinstance(p, ev.ExecDetails) and c.chance(50):
-                out.append(ev.ExecDetails(**{k: getattr(p, k) for k in p.__struct_fields__ if k != "req_id"}, req_id=1))
+                fields = {k: getattr(p, k) for k in p.__struct_fields__ if k != "req_id"}
+                out.append(ev.ExecDetails(**fields, req_id=1))
             elif isinstance(p, ev.CommissionReport) and c.chance(50):
                 out.append(p)
         last = next((p for p in reversed(events) if isinstance(p, ev.OrderStatus)), None)
         if last is not None and last.perm_id and c.chance(50):
-            o_status = last.status
-            done = o_status in ("Filled", "Cancelled", "ApiCancelled", "Inactive")
-            out.append(
-                ev.CompletedOrder(order_id=0, perm_id=last.perm_id, client_id=last.client_id, status=o_status)
-                if done
-                else ev.OpenOrder(
-                    order_id=last.order_id, perm_id=last.perm_id, client_id=last.client_id, status=o_status
+            done = last.status in ("Filled", "Cancelled", "ApiCancelled", "Inactive")
+            if done:
+                out.append(
+                    ev.CompletedOrder(order_id=0, perm_id=last.perm_id, client_id=last.client_id, status=last.status)
                 )
-            )
-    return out
+            else:
+                out.append(
+                    ev.OpenOrder(
+                        order_id=last.order_id, perm_id=last.perm_id, client_id=last.client_id, status=last.status
+                    )
+                )
+                open_max = max(open_max, last.order_id)
+    return out, open_max
+
+
+_INTENTS = (ev.PlaceOrder, ev.CancelOrder, ev.GovernorDecision, ev.GlobalCancel)
+
+
+def _cut_lanes(c: Any, lanes: list[list[Event]]) -> tuple[list[list[Event]], list[list[Event]], int]:
+    """Cut some lifecycles at a session boundary (the recorder restarted while they were in flight):
+    the broker's side of the rest arrives in the next session. Returns (this session's lanes, the rests,
+    the highest orderId among the rests)."""
+    kept: list[list[Event]] = []
+    rests: list[list[Event]] = []
+    oid_max = 0
+    for lane in lanes:
+        if len(lane) > 2 and c.chance(15):
+            k = c.integer(1, len(lane) - 1)
+            rest = lane[k:]
+            if not any(isinstance(p, _INTENTS) for p in rest):
+                kept.append(lane[:k])
+                rests.append(rest)
+                oid_max = max([oid_max] + [getattr(p, "order_id", 0) for p in lane if isinstance(p, ev.PlaceOrder)])
+                continue
+        kept.append(lane)
+    return kept, rests, oid_max
 
 
 def _build_stream(c: Any, n_sessions: int, orders_per_session: int, max_open: int, weighted: bool) -> list[Envelope]:
@@ -602,16 +636,27 @@ def _build_stream(c: Any, n_sessions: int, orders_per_session: int, max_open: in
     perm = 1_000_000
     exec_n = 0
     sessions: list[tuple[str, list[Event]]] = []
-    prev: list[tuple[_O | None, list[Event]]] = []
+    prev: list[list[Event]] = []
+    rests: list[list[Event]] = []
+    first_id = 1
     for s in range(n_sessions):
-        ids = Ids(client_id=1, first_order_id=1)  # orderIds restart: reuse across sessions
+        carried, open_max = _carry_over(c, prev) if prev else ([], 0)
+        # orderIds restart (a new TWS login) unless orders that are still open hold them
+        ids = Ids(client_id=1, first_order_id=max(first_id, open_max + 1))
         ids.perm, ids.exec_n = perm, exec_n
         lanes = [TEMPLATES[c.pick(names)](c, ids) for _ in range(orders_per_session)]
         perm, exec_n = ids.perm, ids.exec_n
-        carried = _carry_over(c, prev) if prev else None
-        body = _interleave(c, lanes, max_open)
+        first_id = 1
+        if s < n_sessions - 1:
+            lanes, new_rests, oid_max = _cut_lanes(c, lanes)
+            if new_rests:
+                first_id = oid_max + 1
+        else:
+            new_rests = []
+        body = _interleave(c, rests + lanes, max_open)
         sessions.append((f"sess-{s:04d}", _session(c, ids, body, carried=carried)))
-        prev = [(None, lane) for lane in lanes]
+        prev = lanes
+        rests = new_rests
     return to_envelopes(sessions, c)
 
 

@@ -4,10 +4,7 @@ a closed port, a silent listener, and a healthy simulator; plus WSL detection fr
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 
@@ -24,6 +21,7 @@ from ledger.doctor import (
     run_doctor,
 )
 from replay.simulator import Simulator
+from tests.test_cli_live import invoke, run_cli
 
 pytestmark = pytest.mark.ibclient
 
@@ -114,24 +112,15 @@ def test_not_wsl(tmp_path):
     assert not env.wsl and env.windows_host == "" and env.candidates == ["127.0.0.1"]
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("IBKR_")}
-    e.update(env or {})
-    e["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-c", "from ledger.cli import main; main()", *args], capture_output=True, text=True, env=e, timeout=60
-    )
-
-
 def test_cli_doctor_ok_and_problems():
     with Simulator() as sim:
-        r = _cli("doctor", "--host", "127.0.0.1", "--port", str(sim.port), "--json")
+        r = run_cli("doctor", "--host", "127.0.0.1", "--port", str(sim.port), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["status"] == "OK" and report["probes"][0]["accounts"] == ["DU1234567"]
     with Simulator(trusted_ips=("127.0.0.2",)) as sim:
-        r = _cli("doctor", "--port", str(sim.port), "--timeout", "2", env={"IBKR_HOST": "127.0.0.1"})
-    assert r.returncode == 4
+        r = invoke("doctor", "--port", str(sim.port), "--timeout", "2", env={"IBKR_HOST": "127.0.0.1"})
+    assert r.exit_code == 4
     assert "Trusted IPs" in r.stdout and "127.0.0.1" in r.stdout
-    r = _cli("doctor", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.5")
-    assert r.returncode == 3 and "nothing listens" in r.stdout.lower()
+    r = invoke("doctor", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.5")
+    assert r.exit_code == 3 and "nothing listens" in r.stdout.lower()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ledger import events as ev
 from ledger.events import Envelope
 from ledger.orders import LedgerFold, Transition, exec_family, fold
+from ledger.statemachine import LEDGER_STATES
 from replay.strategies import event_streams, garbage_payloads, garbage_streams, generate_stream, order_lifecycles
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -456,6 +457,22 @@ def test_unacknowledged_order_found_again_in_next_session() -> None:
     assert o is not None and o.key == "S1:1:9" and o.state == "Working" and not o.unconfirmed
 
 
+def test_unacknowledged_order_not_adopted_by_a_contradicting_message() -> None:
+    f = Feed()
+    f(place(oid=9, qty=100), ev.SessionEnded())
+    f(execd("u.1.01", 500, oid=9, perm=992), session="S2")  # more shares than the old order had
+    assert len(f.fold.orders) == 2
+    assert f.fold.order_for(1, 9, session_id="S1").unconfirmed  # type: ignore[union-attr]
+
+
+def test_correction_after_terminal_is_not_a_late_fill() -> None:
+    f = Feed()
+    f(place(), status("Submitted"), execd("w.1.01", 100), status("Filled", filled=100))
+    f(execd("w.1.02", 100, 10.2))
+    o = f.fold.order_for(1, 1)
+    assert o is not None and o.late_fill == 0 and o.avg_fill_price == 10.2 and f.kinds() == []
+
+
 def test_identity_merge_completed_then_bound() -> None:
     f = Feed()
     f(place(oid=5))
@@ -467,6 +484,7 @@ def test_identity_merge_completed_then_bound() -> None:
     assert o.perm_id == 555 and o.state == "Cancelled" and o.filled == 10
     assert f.fold.order_by_perm(555) is o
     assert ("perm:555", "Merged") in [(x.key, x.to_state) for x in t]
+    assert f.fold.merged == {"perm:555": "S1:1:5"}
     assert "identity_merged" in f.kinds()
 
 
@@ -684,6 +702,9 @@ def test_generated_streams_are_well_formed(envs: list[Envelope]) -> None:
         assert o.is_live == (o.state in ("Working", "PartiallyFilled"))
         assert (o.key in open_keys) == (not o.is_done)
         assert o.filled >= 0 and o.remaining >= 0
+        assert o.state in LEDGER_STATES
+        if o.unconfirmed:  # never reported as failed, rejected or cancelled
+            assert o.state == "Unconfirmed" and not o.is_done
         if o.state == "Filled":
             assert o.filled >= o.total_qty > 0 or o.total_qty == 0
 

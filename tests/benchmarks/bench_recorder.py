@@ -1,0 +1,275 @@
+"""Recorder benchmark: callback → committed latency and event-loop stalls under a callback burst.
+
+    .venv/bin/python tests/benchmarks/bench_recorder.py [--rate 5000] [--seconds 3] [--reps 3]
+                                                         [--chunk-ms 2] [--store sqlite|pg|URL]
+
+The simulator (its own process, as TWS is) sends raw wire messages to a real ib_insync / ib_async client
+on an asyncio loop in the main thread: ``rate`` callbacks per second (70 % orderStatus, 15 % execDetails,
+15 % commissionReport), round-robin over ``--orders`` working orders (the libraries log ``repr(trade)``
+on every status and fill, so piling thousands of messages on one order measures the library, not the
+recorder), in chunks every ``chunk_ms``. Per repetition, in one run,
+on the same machine and the same loop:
+
+* **baseline** — the client without a recorder;
+* **recorder** — the same client with ``Recorder.attach`` (store on disk, SQLite synchronous=FULL by
+  default, or PostgreSQL).
+
+Measured: *commit latency* = writer commit time − the callback's receipt stamp (``mono_ns``), per event;
+*loop lag* = how late a 1 ms ticker task wakes up (max and p99), in both runs; the stall caused by
+recording is the recorder's max lag minus the baseline's. Medians over the repetitions are printed.
+Targets: commit p99 <= 5 ms, stall <= 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from ledger.iblib import IB, LIBRARY_NAME, LimitOrder, Stock  # noqa: E402
+from ledger.recorder import Recorder  # noqa: E402
+from replay import protocol as P  # noqa: E402
+from replay.simulator import Simulator  # noqa: E402
+
+CLIENT_ID = 41
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def drive(sim: Simulator, orders: list[tuple[int, int, P.ContractSpec]], rate: int, seconds: float,
+          chunk_ms: float, exec_base: int) -> tuple[int, int]:
+    """Send ``rate`` messages/s for ``seconds`` in chunks, round-robin over ``orders`` (one loop hop per
+    chunk). Returns (messages sent, next exec number)."""
+    per_chunk = max(1, round(rate * chunk_ms / 1000))
+    period = per_chunk / rate
+    n_exec = exec_base
+    i = 0
+    sent = 0
+    filled: dict[int, float] = {}
+    t_next = time.perf_counter()
+    t_end = t_next + seconds
+    while time.perf_counter() < t_end:
+        chunk: list[list] = []
+        for _ in range(per_chunk):
+            order_id, perm_id, contract = orders[i % len(orders)]
+            m = i % 20
+            i += 1
+            if m < 14:
+                # mostly repeats of the current status (TWS repeats statuses; the library swallows them
+                # cheaply, the recorder keeps every one); a changed one after each fill
+                f = filled.get(order_id, 0.0)
+                chunk.append(P.order_status(order_id, "Submitted", f, 1e6 - f, 100.0 if f else 0.0, perm_id, 0,
+                                            100.0 if f else 0.0, CLIENT_ID, "", 0.0))
+            elif m < 17:
+                n_exec += 1
+                filled[order_id] = filled.get(order_id, 0.0) + 1.0
+                exec_id = f"0000e0d5.{n_exec:08x}.01.01"
+                chunk.append(P.execution(-1, order_id, contract, exec_id, "20240102 09:30:01 US/Eastern",
+                                         "DU1234567", "ISLAND", "BOT", 1.0, 100.0, perm_id, CLIENT_ID,
+                                         filled[order_id], 100.0, "bench", server_version=176))
+            else:
+                chunk.append(P.commission_report(f"0000e0d5.{n_exec:08x}.01.01", 0.01, "USD"))
+
+        def send(chunk: list[list] = chunk) -> None:
+            for fields in chunk:
+                sim.inject_message(fields, CLIENT_ID)  # already on the simulator's loop: direct
+
+        sim._call(send)
+        sent += len(chunk)
+        t_next += period
+        delay = t_next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    return sent, n_exec + 1
+
+
+def serve() -> None:
+    """The simulator process: prints its port, then runs bursts on request (one JSON line each)."""
+    import json
+
+    with Simulator() as sim:
+        print(json.dumps({"port": sim.port}), flush=True)
+        for line in sys.stdin:
+            req = json.loads(line)
+            orders = []
+            for order_id in req["order_ids"]:
+                o = sim.broker.find(CLIENT_ID, order_id)
+                orders.append((order_id, o.perm_id, o.contract))
+            sent, exec_next = drive(sim, orders, req["rate"], req["seconds"], req["chunk_ms"], req["exec_base"])
+            print(json.dumps({"sent": sent, "exec_next": exec_next}), flush=True)
+
+
+class SimProcess:
+    """The simulator in its own process (as TWS is), so its work does not compete for our GIL."""
+
+    def __init__(self) -> None:
+        import json
+        import subprocess
+
+        self._json = json
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = json.loads(self.proc.stdout.readline())["port"]
+
+    def burst(self, **req) -> dict:
+        self.proc.stdin.write(self._json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        return self._json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespace, exec_base: int) -> dict:
+    ib = IB()
+    rec = Recorder.attach(ib, store_url) if store_url else None
+    latencies: list[int] = []
+    if rec is not None:
+        def on_commit(batch, commit_ns: int) -> None:
+            latencies.extend(commit_ns - e.mono_ns for e in batch if e.mono_ns)
+
+        rec.on_commit(on_commit)
+    await ib.connectAsync("127.0.0.1", sim.port, clientId=CLIENT_ID, timeout=5)
+    contract = Stock("AAPL", "SMART", "USD")
+    trades = [ib.placeOrder(contract, LimitOrder("BUY", 1e6, 100.0, orderRef="bench")) for _ in range(args.orders)]
+    while any(t.orderStatus.status not in ("Submitted", "PreSubmitted") for t in trades):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    if rec is not None:
+        await rec.flush_async()
+        latencies.clear()
+
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        tick = 0.001
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            t0 = loop.time()
+            await asyncio.sleep(tick)
+            lags.append(loop.time() - t0 - tick)
+
+    tick_task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.1)
+    lags.clear()
+    t0 = time.perf_counter()
+    reply = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: sim.burst(order_ids=[t.order.orderId for t in trades], rate=args.rate, seconds=args.seconds,
+                                chunk_ms=args.chunk_ms, exec_base=exec_base))
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(0.3)
+    stop.set()
+    await tick_task
+    result = {
+        "sent": reply["sent"],
+        "rate": reply["sent"] / elapsed,
+        "lag_max_ms": max(lags) * 1e3 if lags else float("nan"),
+        "lag_p99_ms": pct(lags, 99) * 1e3,
+        "exec_next": reply["exec_next"],
+    }
+    if rec is not None:
+        await rec.flush_async(10)
+        result.update(
+            p50_ms=pct(latencies, 50) / 1e6,
+            p99_ms=pct(latencies, 99) / 1e6,
+            max_ms=max(latencies) / 1e6 if latencies else float("nan"),
+            committed=len(latencies),
+            batches=rec.writer.batches,
+            lost=rec.lost,
+        )
+    for t in trades:
+        ib.cancelOrder(t.order)
+    await asyncio.sleep(0.2)
+    ib.disconnect()
+    if rec is not None:
+        rec.close()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--chunk-ms", type=float, default=2.0)
+    ap.add_argument("--orders", type=int, default=500, help="working orders the burst is spread over")
+    ap.add_argument("--store", default="sqlite", help="sqlite | pg | a store URL")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve()
+        return
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("ib_insync").setLevel(logging.CRITICAL)
+    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+
+    tmp = tempfile.mkdtemp(prefix="bench_recorder_")
+    if args.store == "sqlite":
+        def url_for(i: int) -> str:
+            return f"sqlite:///{tmp}/ledger{i}.db"
+    elif args.store == "pg":
+        base = "postgresql://postgres@127.0.0.1:5432/ibledger_test"
+
+        def url_for(i: int) -> str:
+            return f"{base}?schema=bench_{uuid.uuid4().hex[:10]}"
+    else:
+        def url_for(i: int) -> str:
+            return args.store
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    base_runs: list[dict] = []
+    rec_runs: list[dict] = []
+    exec_base = 0
+    sim = SimProcess()
+    try:
+        for rep in range(args.reps):
+            for with_rec in (False, True):
+                r = loop.run_until_complete(one_run(sim, url_for(rep) if with_rec else None, args, exec_base))
+                exec_base = r["exec_next"]
+                (rec_runs if with_rec else base_runs).append(r)
+                label = "recorder" if with_rec else "baseline"
+                extra = (f" commit p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms max {r['max_ms']:.2f} ms,"
+                         f" {r['committed']} events in {r['batches']} commits, lost {r['lost']}"
+                         if with_rec else "")
+                print(f"rep {rep + 1} {label:8}: {r['rate']:.0f} callbacks/s, loop lag max {r['lag_max_ms']:.2f} ms"
+                      f" p99 {r['lag_p99_ms']:.2f} ms;{extra}", flush=True)
+    finally:
+        sim.close()
+
+    def med(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    p50, p99 = med(rec_runs, "p50_ms"), med(rec_runs, "p99_ms")
+    lag_b, lag_r = med(base_runs, "lag_max_ms"), med(rec_runs, "lag_max_ms")
+    lag99_b, lag99_r = med(base_runs, "lag_p99_ms"), med(rec_runs, "lag_p99_ms")
+    stall = lag_r - lag_b
+    print()
+    print(f"library {LIBRARY_NAME}, store {args.store}, {med(rec_runs, 'rate'):.0f} callbacks/s for {args.seconds:g}s,"
+          f" {args.reps} reps (medians)")
+    print(f"commit latency      p50 {p50:.2f} ms   p99 {p99:.2f} ms   (target p99 <= 5 ms: "
+          f"{'met' if p99 <= 5 else 'MISSED'})")
+    print(f"loop lag max        baseline {lag_b:.2f} ms   recorder {lag_r:.2f} ms   ratio {lag_r / lag_b:.2f}x")
+    print(f"loop lag p99        baseline {lag99_b:.2f} ms   recorder {lag99_r:.2f} ms   ratio {lag99_r / lag99_b:.2f}x")
+    print(f"stall from recording (max lag recorder - baseline) {stall:.2f} ms (target <= 2 ms: "
+          f"{'met' if stall <= 2 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
