@@ -102,6 +102,8 @@ def _raw_dict(obj: Any) -> dict[str, Any]:
 
 
 def _int(v: Any) -> int:
+    if type(v) is int:
+        return v
     if v is None or v == "":
         return 0
     try:
@@ -114,6 +116,8 @@ def _int(v: Any) -> int:
 
 
 def _float(v: Any) -> float:
+    if type(v) is float:
+        return v
     if v is None or v == "":
         return 0.0
     try:
@@ -123,7 +127,9 @@ def _float(v: Any) -> float:
 
 
 def _opt_float(v: Any) -> float | None:
-    if v is None or v == "":
+    if type(v) is float or v is None:
+        return v
+    if v == "":
         return None
     try:
         return float(v)
@@ -132,10 +138,10 @@ def _opt_float(v: Any) -> float | None:
 
 
 def _str(v: Any) -> str:
+    if type(v) is str:
+        return v
     if v is None:
         return ""
-    if isinstance(v, str):
-        return v
     if isinstance(v, _dt.datetime):
         return v.isoformat()
     return str(v)

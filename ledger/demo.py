@@ -111,7 +111,7 @@ async def _session_steps(sess: Any, out: Console, timeout: float) -> list[DemoSt
     r = await sess.place(_stock("TSLA"), _limit("SELL", 100, 75.0, "partial_then_cancel"), timeout=0.4)
     partial = r
     view = sess.fold.orders.get(r.order_key)
-    c = await sess.cancel(view, timeout=timeout, reason="demo: cancel the rest") if view is not None else None
+    c = await sess.cancel(view, timeout=timeout) if view is not None else None
     ok = partial.verdict == "PARTIALLY_FILLED" and c is not None and c.verdict == "CANCELLED" and c.filled == 40
     step(4, "SELL 100 TSLA, 40 fill, then we cancel", "PARTIALLY_FILLED → CANCELLED", c, ok,
          f"{partial.verdict} {partial.filled:g}/100 while live, then "

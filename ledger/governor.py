@@ -96,8 +96,12 @@ def is_precheck(d: GovernorDecision) -> bool:
     return d.decision in ("ALLOW", "BLOCK") and d.action in _PRECHECK_ACTIONS
 
 
+_INF = math.inf
+
+
 def _finite(x: float | None) -> bool:
-    return x is not None and isinstance(x, int | float) and math.isfinite(x)
+    cls = x.__class__
+    return (cls is float or cls is int) and -_INF < x < _INF  # type: ignore[operator]
 
 
 def _clean(details: dict[str, Any]) -> dict[str, float | int | str]:
@@ -204,7 +208,11 @@ class Governor:
                 if a.kind not in self._ignored_anomalies:
                     self._trip(BREAKER_ANOMALIES, ns, env, out)
         typ = type(p)
-        if typ is ev.GovernorDecision:
+        if typ is ev.OrderStatus:
+            if p.status == sm.INACTIVE:  # Inactive without whyHeld is done without a state transition
+                for key in [k for k, v in self._open.items() if v.is_done]:
+                    del self._open[key]
+        elif typ is ev.GovernorDecision:
             self._on_decision(p, ns)
         elif typ is ev.ExecDetails:
             if p.shares > 0 and _finite(p.price) and p.price > 0 and p.symbol:
@@ -321,7 +329,8 @@ class Governor:
     # --- pre-trade check -------------------------------------------------------------------------
 
     def open_orders(self) -> list[OrderView]:
-        return [v for v in self._open.values() if not v.is_done]
+        """Orders not done, in the order they became open (what ``max_open_orders`` counts)."""
+        return list(self._open.values())
 
     def pre_check(self, intent: Intent, now_ns: int) -> GovernorDecision:
         """ALLOW or BLOCK ``intent`` at event time ``now_ns``. Pure: changes no state."""
@@ -427,10 +436,7 @@ class Governor:
         if not is_modify:
             max_open = cfg.limits.max_open_orders
             if max_open > 0:
-                n_open = 0
-                for v in self._open.values():
-                    if not v.is_done:
-                        n_open += 1
+                n_open = len(self._open)
                 details["open_orders"] = n_open
                 if n_open >= max_open:
                     details["limit"], details["value"] = max_open, n_open + 1

@@ -10,24 +10,24 @@ reconnect is reconciled by the recorder). With ``--simulate`` it also owns the i
 Placing follows the engine's protocol (``ledger/engine.py``):
 
 1. ``engine.pre_check(intent, now_ns)`` on the state before the intent;
-2. the ``place_order`` intent is recorded, then the decision (``causation_id`` = the intent's event id);
+2. the ``place_order`` intent is recorded, then the decision (``causation_id`` = the intent's event id),
+   adjacent in the stream (nothing else runs on the loop in between);
 3. BLOCK: nothing is sent; the result says BLOCKED with the reason code and the governor's message;
-4. ALLOW: the order is sent (the library's own ``placeOrder``: the intent is already recorded, the
-   recorder's placeOrder hook would record it a second time) and :class:`~ledger.monitor.OrderMonitor`
-   follows it until it settles or the timeout passes (never "failed" for a live order, never a cancel).
+4. ALLOW: the order is sent (``ib.placeOrder``: the recorder's hook records the intent just before the
+   request leaves; the decision follows it) and :class:`~ledger.monitor.OrderMonitor` follows it until
+   it settles or the timeout passes (never "failed" for a live order, never a cancel).
 
 Governor hooks: the engine runs on every recorded event and its decisions arrive through the recorder's
 subscription as events of their own. An ``EMERGENCY_CANCEL`` (circuit breaker with
-``breakers.emergency_cancel``, or an operator halt with cancel-all) is carried out at once: a
-``cancel_order`` intent with ``causation_id`` = the decision's event id, its (always ALLOW) decision,
-then the cancel request.
+``breakers.emergency_cancel``, or an operator halt with cancel-all) is carried out at once: the cancel
+request, whose recorded ``cancel_order`` intent carries ``causation_id`` = the decision's event id,
+followed by the cancel's own (always ALLOW) pre-check decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -147,13 +147,6 @@ async def connect_client(ib: Any, settings: ConnectionSettings, *, timeout: floa
         ib.errorEvent -= on_error
 
 
-def _supports(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 # --- the session ---------------------------------------------------------------------------------
 
 
@@ -179,7 +172,6 @@ class LiveSession:
         self.loop = asyncio.get_running_loop()
         self.watch = Watch(recorder, self.loop)
         self.emergency_cancels: list[tuple[str, ev.GovernorDecision]] = []  # (decision event id, decision)
-        self._record_at = _supports(recorder.record, "recv_ns")
         self._unwatch = self.watch.add(self._governor_hook)
 
     @property
@@ -222,19 +214,33 @@ class LiveSession:
         """Connected and no reconciliation running (the governor blocks new orders while it runs)."""
         return await self.until(self.ready_now, timeout)
 
-    # --- recording helpers -----------------------------------------------------------------------
+    # --- the engine's recording protocol -------------------------------------------------------
 
-    def _record(self, payload: ev.Event, *, causation_id: str | None = None, recv_ns: int | None = None) -> ev.Envelope:
-        if recv_ns is not None and self._record_at:
-            return self.recorder.record(payload, causation_id=causation_id, recv_ns=recv_ns)
-        return self.recorder.record(payload, causation_id=causation_id)
+    def _govern(
+        self, intent: Any, send: Callable[[], Any], *, causation_id: str | None = None
+    ) -> tuple[ev.GovernorDecision, ev.Envelope]:
+        """Pre-check on the state before the intent; record the intent, then the decision (its cause is
+        the intent); send only on ALLOW.
 
-    def _decide(self, intent: Any, *, causation_id: str | None = None) -> tuple[ev.GovernorDecision, ev.Envelope]:
-        """Pre-check on the state before the intent, record intent then decision (engine protocol)."""
-        now = time.time_ns()
-        decision = self.engine.pre_check(intent, now)
-        i_env = self._record(intent, causation_id=causation_id, recv_ns=now)
-        d_env = self._record(decision, causation_id=event_id(i_env))
+        The request goes out through the recorder's hook, which records the intent (carrying
+        ``causation_id``) just before the library sends it; a blocked intent is recorded here and never
+        sent. The decision's ``details["at_ns"]`` is the time the pre-check used (the replayer re-checks
+        at that time).
+        """
+        rec = self.recorder
+        decision = self.engine.pre_check(intent, time.time_ns())
+        if decision.decision != "ALLOW":
+            i_env = rec.record(intent, causation_id=causation_id)
+            return decision, rec.record(decision, causation_id=event_id(i_env))
+        before = rec.last_intent
+        try:
+            with rec.intent_context(causation_id=causation_id):
+                send()
+        finally:
+            i_env = rec.last_intent
+            if i_env is None or i_env is before:  # the hook recorded nothing: the client was not ready
+                i_env = rec.record(intent, causation_id=causation_id)
+            d_env = rec.record(decision, causation_id=event_id(i_env))
         return decision, d_env
 
     # --- placing ---------------------------------------------------------------------------------
@@ -253,7 +259,11 @@ class LiveSession:
         intent = adapter.place_order(contract, order, oid, cid, modify=False)
         monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
         monitor.bind(cid, oid, self.session_id)
-        decision, d_env = self._decide(intent)
+        try:
+            decision, d_env = self._govern(intent, lambda: ib.placeOrder(contract, order))
+        except Exception:
+            monitor.close()
+            raise
         if decision.decision != "ALLOW":
             res = monitor.result(timed_out=False, is_settled=True)
             monitor.close()
@@ -262,16 +272,10 @@ class LiveSession:
             if decision_info(decision, d_env.seq) not in res.decisions:
                 res.decisions.insert(0, decision_info(decision, d_env.seq))
             return res
-        try:
-            # the intent is recorded (above); the library's own placeOrder sends it
-            type(ib).placeOrder(ib, contract, order)
-        except Exception:
-            monitor.close()
-            raise
         return await monitor.wait(timeout)
 
     async def cancel(
-        self, order: OrderView | Any, *, timeout: float = 10.0, reason: str = "", causation_id: str | None = None,
+        self, order: OrderView | Any, *, timeout: float = 10.0, causation_id: str | None = None,
         linger: float | None = None,
     ) -> MonitorResult:
         """Cancel one order (an ``OrderView`` or a library ``Order``) and follow it until it settles."""
@@ -281,7 +285,7 @@ class LiveSession:
         monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
         monitor.bind(view.client_id, view.order_id, view.session_id or None)  # type: ignore[arg-type]
         monitor.key = view.key
-        self._send_cancel(view, reason=reason, causation_id=causation_id)
+        self._send_cancel(view, causation_id=causation_id)
         return await monitor.wait(timeout)
 
     def _view_of(self, order: Any) -> OrderView | None:
@@ -303,17 +307,15 @@ class LiveSession:
 
         return Order(orderId=view.order_id, clientId=view.client_id, permId=view.perm_id)
 
-    def _send_cancel(self, view: OrderView, *, reason: str = "", causation_id: str | None = None) -> bool:
-        intent = ev.CancelOrder(order_id=view.order_id, client_id=view.client_id, perm_id=view.perm_id, reason=reason)
-        decision, _ = self._decide(intent, causation_id=causation_id)
-        if decision.decision != "ALLOW":  # cancels are always allowed; kept for a stricter governor
-            return False
+    def _send_cancel(self, view: OrderView, *, causation_id: str | None = None) -> bool:
+        intent = ev.CancelOrder(order_id=view.order_id, client_id=view.client_id, perm_id=view.perm_id)
+        order = self._library_order(view)
         try:
-            type(self.ib).cancelOrder(self.ib, self._library_order(view))
-        except Exception as exc:  # noqa: BLE001 - e.g. not connected: the intent stays recorded
+            decision, _ = self._govern(intent, lambda: self.ib.cancelOrder(order), causation_id=causation_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. not connected: intent and decision stay recorded
             log.error("cancel of %s could not be sent: %s", view.key, exc)
             return False
-        return True
+        return decision.decision == "ALLOW"  # cancels are always allowed; kept for a stricter governor
 
     # --- governor hooks --------------------------------------------------------------------------
 
@@ -335,7 +337,7 @@ class LiveSession:
         if view.is_done:
             return
         log.warning("EMERGENCY_CANCEL %s (%s): %s", view.key, d.reason, d.message)
-        self._send_cancel(view, reason=f"EMERGENCY_CANCEL {d.reason}", causation_id=decision_ref)
+        self._send_cancel(view, causation_id=decision_ref)
 
     # --- kill switch -----------------------------------------------------------------------------
 

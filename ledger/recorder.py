@@ -149,6 +149,8 @@ class Recorder:
         self._connects = 0
         self._pending_connect: tuple[ev.Connected, int, int] | None = None
         self._placed: dict[tuple[int, int], None] = {}
+        self._intent_local = threading.local()
+        self.last_intent: Envelope | None = None  # envelope of the latest intent recorded by a hook
         self._last_api_error = ""
         self._fault: BaseException | None = None
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
@@ -322,6 +324,24 @@ class Recorder:
         if env is None:
             raise RecorderError(f"could not record {ev.kind_of(payload)}: {self._fault}") from self._fault
         return env
+
+    @contextlib.contextmanager
+    def intent_context(self, *, correlation_id: str | None = None, causation_id: str | None = None) -> Iterator[None]:
+        """Intents recorded by the ``placeOrder`` / ``cancelOrder`` / ``reqGlobalCancel`` hooks in this
+        thread, inside the block, carry these ids (e.g. ``causation_id`` = ``event_ref`` of the governor
+        decision that allowed the order). ``last_intent`` is the envelope of the latest one::
+
+            with rec.intent_context(causation_id=event_ref(decision_env)):
+                trade = ib.placeOrder(contract, order)
+            intent_env = rec.last_intent
+        """
+        loc = self._intent_local
+        prev = getattr(loc, "ctx", None)
+        loc.ctx = (correlation_id, causation_id)
+        try:
+            yield
+        finally:
+            loc.ctx = prev
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """``callback(env, transitions, decisions)`` after fold + governor for every recorded event.
@@ -794,6 +814,13 @@ class Recorder:
         except (TypeError, ValueError):
             return 0
 
+    def _record_intent(self, payload: ev.Event) -> None:
+        ctx = getattr(self._intent_local, "ctx", None)
+        correlation_id, causation_id = ctx if ctx is not None else (None, None)
+        env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id)
+        if env is not None:
+            self.last_intent = env
+
     def _place_hook(self, original: Callable[..., Any]) -> Any:
         def placeOrder(contract: Any, order: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
@@ -806,7 +833,7 @@ class Recorder:
                     key = (cid, oid)
                     modify = key in self._placed or key in getattr(self.ib.wrapper, "trades", {})
                     payload = adapter.place_order(contract, order, oid, cid, modify=modify)
-                    self._record(payload)
+                    self._record_intent(payload)
                     self._placed[key] = None
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("placeOrder", exc, (contract, order))
@@ -818,7 +845,7 @@ class Recorder:
         def cancelOrder(order: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
                 try:
-                    self._record(adapter.cancel_order(order, self._client_id()))
+                    self._record_intent(adapter.cancel_order(order, self._client_id()))
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("cancelOrder", exc, (order,))
             return original(order, *args, **kwargs)
@@ -829,7 +856,7 @@ class Recorder:
         def reqGlobalCancel(*args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
                 try:
-                    self._record(adapter.global_cancel())
+                    self._record_intent(adapter.global_cancel())
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("reqGlobalCancel", exc)
             return original(*args, **kwargs)

@@ -20,26 +20,22 @@ _counter = itertools.count()
 
 
 class Batch:
-    """Columns of one table for one transaction."""
+    """Rows of one table for one transaction, collected as tuples (one per row, in spec order without
+    the computed ``t:`` columns) and transposed into columns at flush time."""
 
-    __slots__ = ("table", "spec", "cols", "n")
+    __slots__ = ("table", "spec", "rows")
 
     def __init__(self, table: str, spec: list[tuple[str, str]]) -> None:
         self.table = table
         self.spec = spec
-        self.cols: dict[str, list[Any]] = {name: [] for name, kind in spec if not kind.startswith("t:")}
-        self.n = 0
-
-    def clear(self) -> None:
-        for v in self.cols.values():
-            v.clear()
-        self.n = 0
+        self.rows: list[tuple[Any, ...]] = []
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> int:
         """Insert the collected rows (inside the caller's transaction) and clear the batch."""
-        n = len(next(iter(self.cols.values()))) if self.cols else 0
+        n = len(self.rows)
         if not n:
             return 0
+        columns = iter(list(zip(*self.rows, strict=True)))
         arrays: dict[str, np.ndarray] = {}
         exprs: list[str] = []
         for name, kind in self.spec:
@@ -47,7 +43,7 @@ class Batch:
                 src = kind[2:]
                 exprs.append(f"CASE WHEN {src} > 0 THEN make_timestamp({src} // 1000) END")
                 continue
-            values = self.cols[name]
+            values = next(columns)
             if kind == "i":
                 arrays[name] = np.array(values, dtype=np.int64)
                 exprs.append(name)
@@ -74,5 +70,5 @@ class Batch:
             con.execute(f"INSERT INTO {self.table} ({names}) SELECT {', '.join(exprs)} FROM {view}")
         finally:
             con.unregister(view)
-        self.clear()
+        self.rows = []
         return n

@@ -29,6 +29,7 @@ import gc
 import hashlib
 import os
 import pickle
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +107,8 @@ ORDER_COLS = [("key", "s"), ("session_id", "s"), ("perm_id", "i"), ("order_id", 
 FILL_COLS = [("order_key", "s"), ("exec_id", "s"), ("exec_prefix", "s"), ("revision", "s"),
              ("is_correction", "b"), ("superseded", "b"), ("late", "b"), ("shares", "f"), ("price", "f"),
              ("side", "s"), ("account", "s"), ("exec_time", "s"), ("commission", "F"), ("currency", "s"),
-             ("realized_pnl", "F"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns")]
+             ("realized_pnl", "F"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"),
+             ("order_first_seen_ns", "i"), ("ts", "t:recv_ns")]
 SESSION_COLS = [("session_id", "s"), ("events", "i"), ("first_seq", "i"), ("last_seq", "i"), ("missing", "i"),
                 ("first_ns", "i"), ("last_ns", "i"), ("started", "t:first_ns"), ("last_event", "t:last_ns"),
                 ("has_start", "b"), ("has_end", "b"), ("crashed", "b"), ("end_reason", "s"), ("library", "s"),
@@ -139,12 +141,12 @@ class _Sess:
         self.reconciles = 0
         self.reconciles_unknown = 0
 
-    def row(self) -> list[Any]:
+    def row(self) -> tuple[Any, ...]:
         missing = (self.last_seq - self.first_seq + 1 - self.events) if self.events else 0
-        return [self.session_id, self.events, self.first_seq, self.last_seq, missing, self.first_ns,
+        return (self.session_id, self.events, self.first_seq, self.last_seq, missing, self.first_ns,
                 self.last_ns, self.has_start, self.has_end, not self.has_end, self.end_reason, self.library,
                 self.library_version, self.client_id, self.account, self.mode, self.disconnects,
-                self.link_losses, self.reconciles, self.reconciles_unknown]
+                self.link_losses, self.reconciles, self.reconciles_unknown)
 
 
 _SESSION_ROW_NAMES = [n for n, k in SESSION_COLS if not k.startswith("t:")]
@@ -301,30 +303,55 @@ class AuditProjection:
         return max(self.store.max_position() - self.position, 0)
 
     def catch_up(self, limit: int | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every new store event (at most ``limit``) in batches; return how many were applied."""
+        """Apply every new store event (at most ``limit``) in batches; return how many were applied.
+
+        Folding batch i+1 (Python) overlaps with writing batch i (DuckDB, which releases the GIL) in a
+        writer thread; batches still commit strictly in order, one transaction each.
+        """
         if self.pending() == 0:
             return 0
-        self._ensure_fold()
+        fold = self._ensure_fold()
         done = 0
         it = self.store.read_all(after=self.position, limit=limit)
-        with _no_gc():
-            while True:
-                batch = _take(it, self.batch_events)
-                if not batch:
-                    break
-                self._apply_batch(batch)
-                done += len(batch)
-                if progress is not None:
-                    progress(done)
-        return done
-
-    def _apply_batch(self, batch: list[tuple[int, Envelope]]) -> None:
-        fold = self._fold
-        assert fold is not None
+        since_ckpt = self.position - self.checkpoint_position
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        pending: Future[None] | None = None
+        pending_n = 0
         try:
-            rows = self._fold_batch(fold, batch)
-            self._write(rows, batch)
+            with _no_gc():
+                while True:
+                    batch = _take(it, self.batch_events)
+                    if not batch:
+                        break
+                    rows = self._fold_batch(fold, batch)
+                    since_ckpt += len(batch)
+                    if since_ckpt >= self.checkpoint_every:
+                        rows.checkpoint = True
+                        since_ckpt = 0
+                    if pending is not None:
+                        pending.result()  # re-raises a failed write here, in the caller
+                        done += pending_n
+                        if progress is not None:
+                            progress(done)
+                    if rows.checkpoint:
+                        self._write(rows)  # pickles the fold: nothing may fold meanwhile
+                        pending = None
+                        done += len(batch)
+                        if progress is not None:
+                            progress(done)
+                    else:
+                        pending, pending_n = writer.submit(self._write, rows), len(batch)
+                if pending is not None:
+                    pending.result()
+                    done += pending_n
+                    if progress is not None:
+                        progress(done)
         except BaseException:
+            if pending is not None:
+                try:
+                    pending.result()
+                except BaseException:
+                    pass
             # The in-memory fold is ahead of what was committed: drop it; the next catch-up reloads it
             # from the checkpoint and the store. The sessions map is reloaded from the table.
             self._fold = None
@@ -334,6 +361,9 @@ class AuditProjection:
                 pass
             self._reload_sessions()
             raise
+        finally:
+            writer.shutdown(wait=True)
+        return done
 
     def _reload_sessions(self) -> None:
         self._sessions = {}
@@ -342,144 +372,106 @@ class AuditProjection:
 
     def _fold_batch(self, fold: LedgerFold, batch: list[tuple[int, Envelope]]) -> _Rows:
         rows = _Rows()
-        e_pos, e_sid, e_seq, e_kind, e_ns, e_mono, e_src, e_v, e_corr, e_caus, e_pay = (
-            rows.events.cols[n] for n, k in EVENT_COLS if not k.startswith("t:"))
-        oe = rows.order_events.cols
-        tr = rows.transitions.cols
-        an = rows.anomalies.cols
-        gv = rows.governor.cols
+        encode = _json.encode
+        rows.events.rows = [
+            (pos, env.session_id, env.seq, env.payload.__struct_config__.tag, env.recv_ns,  # type: ignore[attr-defined]
+             env.mono_ns, env.source, env.v, env.correlation_id, env.causation_id, encode(env.payload).decode())
+            for pos, env in batch
+        ]
+        oe = rows.order_events.rows
+        tr = rows.transitions.rows
+        an = rows.anomalies.rows
+        gv = rows.governor.rows
         dirty = rows.dirty
         sessions = self._sessions
         touched = rows.sessions
         apply = fold.apply
-        encode = _json.encode
         anomalies = fold.anomalies
         n_anom = self._n_anomalies
         live_states = sm.LIVE_STATES
+        lookups = _LOOKUPS
+        exec_owner = self._exec_owner
         for pos, env in batch:
             p = env.payload
             tp = type(p)
             sid = env.session_id
-            kind = p.__struct_config__.tag  # type: ignore[attr-defined]
-            # events
-            e_pos.append(pos)
-            e_sid.append(sid)
-            e_seq.append(env.seq)
-            e_kind.append(kind)
-            e_ns.append(env.recv_ns)
-            e_mono.append(env.mono_ns)
-            e_src.append(env.source)
-            e_v.append(env.v)
-            e_corr.append(env.correlation_id)
-            e_caus.append(env.causation_id)
-            e_pay.append(encode(p).decode())
-            # sessions
             s = sessions.get(sid)
             if s is None:
                 s = sessions[sid] = _Sess(sid)
             _session_event(s, env, p, tp)
             touched[sid] = None
             # the fold, with the order the event is about looked up before and after
-            look = _LOOKUPS.get(tp)
-            before = look(self, fold, sid, p) if look is not None else None
-            if before is not None:  # views are mutated in place: read them before the fold runs
-                key_before, state_before, live_before = before.key, before.state, before.is_live
+            look = lookups.get(tp)
+            if look is None:
+                trs = apply(env)
+                after = None
             else:
-                key_before, state_before, live_before = "", "", False
-            trs = apply(env)
-            after = look(self, fold, sid, p) if look is not None else None
-            if after is not None:
-                key = after.key
-                dirty[key] = None
-                if key_before and key_before != key:
-                    dirty[key_before] = None
-                if tp is ev.ExecDetails:
-                    self._exec_owner.setdefault(p.exec_id, key)
-                oe["position"].append(pos)
-                oe["session_id"].append(sid)
-                oe["seq"].append(env.seq)
-                oe["recv_ns"].append(env.recv_ns)
-                oe["order_key"].append(key)
-                oe["kind"].append(kind)
-                _order_event_detail(oe, p, tp)
-                oe["state_before"].append(state_before)
-                oe["state_after"].append(after.state)
-                oe["live_before"].append(live_before)
-                oe["live_after"].append(after.is_live)
+                before = look(self, fold, sid, p)
+                if before is not None:  # views are mutated in place: read them before the fold runs
+                    key_before, state_before, live_before = before.key, before.state, before.is_live
+                else:
+                    key_before, state_before, live_before = "", "", False
+                trs = apply(env)
+                after = look(self, fold, sid, p)
+                if after is not None:
+                    key = after.key
+                    dirty[key] = None
+                    if key_before and key_before != key:
+                        dirty[key_before] = None
+                    if tp is ev.ExecDetails:
+                        exec_owner.setdefault(p.exec_id, key)
+                    oe.append((pos, sid, env.seq, env.recv_ns, key, p.__struct_config__.tag,  # type: ignore[attr-defined]
+                               *_DETAIL[tp](p), state_before, after.state, live_before, after.is_live))
             if trs:
+                seq = env.seq
                 for i, t in enumerate(trs):
                     dirty[t.key] = None
-                    tr["position"].append(pos)
-                    tr["session_id"].append(sid)
-                    tr["seq"].append(env.seq)
-                    tr["ord"].append(i)
-                    tr["order_key"].append(t.key)
-                    tr["from_state"].append(t.from_state)
-                    tr["to_state"].append(t.to_state)
-                    tr["from_overlay"].append(t.from_overlay)
-                    tr["overlay"].append(t.overlay)
-                    tr["broker_status"].append(t.broker_status)
-                    tr["cause"].append(t.cause)
-                    tr["critical"].append(t.critical)
-                    tr["live_after"].append(t.to_state in live_states)
-                    tr["recv_ns"].append(t.recv_ns)
+                    tr.append((pos, sid, seq, i, t.key, t.from_state, t.to_state, t.from_overlay, t.overlay,
+                               t.broker_status, t.cause, t.critical, t.to_state in live_states, t.recv_ns))
             if len(anomalies) > n_anom:
                 for i in range(n_anom, len(anomalies)):
                     a = anomalies[i]
                     if a.key:
                         dirty[a.key] = None
-                    an["position"].append(pos)
-                    an["session_id"].append(a.session_id)
-                    an["seq"].append(a.seq)
-                    an["ord"].append(i - n_anom)
-                    an["order_key"].append(a.key)
-                    an["kind"].append(a.kind)
-                    an["from_status"].append(a.from_status)
-                    an["to_status"].append(a.to_status)
-                    an["reason"].append(a.reason)
-                    an["recv_ns"].append(a.recv_ns)
+                    an.append((pos, a.session_id, a.seq, i - n_anom, a.key, a.kind, a.from_status, a.to_status,
+                               a.reason, a.recv_ns))
                 n_anom = len(anomalies)
             if tp is ev.GovernorDecision:
-                gv["position"].append(pos)
-                gv["session_id"].append(sid)
-                gv["seq"].append(env.seq)
-                gv["recv_ns"].append(env.recv_ns)
-                gv["decision"].append(p.decision)
-                gv["reason"].append(p.reason)
-                gv["message"].append(p.message)
-                gv["action"].append(p.action)
-                gv["order_id"].append(p.order_id)
-                gv["client_id"].append(p.client_id or s.client_id)
-                gv["perm_id"].append(p.perm_id)
-                gv["symbol"].append(p.symbol)
-                gv["trading_state"].append(p.trading_state)
-                gv["details"].append(encode(p.details).decode())
-                gv["order_key"].append(after.key if after is not None else None)
-                gv["correlation_id"].append(env.correlation_id)
-                gv["causation_id"].append(env.causation_id)
+                gv.append((pos, sid, env.seq, env.recv_ns, p.decision, p.reason, p.message, p.action, p.order_id,
+                           p.client_id or s.client_id, p.perm_id, p.symbol, p.trading_state,
+                           encode(p.details).decode(), after.key if after is not None else None,
+                           env.correlation_id, env.causation_id))
         self._n_anomalies = n_anom
-        # the current rows of every touched order
+        # the current rows of every touched order; ``lower`` bounds the stored rows' first_seen_ns (it
+        # only ever decreases, on a merge) so the deletes can skip old row groups by their zone maps
         orders = fold.orders
-        oc = rows.orders.cols
-        fc = rows.fills.cols
-        owner = self._exec_owner
+        orow = rows.orders.rows
+        frow = rows.fills.rows
+        lower: int | None = None
         for key in dirty:
             v = orders.get(key)
             if v is None:
-                continue  # merged into another order: its row goes
-            _order_row(oc, v)
+                lower = -1  # merged away: its stored first_seen_ns is not known any more, no bound
+                continue
+            if lower is None or (lower != -1 and v.first_seen_ns < lower):
+                lower = v.first_seen_ns
+            orow.append(_order_row(v))
+            since = v.first_seen_ns
             for f in v.fills:
-                owner[f.exec_id] = key
-                _fill_row(fc, key, f)
-        sc = rows.sessions_batch.cols
-        for sid in touched:
-            for name, value in zip(_SESSION_ROW_NAMES, sessions[sid].row(), strict=True):
-                sc[name].append(value)
+                exec_owner[f.exec_id] = key
+                frow.append((key, f.exec_id, f.family, f.revision, f.correction, f.superseded, f.late, f.shares,
+                             f.price, f.side, f.account, f.time, f.commission, f.currency, f.realized_pnl,
+                             f.session_id, f.seq, f.recv_ns, since))
+        rows.lower = -1 if lower is None else lower
+        rows.sessions_batch.rows = [sessions[sid].row() for sid in touched]
+        rows.last = batch[-1]
+        rows.count = len(batch)
         return rows
 
-    def _write(self, rows: _Rows, batch: list[tuple[int, Envelope]]) -> None:
+    def _write(self, rows: _Rows) -> None:
+        """One transaction: every row of the batch, the tracking position, maybe a fold checkpoint."""
         con = self.con
-        last_pos, last_env = batch[-1]
+        last_pos, last_env = rows.last
         con.execute("BEGIN TRANSACTION")
         rows.events.flush(con)
         rows.order_events.flush(con)
@@ -487,30 +479,24 @@ class AuditProjection:
         rows.anomalies.flush(con)
         rows.governor.flush(con)
         if rows.dirty:
-            keys = _key_relation(con, list(rows.dirty))
-            try:
-                con.execute(f"DELETE FROM orders WHERE key IN (SELECT k FROM {keys})")
-                con.execute(f"DELETE FROM fills WHERE order_key IN (SELECT k FROM {keys})")
-            finally:
-                con.unregister(keys)
+            keys = list(rows.dirty)
+            con.execute("DELETE FROM orders WHERE first_seen_ns >= $2 AND key = ANY($1)", [keys, rows.lower])
+            con.execute("DELETE FROM fills WHERE order_first_seen_ns >= $2 AND order_key = ANY($1)",
+                        [keys, rows.lower])
             rows.orders.flush(con)
             rows.fills.flush(con)
         if rows.sessions:
-            keys = _key_relation(con, list(rows.sessions))
-            try:
-                con.execute(f"DELETE FROM sessions WHERE session_id IN (SELECT k FROM {keys})")
-            finally:
-                con.unregister(keys)
+            con.execute("DELETE FROM sessions WHERE session_id = ANY($1)", [list(rows.sessions)])
             rows.sessions_batch.flush(con)
         position = last_pos
-        events = self.events + len(batch)
+        events = self.events + rows.count
         fp = fingerprint(last_pos, last_env)
         con.execute("UPDATE audit_tracking SET position=?, events=?, fingerprint=? WHERE projection=?",
                     [position, events, fp, PROJECTION])
         old = (self.position, self.events, self._fingerprint, self.checkpoint_position)
         self.position, self.events, self._fingerprint = position, events, fp
         try:
-            if position - self.checkpoint_position >= self.checkpoint_every:
+            if rows.checkpoint:
                 self._checkpoint()
             if self._before_commit is not None:
                 self._before_commit(position)
@@ -543,7 +529,7 @@ class AuditProjection:
 
 class _Rows:
     __slots__ = ("events", "order_events", "transitions", "anomalies", "governor", "orders", "fills",
-                 "sessions_batch", "dirty", "sessions")
+                 "sessions_batch", "dirty", "sessions", "lower", "last", "count", "checkpoint")
 
     def __init__(self) -> None:
         self.events = Batch("events", EVENT_COLS)
@@ -556,6 +542,10 @@ class _Rows:
         self.sessions_batch = Batch("sessions", SESSION_COLS)
         self.dirty: dict[str, None] = {}
         self.sessions: dict[str, None] = {}
+        self.lower = -1
+        self.last: tuple[int, Envelope]
+        self.count = 0
+        self.checkpoint = False
 
 
 def _by_ids(proj: AuditProjection, fold: LedgerFold, sid: str, cid: int, oid: int, pid: int) -> OrderView | None:
@@ -615,106 +605,62 @@ _LOOKUPS: dict[type, Callable[[AuditProjection, LedgerFold, str, Any], OrderView
 }
 
 
-def _order_event_detail(oe: dict[str, list[Any]], p: Any, tp: type) -> None:
-    status = code = exec_id = decision = reason = text = None
-    shares = price = 0.0
-    c = 0
-    if tp is ev.OrderStatus:
-        status = p.status
-        shares, price = p.filled, p.avg_fill_price
-        text = p.why_held or None
-    elif tp is ev.OpenOrder or tp is ev.CompletedOrder:
-        status = p.status or None
-        shares = p.total_qty
-        price = p.lmt_price if p.lmt_price is not None else 0.0
-    elif tp is ev.ExecDetails:
-        exec_id, shares, price = p.exec_id, p.shares, p.price
-    elif tp is ev.CommissionReport:
-        exec_id, price = p.exec_id, p.commission
-    elif tp is ev.Error:
-        c = p.code
-        text = p.message
-    elif tp is ev.GovernorDecision:
-        decision, reason, text = p.decision, p.reason, p.message or None
-    elif tp is ev.CancelOrder:
-        reason = p.reason or None
-    elif tp is ev.PlaceOrder or tp is ev.ModifyOrder:
-        shares = p.total_qty
-        price = p.lmt_price if p.lmt_price is not None else 0.0
-    code = c
-    oe["status"].append(status)
-    oe["code"].append(code)
-    oe["exec_id"].append(exec_id)
-    oe["shares"].append(shares)
-    oe["price"].append(price)
-    oe["decision"].append(decision)
-    oe["reason"].append(reason)
-    oe["text"].append(text)
+# (status, code, exec_id, shares, price, decision, reason, text) of an order event, per payload type
+def _d_status(p: Any) -> tuple[Any, ...]:
+    return (p.status, 0, None, p.filled, p.avg_fill_price, None, None, p.why_held or None)
 
 
-def _order_row(oc: dict[str, list[Any]], v: OrderView) -> None:
-    oc["key"].append(v.key)
-    oc["session_id"].append(v.session_id)
-    oc["perm_id"].append(v.perm_id)
-    oc["order_id"].append(v.order_id)
-    oc["client_id"].append(v.client_id)
-    oc["account"].append(v.account)
-    oc["symbol"].append(v.symbol)
-    oc["sec_type"].append(v.sec_type)
-    oc["con_id"].append(v.con_id)
-    oc["action"].append(v.action)
-    oc["total_qty"].append(v.total_qty)
-    oc["order_type"].append(v.order_type)
-    oc["lmt_price"].append(v.lmt_price)
-    oc["aux_price"].append(v.aux_price)
-    oc["tif"].append(v.tif)
-    oc["order_ref"].append(v.order_ref)
-    oc["broker_status"].append(v.broker_status)
-    oc["why_held"].append(v.why_held)
-    oc["state"].append(v.state)
-    oc["overlay"].append(v.overlay)
-    oc["filled"].append(v.filled)
-    oc["remaining"].append(v.remaining)
-    oc["avg_fill_price"].append(v.avg_fill_price)
-    oc["commission"].append(v.commission)
-    oc["status_filled"].append(v.broker_filled)
-    oc["status_remaining"].append(v.broker_remaining)
-    oc["status_avg_fill_price"].append(v.broker_avg_fill_price)
-    oc["fill_pending"].append(v.fill_pending)
-    oc["is_live"].append(v.is_live)
-    oc["is_done"].append(v.is_done)
-    oc["placed"].append(v.placed)
-    oc["unconfirmed"].append(v.unconfirmed)
-    oc["manual"].append(v.manual)
-    oc["anomaly_count"].append(v.anomaly_count)
-    oc["fill_count"].append(sum(1 for f in v.fills if not f.superseded))
-    oc["late_fill_count"].append(v.late_fill)
-    oc["error_count"].append(len(v.errors))
-    oc["first_seen_ns"].append(v.first_seen_ns)
-    oc["last_update_ns"].append(v.last_update_ns)
-    oc["acked_ns"].append(v.acked_ns)
-    oc["first_fill_ns"].append(v.first_fill_ns)
+def _d_open(p: Any) -> tuple[Any, ...]:
+    return (p.status or None, 0, None, p.total_qty, p.lmt_price if p.lmt_price is not None else 0.0,
+            None, None, None)
 
 
-def _fill_row(fc: dict[str, list[Any]], key: str, f: Any) -> None:
-    fc["order_key"].append(key)
-    fc["exec_id"].append(f.exec_id)
-    fc["exec_prefix"].append(f.family)
-    fc["revision"].append(f.revision)
-    fc["is_correction"].append(f.correction)
-    fc["superseded"].append(f.superseded)
-    fc["late"].append(f.late)
-    fc["shares"].append(f.shares)
-    fc["price"].append(f.price)
-    fc["side"].append(f.side)
-    fc["account"].append(f.account)
-    fc["exec_time"].append(f.time)
-    fc["commission"].append(f.commission)
-    fc["currency"].append(f.currency)
-    fc["realized_pnl"].append(f.realized_pnl)
-    fc["session_id"].append(f.session_id)
-    fc["seq"].append(f.seq)
-    fc["recv_ns"].append(f.recv_ns)
+def _d_exec(p: Any) -> tuple[Any, ...]:
+    return (None, 0, p.exec_id, p.shares, p.price, None, None, None)
+
+
+def _d_commission(p: Any) -> tuple[Any, ...]:
+    return (None, 0, p.exec_id, 0.0, p.commission, None, None, None)
+
+
+def _d_error(p: Any) -> tuple[Any, ...]:
+    return (None, p.code, None, 0.0, 0.0, None, None, p.message)
+
+
+def _d_decision(p: Any) -> tuple[Any, ...]:
+    return (None, 0, None, 0.0, 0.0, p.decision, p.reason, p.message or None)
+
+
+def _d_cancel(p: Any) -> tuple[Any, ...]:
+    return (None, 0, None, 0.0, 0.0, None, p.reason or None, None)
+
+
+def _d_place(p: Any) -> tuple[Any, ...]:
+    return (None, 0, None, p.total_qty, p.lmt_price if p.lmt_price is not None else 0.0, None, None, None)
+
+
+_DETAIL: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    ev.OrderStatus: _d_status,
+    ev.OpenOrder: _d_open,
+    ev.CompletedOrder: _d_open,
+    ev.ExecDetails: _d_exec,
+    ev.CommissionReport: _d_commission,
+    ev.Error: _d_error,
+    ev.GovernorDecision: _d_decision,
+    ev.CancelOrder: _d_cancel,
+    ev.PlaceOrder: _d_place,
+    ev.ModifyOrder: _d_place,
+}
+assert set(_DETAIL) == set(_LOOKUPS)
+
+
+def _order_row(v: OrderView) -> tuple[Any, ...]:
+    return (v.key, v.session_id, v.perm_id, v.order_id, v.client_id, v.account, v.symbol, v.sec_type, v.con_id,
+            v.action, v.total_qty, v.order_type, v.lmt_price, v.aux_price, v.tif, v.order_ref, v.broker_status,
+            v.why_held, v.state, v.overlay, v.filled, v.remaining, v.avg_fill_price, v.commission,
+            v.broker_filled, v.broker_remaining, v.broker_avg_fill_price, v.fill_pending, v.is_live, v.is_done,
+            v.placed, v.unconfirmed, v.manual, v.anomaly_count, sum(1 for f in v.fills if not f.superseded),
+            v.late_fill, len(v.errors), v.first_seen_ns, v.last_update_ns, v.acked_ns, v.first_fill_ns)
 
 
 def _session_event(s: _Sess, env: Envelope, p: Any, tp: type) -> None:
@@ -762,14 +708,6 @@ def _session_from_row(r: tuple[Any, ...]) -> _Sess:
         if name in d:
             setattr(s, name, d[name])
     return s
-
-
-def _key_relation(con: duckdb.DuckDBPyConnection, keys: list[str]) -> str:
-    import numpy as np
-
-    name = f"_ibl_keys_{id(keys)}"
-    con.register(name, {"k": np.array(keys, dtype=object)})
-    return name
 
 
 def _take(it: Iterator[tuple[int, Envelope]], n: int) -> list[tuple[int, Envelope]]:

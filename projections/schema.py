@@ -159,6 +159,7 @@ TABLES: dict[str, str] = {
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
+        order_first_seen_ns BIGINT NOT NULL, -- the order's first_seen_ns when written (bounds deletes)
         ts TIMESTAMP
     """,
     "anomalies": """

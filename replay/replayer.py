@@ -325,6 +325,7 @@ class _Run:
         self.reactive: dict[str, list[tuple[int, Envelope, GovernorDecision]]] = {}  # cause id -> replayed
         self.diverged: dict[str, bool] = {}  # order keys already reported
         self.last_seq: dict[str, int] = {}
+        self.counts: dict[tuple[str, str], int] = {}
         self.n = 0
 
     # recording output
@@ -351,8 +352,9 @@ class _Run:
             self.hash.update(_encoder.encode(buf))
             buf.clear()
         if replayed is not None:
-            k = f"{replayed.decision} {replayed.reason}"
-            r.decision_counts[k] = r.decision_counts.get(k, 0) + 1
+            counts = self.counts
+            k = (replayed.decision, replayed.reason)
+            counts[k] = counts.get(k, 0) + 1
         boring = (replayed is None or replayed.decision == "ALLOW") and (
             recorded is None or recorded.decision == "ALLOW"
         )
@@ -528,6 +530,7 @@ class _Run:
                         _state_text(b),
                     )
         result.events = self.n
+        result.decision_counts = {f"{d} {r}": n for (d, r), n in self.counts.items()}
         result.sessions = sessions
         if self._hashbuf:
             self.hash.update(_encoder.encode(self._hashbuf))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.demo import FIXTURE_NAME, run_demo
+from ledger.demo import DEMO_GOVERNOR, FIXTURE_NAME, run_demo
 from ledger.sessionfile import validate
 from ledger.store import open_store
 from tests.test_cli_live import run_cli
@@ -23,6 +23,13 @@ def test_demo_covers_every_step_and_writes_a_fixture(tmp_path):
     assert report.duration_s < 15
     header = validate(tmp_path / "fixtures" / FIXTURE_NAME)
     assert header.session_id == report.session_id and header.events == report.events
+
+    # the recording follows the engine's protocol: a replay re-makes every decision, nothing diverges
+    from replay.replayer import Replayer
+
+    replay = Replayer(DEMO_GOVERNOR, check=True).run(tmp_path / "fixtures" / FIXTURE_NAME)
+    assert replay.ok, replay.report()
+    assert replay.trading_state == "HALTED"
 
     # the command, on the same store: a second session, same outcome
     r = run_cli("demo", "--store", url)

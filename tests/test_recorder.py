@@ -164,6 +164,7 @@ def test_attach_after_connect_reconciles_and_names_the_session(sim, sqlite_url):
         assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
         rec = Recorder.attach(ib, sqlite_url)  # the fill happened before we were recording
         assert not rec.reconciling
+        ib.reqCurrentTime()
         rec.flush()
         order = rec.fold.order_by_perm(trade.order.permId)
         assert order is not None and order.filled == 5
@@ -179,6 +180,8 @@ def test_attach_after_connect_reconciles_and_names_the_session(sim, sqlite_url):
     ended = next(e for e in envs if e.kind == "reconcile_ended")
     assert ended.payload.ok and ended.payload.unknown == [] and ended.payload.executions == 1
     assert all(e.source == "reconcile" for e in envs[2: ks.index("reconcile_ended") + 1])
+    (now,) = [e.payload for e in envs if e.kind == "current_time"]
+    assert now.time == sim.broker.clock.epoch()
 
 
 def test_asyncio_client_with_modify_cancel_and_global_cancel(sim, sqlite_url):
@@ -190,7 +193,9 @@ def test_asyncio_client_with_modify_cancel_and_global_cancel(sim, sqlite_url):
         try:
             await ib.connectAsync("127.0.0.1", sim.port, clientId=6, timeout=3)
             order = LimitOrder("BUY", 10, 99.0, orderRef="modify_ack")
-            trade = ib.placeOrder(AAPL, order)
+            with rec.intent_context(correlation_id="strategy-7", causation_id="cause-1"):
+                trade = ib.placeOrder(AAPL, order)
+            assert rec.last_intent is not None and rec.last_intent.kind == "place_order"
             await _until(lambda: trade.orderStatus.status in ("Submitted", "PreSubmitted"))
             order.totalQuantity = 20
             ib.placeOrder(AAPL, order)  # same orderId again: a modify
@@ -212,6 +217,9 @@ def test_asyncio_client_with_modify_cancel_and_global_cancel(sim, sqlite_url):
     assert intents == [("place_order", oid), ("modify_order", oid), ("cancel_order", oid), ("global_cancel", None)]
     modify = next(e.payload for e in envs if e.kind == "modify_order")
     assert modify.total_qty == 20
+    place = next(e for e in envs if e.kind == "place_order")
+    assert (place.correlation_id, place.causation_id) == ("strategy-7", "cause-1")
+    assert next(e for e in envs if e.kind == "modify_order").correlation_id is None
     # the cancel intent precedes the broker's Cancelled
     ks = kinds(envs)
     cancelled = next(i for i, e in enumerate(envs) if e.kind == "order_status" and e.payload.status == "Cancelled")
@@ -285,6 +293,29 @@ def test_store_failure_and_full_queue_fail_loudly_and_count_lost_events(tmp_path
     assert len(statuses) + rec.lost_by_kind.get("order_status", 0) == 60
     assert len(faults) <= 3  # lost events are reported in aggregate, not one fault event each
     assert envs[-1].kind == "session_ended"
+
+
+def test_close_gives_up_on_a_dead_store_loudly_and_the_session_shows_crashed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dead.db'}?lock_timeout=0.05"
+    ib = IB()
+    rec = Recorder.attach(ib, url)
+    ib.wrapper.positionEnd()
+    rec.flush()  # session_started + position_end committed
+    blocker = sqlite3.connect(str(tmp_path / "dead.db"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(5):
+            ib.wrapper.position("DU1234567", Stock("AAPL", "SMART", "USD", conId=265598), float(i), 100.0)
+        with pytest.raises(Exception, match="locked"):  # the store's error, re-raised after giving up
+            rec.close(timeout=0.3)
+        # 5 positions + session_ended (+ the RecorderFault if the failure came first): none committed
+        assert rec.lost == rec.last_seq - rec.committed_seq >= 6
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with open_store(url) as s:
+        (info,) = s.sessions()
+        assert info.crashed and info.last_seq == 2 == rec.committed_seq
 
 
 def test_recording_errors_never_stop_the_library(sim, sqlite_url):

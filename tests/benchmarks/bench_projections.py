@@ -57,7 +57,7 @@ def fill_store(url: str, n_events: int, seed: int = 1) -> tuple[int, int]:
     s = 0
     with open_store(url) as store:
         while events < n_events:
-            st = generate(n_sessions=1, orders_per_session=per_session, seed=seed, crashed_last=s % 7 == 6,
+            st = generate(n_sessions=1, orders_per_session=per_session, seed=seed + s, crashed_last=s % 7 == 6,
                           t0=1_764_072_000_000_000_000 + s * 3_600_000_000_000, session_prefix=f"b{s:05d}")
             envs = st.envelopes[: n_events - events]
             for i in range(0, len(envs), 20_000):
