@@ -37,7 +37,7 @@ from pathlib import Path
 
 import msgspec
 
-from ledger.settings import LIVE_PORTS, PAPER_PORTS, check_account, how_to_set
+from ledger.settings import LIVE_PORTS, PAPER_PORTS, ConnectError, check_account, connect_client, how_to_set
 
 CLIENT_VERSION_RANGE = b"v157..176"
 DEFAULT_PORTS = (7497, 4002, 7496, 4001)
@@ -302,42 +302,27 @@ async def probe_api(host: str, port: int, client_id: int, *, timeout: float = 5.
 
     t0 = time.perf_counter()
     ib = IB()
-    api_errors: list[str] = []
-    codes: list[tuple[int, str]] = []
 
-    def on_api_error(msg: object) -> None:
-        api_errors.append(str(msg))
+    def ms() -> float:
+        return round((time.perf_counter() - t0) * 1000, 1)
 
-    def on_error(req_id: int, code: int, message: str, *args: object) -> None:
-        if code in (326, 502, 504, 1100, 2110) or req_id == -1 and code < 2100:
-            codes.append((code, message))
-
-    ib.client.apiError += on_api_error
-    ib.errorEvent += on_error
     try:
-        try:
-            await ib.connectAsync(host, port, clientId=client_id, timeout=timeout, readonly=True)
-        except (TimeoutError, ConnectionError, OSError) as exc:
-            cause = "; ".join(f"{c}: {m}" for c, m in codes) or "; ".join(api_errors) or repr(exc)
-            status = RESET if any("reset" in e.lower() for e in api_errors) else API_ERROR
-            return Probe(
-                host=host, port=port, status=status, detail=f"API session failed: {cause}",
-                elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),
-            )
+        await connect_client(ib, host, port, client_id, timeout=timeout, readonly=True)
+    except ConnectError as exc:
+        status = {"reset": RESET, "refused": REFUSED}.get(exc.kind, API_ERROR)
+        return Probe(host=host, port=port, status=status, detail=f"API session failed: {exc}", elapsed_ms=ms())
+    try:
         accounts = [a for a in ib.managedAccounts() if a]
         server_time = ""
         with contextlib.suppress(Exception):
             t = await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
             server_time = t.isoformat() if t is not None else ""
+        version = ib.client.serverVersion()
         return Probe(
-            host=host, port=port, status=OK,
-            detail=f"API session OK: server version {ib.client.serverVersion()}",
-            server_version=ib.client.serverVersion(), accounts=accounts, server_time=server_time,
-            elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),
+            host=host, port=port, status=OK, detail=f"API session OK: server version {version}",
+            server_version=version, accounts=accounts, server_time=server_time, elapsed_ms=ms(),
         )
     finally:
-        ib.client.apiError -= on_api_error
-        ib.errorEvent -= on_error
         ib.disconnect()
 
 
@@ -391,7 +376,7 @@ def advise(p: Probe, envi: Environment) -> list[str]:
     elif p.status == UNREACHABLE:
         out.append(f"{p.host} is not reachable from here; check the address ({how_to_set('host')}).")
     elif p.status == API_ERROR:
-        if "326" in p.detail:
+        if "already in use" in p.detail:
             out.append("The client id is already in use: pick another one with " + how_to_set("client_id") + ".")
         else:
             out.append("The handshake worked but the API session did not: see the detail; TWS's API log helps.")

@@ -80,9 +80,10 @@ class Engine:
         transitions = self.fold.apply(env)
         return transitions, self.governor.observe(env, transitions)
 
-    def pre_check(self, intent: Intent, now_ns: int) -> GovernorDecision:
-        """ALLOW / BLOCK for a place, modify or cancel intent at event time ``now_ns``. Pure."""
-        return self.governor.pre_check(intent, now_ns)
+    def pre_check(self, intent: Intent, now_ns: int, session_id: str | None = None) -> GovernorDecision:
+        """ALLOW / BLOCK for a place, modify or cancel intent at event time ``now_ns``. Pure.
+        ``session_id`` defaults to the session of the last processed event (the recorder's own)."""
+        return self.governor.pre_check(intent, now_ns, session_id)
 
     def open_orders(self) -> list[OrderView]:
         """Orders not done, as the governor counts them for ``max_open_orders``."""

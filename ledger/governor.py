@@ -332,8 +332,11 @@ class Governor:
         """Orders not done, in the order they became open (what ``max_open_orders`` counts)."""
         return list(self._open.values())
 
-    def pre_check(self, intent: Intent, now_ns: int) -> GovernorDecision:
-        """ALLOW or BLOCK ``intent`` at event time ``now_ns``. Pure: changes no state."""
+    def pre_check(self, intent: Intent, now_ns: int, session_id: str | None = None) -> GovernorDecision:
+        """ALLOW or BLOCK ``intent`` at event time ``now_ns``. Pure: changes no state.
+
+        ``session_id``: the recording session the intent belongs to (default: the session of the last
+        event processed -- the recorder's own)."""
         if isinstance(intent, ev.CancelOrder):
             return self._decision(
                 "ALLOW",
@@ -345,8 +348,9 @@ class Governor:
                 perm_id=intent.perm_id,
                 details={"at_ns": now_ns},
             )
-        cid = intent.client_id or self._session_client.get(self._session, 0)
-        view = self.fold.order_for(cid, intent.order_id, self._session) if intent.order_id else None
+        sid = self._session if session_id is None else session_id
+        cid = intent.client_id or self._session_client.get(sid, 0)
+        view = self.fold.order_for(cid, intent.order_id, sid) if intent.order_id else None
         if view is not None and view.is_done:
             view = None
         is_modify = isinstance(intent, ev.ModifyOrder) or view is not None

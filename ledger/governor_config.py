@@ -31,6 +31,7 @@ __all__ = [
     "SymbolLimit",
     "default_config",
     "default_config_text",
+    "dump_config",
     "load_config",
     "parse_config",
 ]
@@ -263,3 +264,46 @@ def default_config_text() -> str:
 def default_config() -> GovernorConfig:
     """The built-in defaults (identical to the shipped ``governor_default.toml``)."""
     return GovernorConfig()
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(float(v)) if isinstance(v, float) else str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
+    raise TypeError(type(v))
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def dump_config(config: GovernorConfig) -> str:
+    """The config as a complete TOML file: ``parse_config(dump_config(c)) == c`` (same digest).
+
+    Written next to a session file as ``<name>.governor.toml`` it is the config the replayer uses for that
+    session when no ``--governor`` is given."""
+    lim, st, br = config.limits, config.state, config.breakers
+    lines = [f"# ibledger governor config, digest {config.digest()}", "", "[limits]"]
+    lines += [f"{k} = {_toml_value(getattr(lim, k))}" for k in lim.__struct_fields__]
+    lines += [
+        "",
+        "[symbols]",
+        f"allow = {_toml_value(config.allow_symbols)}",
+        f"deny = {_toml_value(config.deny_symbols)}",
+    ]
+    lines += ["", "[prices]", f"reference = {_toml_value(config.reference_prices)}"]
+    lines += [f"multipliers = {_toml_value(config.multipliers)}", "", "[state]"]
+    lines += [f"{k} = {_toml_value(getattr(st, k))}" for k in st.__struct_fields__]
+    lines += ["", "[breakers]"]
+    lines += [f"{k} = {_toml_value(getattr(br, k))}" for k in br.__struct_fields__]
+    for sym, sl in config.symbol_limits.items():
+        lines += ["", f"[symbol_limits.{_toml_key(sym)}]"]
+        lines += [f"{k} = {_toml_value(getattr(sl, k))}" for k in sl.__struct_fields__ if getattr(sl, k) is not None]
+    return "\n".join(lines) + "\n"

@@ -220,8 +220,16 @@ class OrderMonitor:
         self._remove = watch.add(self._on_event)
 
     def bind(self, client_id: int, order_id: int, session_id: str = "") -> None:
+        """Follow the order (about to be) placed with this id; its ledger key is found once recorded."""
         self.client_id, self.order_id, self.session_id = client_id, order_id, session_id
         self._resolve_key()
+        self._wake.set()
+
+    def follow(self, view: OrderView) -> None:
+        """Follow an order the ledger already knows (e.g. to cancel it)."""
+        self.client_id, self.order_id, self.session_id, self.key = (
+            view.client_id, view.order_id, view.session_id, view.key
+        )
         self._wake.set()
 
     def _resolve_key(self) -> None:

@@ -53,22 +53,11 @@ from ledger.monitor import (
     decision_info,
 )
 from ledger.orders import OrderView
-from ledger.settings import ConnectionSettings, SettingsError, check_account
+from ledger.settings import ConnectError, ConnectionSettings, SettingsError, check_account, connect_client
 
 log = logging.getLogger("ledger.placement")
 
-__all__ = [
-    "CancelAllReport",
-    "CancelOutcome",
-    "ConnectError",
-    "LiveSession",
-    "connect_client",
-    "open_session",
-]
-
-
-class ConnectError(ConnectionError):
-    """Could not connect; the message says why (from ``apiError`` / error codes) and what to do."""
+__all__ = ["CancelAllReport", "CancelOutcome", "LiveSession", "open_session"]
 
 
 class CancelOutcome(msgspec.Struct, kw_only=True):
@@ -93,58 +82,6 @@ class CancelAllReport(msgspec.Struct, kw_only=True):
     unknown: int
     elapsed_s: float
     message: str
-
-
-# --- connecting ----------------------------------------------------------------------------------
-
-
-async def connect_client(ib: Any, settings: ConnectionSettings, *, timeout: float = 10.0) -> None:
-    """``connectAsync`` with the real cause on failure (the libraries only say TimeoutError)."""
-    api_errors: list[str] = []
-    codes: list[tuple[int, str]] = []
-
-    def on_api_error(msg: Any) -> None:
-        api_errors.append(str(msg))
-
-    def on_error(req_id: int, code: int, message: str, *args: Any) -> None:
-        if req_id == -1 and code < 2100 or code in (326, 502, 504):
-            codes.append((code, message))
-
-    ib.client.apiError += on_api_error
-    ib.errorEvent += on_error
-    where = f"{settings.host}:{settings.port}"
-    try:
-        await ib.connectAsync(
-            settings.host, settings.port, clientId=settings.client_id, timeout=timeout, account=settings.account
-        )
-    except (TimeoutError, ConnectionError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            ib.disconnect()
-        text = " ".join(api_errors).lower()
-        if any(c == 326 for c, _ in codes):
-            raise ConnectError(
-                f"client id {settings.client_id} is already in use at {where}: pick another one "
-                "(--client-id / IBKR_CLIENT_ID)"
-            ) from exc
-        if isinstance(exc, ConnectionRefusedError) or "refused" in text:
-            raise ConnectError(
-                f"nothing listens on {where} (connection refused): is TWS / IB Gateway running with the API "
-                "enabled on that port? Run `ibledger doctor` to check"
-            ) from exc
-        if "reset" in text:
-            raise ConnectError(
-                f"{where} reset the connection: TWS does not trust this machine's address. In TWS API settings "
-                "untick 'Allow connections from localhost only' and add the address to 'Trusted IPs'; "
-                "`ibledger doctor` names the address"
-            ) from exc
-        cause = "; ".join(f"error {c}: {m}" for c, m in codes) or "; ".join(api_errors) or repr(exc)
-        raise ConnectError(
-            f"could not connect to {where} within {timeout:g}s ({cause}): API not enabled, wrong port or TWS "
-            "busy with a dialog? Run `ibledger doctor`"
-        ) from exc
-    finally:
-        ib.client.apiError -= on_api_error
-        ib.errorEvent -= on_error
 
 
 # --- the session ---------------------------------------------------------------------------------
@@ -172,6 +109,7 @@ class LiveSession:
         self.loop = asyncio.get_running_loop()
         self.watch = Watch(recorder, self.loop)
         self.emergency_cancels: list[tuple[str, ev.GovernorDecision]] = []  # (decision event id, decision)
+        self._global_pending = False
         self._unwatch = self.watch.add(self._governor_hook)
 
     @property
@@ -233,14 +171,17 @@ class LiveSession:
             i_env = rec.record(intent, causation_id=causation_id)
             return decision, rec.record(decision, causation_id=event_id(i_env))
         before = rec.last_intent
+        sent = False
         try:
             with rec.intent_context(causation_id=causation_id):
                 send()
+            sent = True
         finally:
-            i_env = rec.last_intent
-            if i_env is None or i_env is before:  # the hook recorded nothing: the client was not ready
+            i_env = rec.last_intent if rec.last_intent is not before else None
+            if i_env is None and sent:  # sent, but the hook did not record it (client not "ready")
                 i_env = rec.record(intent, causation_id=causation_id)
-            d_env = rec.record(decision, causation_id=event_id(i_env))
+            if i_env is not None:  # not sent and not recorded (not connected): nothing happened
+                d_env = rec.record(decision, causation_id=event_id(i_env))
         return decision, d_env
 
     # --- placing ---------------------------------------------------------------------------------
@@ -250,7 +191,10 @@ class LiveSession:
         ready_timeout: float = 10.0,
     ) -> MonitorResult:
         """Pre-check, record, send, monitor. Returns when the order settled or ``timeout`` passed."""
-        await self.ready(ready_timeout)
+        if not await self.ready(ready_timeout) and not self.ib.isConnected():
+            raise ConnectError(
+                f"not connected to {self.settings.host}:{self.settings.port}: nothing was sent", "disconnected"
+            )
         ib = self.ib
         if not getattr(order, "orderId", 0):
             order.orderId = ib.client.getReqId()
@@ -283,8 +227,7 @@ class LiveSession:
         if view is None:
             raise ValueError(f"order {getattr(order, 'orderId', order)!r} is not in the ledger")
         monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
-        monitor.bind(view.client_id, view.order_id, view.session_id or None)  # type: ignore[arg-type]
-        monitor.key = view.key
+        monitor.follow(view)
         self._send_cancel(view, causation_id=causation_id)
         return await monitor.wait(timeout)
 
@@ -330,14 +273,27 @@ class LiveSession:
         view = self.fold.order_by_perm(d.perm_id) if d.perm_id else None
         if view is None and d.order_id:
             view = self.fold.order_for(d.client_id or self.client_id, d.order_id)
-        if view is None:
-            log.error("EMERGENCY_CANCEL for an order the ledger does not know (%s): global cancel", d.message)
-            self.ib.reqGlobalCancel()
+        if view is not None and view.is_done:
             return
-        if view.is_done:
+        if view is None or view.client_id != self.client_id:
+            # not ours to cancel by id (another client's or TWS's order, or unknown): only a global cancel
+            # reaches it; several such decisions in one burst send one
+            log.error("EMERGENCY_CANCEL %s (%s) for an order this client cannot cancel by id: global cancel",
+                      d.message, d.reason)
+            if not self._global_pending:
+                self._global_pending = True
+                self.loop.call_soon(self._emergency_global_cancel, decision_ref)
             return
         log.warning("EMERGENCY_CANCEL %s (%s): %s", view.key, d.reason, d.message)
         self._send_cancel(view, causation_id=decision_ref)
+
+    def _emergency_global_cancel(self, decision_ref: str) -> None:
+        self._global_pending = False
+        try:
+            with self.recorder.intent_context(causation_id=decision_ref):
+                self.ib.reqGlobalCancel()
+        except Exception as exc:  # noqa: BLE001 - not connected: logged, the decision stays recorded
+            log.error("emergency global cancel could not be sent: %s", exc)
 
     # --- kill switch -----------------------------------------------------------------------------
 
@@ -435,7 +391,8 @@ async def open_session(
             mode=settings.mode, account=settings.account,
         )
         try:
-            await connect_client(ib, settings, timeout=connect_timeout)
+            await connect_client(ib, settings.host, settings.port, settings.client_id, timeout=connect_timeout,
+                                 account=settings.account)
         except ConnectError as exc:
             reason = f"connect failed: {exc}"
             raise

@@ -122,7 +122,7 @@ class Reconciler:
         if not self.enabled:
             return
         if self.bracket is not None:  # a previous bracket never closed (its connection is gone)
-            self._close(self.bracket, extra_unknown=True)
+            self._close(self.bracket, dropped=True)
         self._open("reconnect" if reconnect else "connect", "connect")
 
     def on_synchronized(self) -> None:
@@ -135,12 +135,12 @@ class Reconciler:
                 self.schedule("retry after connect: " + ",".join(ended.unknown))
         elif self._again and b is None:
             reason, self._again = self._again, ""
-            self.schedule(reason)
+            self._schedule_soon(reason)
 
     def on_disconnect(self) -> None:
         b = self.bracket
         if b is not None:
-            self._close(b, extra_unknown=True)
+            self._close(b, dropped=True)
 
     def on_error(self, code: int) -> None:
         if self.enabled and code in RECONCILE_CODES:
@@ -156,7 +156,7 @@ class Reconciler:
         b.started_seq = env.seq if env is not None else 0
         return b
 
-    def _close(self, b: Bracket, *, extra_unknown: bool = False, failed: tuple[str, ...] = ()) -> ReconcileEnded:
+    def _close(self, b: Bracket, *, dropped: bool = False, failed: tuple[str, ...] = ()) -> ReconcileEnded:
         """Close ``b``: every query still pending (or failed) is unknown."""
         unknown = [q for q in QUERIES if q in b.pending or q in failed]
         ended = ReconcileEnded(
@@ -173,10 +173,23 @@ class Reconciler:
         self.last = ended
         if unknown:
             log.warning("reconciliation (%s) incomplete: unknown %s", b.reason, ", ".join(unknown))
-        if self._again and self.bracket is None and not extra_unknown:
+        if self._again and self.bracket is None and not dropped:
             reason, self._again = self._again, ""
-            self.schedule(reason)
+            self._schedule_soon(reason)
         return ended
+
+    def _schedule_soon(self, reason: str) -> None:
+        # after the current step: the task that is closing this bracket must be done first
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self.rec._loop
+            if loop is None or loop.is_closed():
+                self._again = reason
+                return
+            loop.call_soon_threadsafe(self.schedule, reason)
+            return
+        loop.call_soon(self.schedule, reason)
 
     # --- query mode ---------------------------------------------------------------------------
 

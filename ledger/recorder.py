@@ -11,15 +11,28 @@ or asyncio use, before or after ``connect()``):
   logged and itself recorded as a ``RecorderFault``;
 * ``ib.placeOrder`` / ``ib.cancelOrder`` / ``ib.reqGlobalCancel``: a ``PlaceOrder`` (``ModifyOrder``
   when the orderId was placed before), ``CancelOrder`` or ``GlobalCancel`` is recorded before the
-  request is sent (``placeOrder`` on an order without id assigns it first, the way the library would);
+  request is sent (``placeOrder`` on an order without id assigns it first, the way the library would).
+  Code that records the intent itself first (``rec.record(PlaceOrder(order_id=...))``, e.g. to run the
+  governor on it) and then sends it is not recorded twice: the hook finds the intent with the same
+  (client id, order id) and only makes it ``last_intent``. ``intent_context()`` puts a correlation /
+  causation id on the intents the hooks record;
 * ``ib.disconnect``: ``Disconnected`` before the library closes the socket. Server-side drops arrive
   through ``connectionClosed`` with the reason the client reported (``apiError``).
 
+The session starts with ``session_started`` (library and version, client id, host, port, account,
+server version, config hash, ibledger version, mode). Attached to a connected client it is written at
+once, followed by ``connected`` and a reconciliation. Attached before ``connect()`` it waits for the
+connection: ``connectAck`` is held until the next message (``managedAccounts``, which names the
+account), then ``session_started``, ``connected`` and ``reconcile_started`` are written with the
+handshake's stamp. Something recorded before any connection starts the session with zeros.
+``close()`` writes ``session_ended``; a session without it is a crashed one.
+
 Time enters here and nowhere else: ``recv_ns = time.time_ns()`` and ``mono_ns = time.monotonic_ns()``
-at receipt. Each recorded envelope then goes through the engine (fold + governor) in seq order, the
-governor's decisions are recorded as events (``causation_id`` = ``ledger.engine.event_id`` of the cause)
-and the subscribers are called — all in the thread the callback arrived on (the IB event loop), before
-the library's own handler.
+at receipt (events the recorder itself adds while handling a callback carry that callback's stamp, so
+stamps never go backwards along the seqs of one thread). Each recorded envelope then goes through the
+engine (fold + governor) in seq order, the governor's decisions are recorded as events (``causation_id``
+= ``ledger.engine.event_id`` of the cause) and the subscribers are called — all in the thread the
+callback arrived on (the IB event loop), before the library's own handler.
 
 Never blocking the event loop
 -----------------------------
@@ -29,23 +42,29 @@ group-commits everything queued in one store transaction. *Acknowledged* means c
 
 When the queue is full (the store is slower than the stream for ``queue_size`` events), the recorder
 **blocks the loop briefly** (``full_block_s``, default 1 s) with a loud warning, giving the writer time
-to drain. If it is still full, the event is **lost and counted**: the seq is not consumed (the stream
-stays gapless), ``lost`` grows, ``fault`` is set, ``log.error`` says so, and a ``RecorderFault`` with the
-exact count of lost events is recorded (through a small reserve of queue slots only fault reports may
-use). Lost events are not folded either: the in-memory ledger stays equal to what the store will hold.
+to drain. If it is still full, the event is **lost and counted** — never dropped silently: the seq is
+not consumed (the stream stays gapless), ``lost`` / ``lost_by_kind`` grow, ``fault`` is set,
+``log.error`` says so, a ``RecorderFault`` is recorded at once through a small reserve of queue slots
+(so the governor stops new orders immediately), and when the queue has room again another one carries
+the exact count lost since (the ``lost`` fields of a session's ``RecorderFault`` events add up to
+``Recorder.lost``). Lost events are not folded either: the in-memory ledger stays equal to what the
+store will hold. Governor decisions and ``session_ended`` may use the reserve too.
 
 When the store fails, the writer keeps the batch and retries with backoff (nothing is skipped: a
 skipped batch would leave a seq gap); the first failure sets ``fault``, logs an error and records a
-``RecorderFault``. A fault is sticky: the governor blocks new orders from the ``RecorderFault`` event
-on, and ``flush()`` / ``close()`` re-raise the error. A ``SeqConflict`` (another process writing the same
-session) stops the writer for good.
+``RecorderFault`` (delivered on the IB loop, or with the next event when no loop runs). A fault is
+sticky: ``healthy`` stays False, the governor blocks new orders from the ``RecorderFault`` event on, and
+``flush()`` / ``close()`` re-raise the error. ``close(timeout)`` gives up on a store that stays down and
+counts what it could not commit as lost. A ``SeqConflict`` (another process writing the same session)
+stops the writer for good.
 
 What ``kill -9`` can lose
 -------------------------
 Exactly the events not yet acknowledged: those in the queue and the batch being committed at that
 instant — with a healthy store, the last few milliseconds. Everything at or below ``committed_seq`` is
-in the store (SQLite ``synchronous=FULL`` WAL commit, or a PostgreSQL commit). The store opens cleanly
-afterwards and lists the session as crashed (no ``session_ended``). ``tests/test_crash.py`` checks this.
+in the store (a SQLite WAL commit — with ``synchronous=FULL``, the default, also across power loss;
+``NORMAL`` keeps the kill -9 guarantee — or a PostgreSQL commit). The store opens cleanly afterwards and
+lists the session as crashed (no ``session_ended``). ``tests/test_crash.py`` checks this.
 """
 
 from __future__ import annotations
@@ -150,11 +169,13 @@ class Recorder:
         self._pending_connect: tuple[ev.Connected, int, int] | None = None
         self._placed: dict[tuple[int, int], None] = {}
         self._intent_local = threading.local()
+        self._prerecorded: dict[tuple, Envelope] = {}  # intents recorded by rec.record(), not yet sent
         self.last_intent: Envelope | None = None  # envelope of the latest intent recorded by a hook
         self._last_api_error = ""
         self._fault: BaseException | None = None
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
         self._lost_unreported = 0
+        self._loss_burst = False
         self.lost = 0  # events lost (queue full, or given up by the writer) — counted, never silent
         self.lost_by_kind: dict[str, int] = {}
         self._lost_logged_at = 0.0
@@ -309,10 +330,14 @@ class Recorder:
         correlation_id: str | None = None,
         causation_id: str | None = None,
     ) -> Envelope:
-        """Record a local event (intent, decision, note) on the same path as the callbacks.
+        """Record a local event (intent, decision, fault, note) on the same path as the callbacks.
 
-        Returns the envelope (queued; ``flush()`` to wait for the commit). Raises :class:`RecorderError`
-        if it could not even be queued (then it is counted as lost and a fault is raised).
+        Returns the envelope (queued; ``flush()`` to wait for the commit) after the engine processed it
+        and the subscribers were called. Raises :class:`RecorderError` when the payload cannot be
+        encoded (nothing recorded) or could not be queued (counted as lost; the recorder is faulted).
+        An intent recorded here and then sent through ``ib.placeOrder`` / ``cancelOrder`` /
+        ``reqGlobalCancel`` is not recorded a second time by the hooks (matched on client id and
+        order id: set ``order.orderId`` before recording).
         """
         if self._closed:
             raise RecorderError(f"recorder for session {self.session_id} is closed")
@@ -323,6 +348,9 @@ class Recorder:
         env = self._record(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
         if env is None:
             raise RecorderError(f"could not record {ev.kind_of(payload)}: {self._fault}") from self._fault
+        key = self._intent_key(payload)
+        if key is not None:
+            self._prerecorded[key] = env  # the hook on ib.placeOrder / cancelOrder will not record it twice
         return env
 
     @contextlib.contextmanager
@@ -399,7 +427,7 @@ class Recorder:
                 return
             self.reconciler.cancel()
             if self.reconciler.bracket is not None:
-                self.reconciler._close(self.reconciler.bracket, extra_unknown=True)
+                self.reconciler._close(self.reconciler.bracket, dropped=True)
             self._ensure_started()
             self._drain_faults_locked(force=True)
             self._record(ev.SessionEnded(reason=reason, events=self._seq + 1), source="live", _reserve=True)
@@ -480,6 +508,8 @@ class Recorder:
                                     _reserve)
                 if env is not None:
                     self._process(env, 0)
+                elif self._faults_inbox:
+                    self._drain_faults_locked()
             finally:
                 self._ctx = outer_ctx
                 self._depth -= 1
@@ -517,6 +547,10 @@ class Recorder:
                 self.lost += 1
                 self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
                 self._lost_unreported += 1
+                if not self._loss_burst:
+                    # tell the engine now (through the reserve), not when the queue has room again
+                    self._loss_burst = True
+                    self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
                 now = time.monotonic()
                 if self._fault is None or now - self._lost_logged_at > 1.0:
                     self._lost_logged_at = now
@@ -664,6 +698,7 @@ class Recorder:
                 message, lost = self._faults_inbox.popleft()
             elif force or self._writer.free() > 0:
                 message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
+                self._loss_burst = False
             else:
                 return
             lost += self._lost_unreported
@@ -814,7 +849,21 @@ class Recorder:
         except (TypeError, ValueError):
             return 0
 
+    def _intent_key(self, payload: ev.Event) -> tuple | None:
+        if isinstance(payload, ev.PlaceOrder):  # ModifyOrder included
+            return ("place", payload.client_id or self._client_id(), payload.order_id)
+        if isinstance(payload, ev.CancelOrder):
+            return ("cancel", payload.client_id or self._client_id(), payload.order_id)
+        if isinstance(payload, ev.GlobalCancel):
+            return ("global",)
+        return None
+
     def _record_intent(self, payload: ev.Event) -> None:
+        if self._prerecorded:
+            pre = self._prerecorded.pop(self._intent_key(payload), None)
+            if pre is not None:  # already recorded through rec.record() just before sending
+                self.last_intent = pre
+                return
         ctx = getattr(self._intent_local, "ctx", None)
         correlation_id, causation_id = ctx if ctx is not None else (None, None)
         env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id)

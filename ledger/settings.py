@@ -33,12 +33,16 @@ habit or copied from shell history is not enough.
 After connecting, :func:`check_account` compares the configured account with the accounts the server
 reports (``managedAccounts``); a mismatch is a hard error and the caller disconnects.
 
+:func:`connect_client` connects an ``IB`` client and turns the libraries' bare ``TimeoutError`` into
+the real cause (refused, reset by an untrusted-peer check, client id in use, no API handshake).
+
 Credentials: IB's API has none on the socket (TWS authenticates the user); these settings hold none and
 nothing here logs or stores anything but host, port, client id and account.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -330,3 +334,73 @@ def check_account(settings: ConnectionSettings, managed: str | list[str] | tuple
                 f"{settings.host}:{settings.port} is logged in to live account(s) {', '.join(live_accounts)}; "
                 f"ibledger trades paper by default (pass --live with ${ENV_ALLOW_LIVE}={ALLOW_LIVE_VALUE})"
             )
+
+
+# --- connecting ------------------------------------------------------------------------------------
+
+
+class ConnectError(ConnectionError):
+    """Could not connect. ``kind``: refused | reset | client_id | timeout | disconnected; the message says
+    what to do."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+async def connect_client(
+    ib: Any, host: str, port: int, client_id: int, *, timeout: float = 10.0, account: str = "",
+    readonly: bool = False,
+) -> None:
+    """``ib.connectAsync`` that says the real cause on failure.
+
+    The libraries raise a bare ``TimeoutError`` when TWS resets an untrusted peer; the reset, a refused
+    connection and "client id in use" (326) only show on ``ib.client.apiError`` / ``ib.errorEvent``,
+    which are listened to here.
+    """
+    api_errors: list[str] = []
+    codes: list[tuple[int, str]] = []
+
+    def on_api_error(msg: Any) -> None:
+        api_errors.append(str(msg))
+
+    def on_error(req_id: int, code: int, message: str, *args: Any) -> None:
+        if req_id == -1 and code < 2100 or code in (326, 502, 504):
+            codes.append((code, message))
+
+    ib.client.apiError += on_api_error
+    ib.errorEvent += on_error
+    where = f"{host}:{port}"
+    try:
+        await ib.connectAsync(host, port, clientId=client_id, timeout=timeout, readonly=readonly, account=account)
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            ib.disconnect()
+        text = " ".join(api_errors).lower()
+        if any(c == 326 for c, _ in codes):
+            raise ConnectError(
+                f"client id {client_id} is already in use at {where}: pick another one with {how_to_set('client_id')}",
+                "client_id",
+            ) from exc
+        if isinstance(exc, ConnectionRefusedError) or "refused" in text:
+            raise ConnectError(
+                f"nothing listens on {where} (connection refused): is TWS / IB Gateway running with the API "
+                "enabled on that port? Run `ibledger doctor` to check",
+                "refused",
+            ) from exc
+        if "reset" in text:
+            raise ConnectError(
+                f"{where} reset the connection ({'; '.join(api_errors)}): TWS does not trust this machine's "
+                "address. In TWS API settings untick 'Allow connections from localhost only' and add the "
+                "address to 'Trusted IPs'; `ibledger doctor` names the address",
+                "reset",
+            ) from exc
+        cause = "; ".join(f"error {c}: {m}" for c, m in codes) or "; ".join(api_errors) or repr(exc)
+        raise ConnectError(
+            f"could not connect to {where} within {timeout:g}s ({cause}): API not enabled, wrong port or TWS "
+            "busy with a dialog? Run `ibledger doctor`",
+            "timeout",
+        ) from exc
+    finally:
+        ib.client.apiError -= on_api_error
+        ib.errorEvent -= on_error

@@ -32,9 +32,27 @@ class Batch:
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> int:
         """Insert the collected rows (inside the caller's transaction) and clear the batch."""
+        prepared = self.register(con)
+        if prepared is None:
+            return 0
+        view, sql = prepared
+        try:
+            con.execute(sql)
+        finally:
+            con.unregister(view)
+        n = len(self.rows)
+        self.rows = []
+        return n
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+        """Register the rows as a view; return (view name, the INSERT statement), or None if empty.
+
+        The caller runs the statement (possibly together with others in one ``execute``) and then
+        unregisters the view.
+        """
         n = len(self.rows)
         if not n:
-            return 0
+            return None
         columns = iter(list(zip(*self.rows, strict=True)))
         arrays: dict[str, np.ndarray] = {}
         exprs: list[str] = []
@@ -65,10 +83,23 @@ class Batch:
                 raise ValueError(f"unknown column kind {kind!r} for {self.table}.{name}")
         view = f"_ibl_batch_{next(_counter)}"
         con.register(view, arrays)
-        try:
-            names = ", ".join(name for name, _ in self.spec)
-            con.execute(f"INSERT INTO {self.table} ({names}) SELECT {', '.join(exprs)} FROM {view}")
-        finally:
-            con.unregister(view)
-        self.rows = []
-        return n
+        names = ", ".join(name for name, _ in self.spec)
+        return view, f"INSERT INTO {self.table} ({names}) SELECT {', '.join(exprs)} FROM {view}"
+
+
+def register_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> str:
+    """Register a one-column (``k``) view of keys; return its name (the caller unregisters it)."""
+    view = f"_ibl_keys_{next(_counter)}"
+    con.register(view, {"k": np.array(keys, dtype=object)})
+    return view
+
+
+def sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def first(rel: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a result, fetching it completely (DuckDB 2 refuses further work on a connection
+    while a result is left half-read)."""
+    rows = rel.fetchall()
+    return rows[0] if rows else None

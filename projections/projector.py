@@ -29,8 +29,8 @@ import gc
 import hashlib
 import os
 import pickle
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,13 @@ from ledger.events import Envelope
 from ledger.orders import LedgerFold, OrderView
 from ledger.store import EventStore
 from projections import schema
-from projections.columns import Batch
+from projections.columns import Batch, first, register_keys, sql_str
 
 MAX_ORDER_ID = 2147483647
 PROJECTION = "audit"
 DEFAULT_BATCH = 20_000
 DEFAULT_CHECKPOINT_EVERY = 100_000
+PIPELINE = os.environ.get("IBLEDGER_AUDIT_PIPELINE", "0") == "1"
 
 _json = msgspec.json.Encoder()
 
@@ -161,6 +162,7 @@ class AuditProjection:
         self.path = Path(path)
         self.batch_events = batch_events
         self.checkpoint_every = checkpoint_every
+        self.pipeline = PIPELINE
         self.notes: list[str] = []  # what happened that the user should know (rebuilds and why)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._fold: LedgerFold | None = None
@@ -183,6 +185,10 @@ class AuditProjection:
             self._con = duckdb.connect(str(self.path))
         except duckdb.Error as exc:
             raise ProjectionError(f"cannot open {self.path}: {exc}") from None
+        # Checkpoints (compressing and writing table data) run when the WAL passes this size; the
+        # default (16 MB) makes a bulk build checkpoint on most commits: ~40 % of the build time.
+        # The WAL is just as durable; close() checkpoints.
+        self._con.execute("SET checkpoint_threshold = '1GB'")
         reason = self._prepare()
         if reason:
             self.notes.append(f"rebuilding {self.path.name}: {reason}")
@@ -221,12 +227,12 @@ class AuditProjection:
             return f"schema version {meta.get('schema_version')} -> {schema.SCHEMA_VERSION}"
         if meta.get("store") != schema.store_identity(self.store.url):
             return f"it was built from {meta.get('store_url')}, not {self.store.url}"
-        row = con.execute("SELECT position, events, fingerprint FROM audit_tracking WHERE projection=?",
-                          [PROJECTION]).fetchone()
+        row = first(con.execute("SELECT position, events, fingerprint FROM audit_tracking WHERE projection=?",
+                          [PROJECTION]))
         if row is None:
             return "no tracking row"
         self.position, self.events, self._fingerprint = int(row[0]), int(row[1]), row[2]
-        ck = con.execute("SELECT position, fold_version FROM audit_fold").fetchone()
+        ck = first(con.execute("SELECT position, fold_version FROM audit_fold"))
         self.checkpoint_position = int(ck[0]) if ck else 0
         if self.position and ck is not None and ck[1] != fold_version():
             return "the order fold's code changed since it was built"
@@ -268,7 +274,7 @@ class AuditProjection:
             return self._fold
         fold = LedgerFold()
         start = 0
-        row = self.con.execute("SELECT position, fold_version, state FROM audit_fold").fetchone()
+        row = first(self.con.execute("SELECT position, fold_version, state FROM audit_fold"))
         if row is not None and row[1] == fold_version() and row[0] <= self.position:
             with _no_gc():
                 fold = pickle.loads(row[2])
@@ -336,6 +342,11 @@ class AuditProjection:
                     if rows.checkpoint:
                         self._write(rows)  # pickles the fold: nothing may fold meanwhile
                         pending = None
+                        done += len(batch)
+                        if progress is not None:
+                            progress(done)
+                    elif not self.pipeline:
+                        self._write(rows)
                         done += len(batch)
                         if progress is not None:
                             progress(done)
@@ -469,30 +480,47 @@ class AuditProjection:
         return rows
 
     def _write(self, rows: _Rows) -> None:
-        """One transaction: every row of the batch, the tracking position, maybe a fold checkpoint."""
+        """One transaction: every row of the batch, the tracking position, maybe a fold checkpoint.
+
+        All statements go to DuckDB in one ``execute`` (each statement costs a few ms of fixed overhead
+        through the Python client; sent together they cost much less).
+        """
         con = self.con
         last_pos, last_env = rows.last
-        con.execute("BEGIN TRANSACTION")
-        rows.events.flush(con)
-        rows.order_events.flush(con)
-        rows.transitions.flush(con)
-        rows.anomalies.flush(con)
-        rows.governor.flush(con)
-        if rows.dirty:
-            keys = list(rows.dirty)
-            con.execute("DELETE FROM orders WHERE first_seen_ns >= $2 AND key = ANY($1)", [keys, rows.lower])
-            con.execute("DELETE FROM fills WHERE order_first_seen_ns >= $2 AND order_key = ANY($1)",
-                        [keys, rows.lower])
-            rows.orders.flush(con)
-            rows.fills.flush(con)
-        if rows.sessions:
-            con.execute("DELETE FROM sessions WHERE session_id = ANY($1)", [list(rows.sessions)])
-            rows.sessions_batch.flush(con)
         position = last_pos
         events = self.events + rows.count
         fp = fingerprint(last_pos, last_env)
-        con.execute("UPDATE audit_tracking SET position=?, events=?, fingerprint=? WHERE projection=?",
-                    [position, events, fp, PROJECTION])
+        views: list[str] = []
+        stmts = ["BEGIN TRANSACTION"]
+        try:
+            for b in (rows.events, rows.order_events, rows.transitions, rows.anomalies, rows.governor):
+                prepared = b.register(con)
+                if prepared is not None:
+                    views.append(prepared[0])
+                    stmts.append(prepared[1])
+            if rows.dirty:
+                keys = register_keys(con, list(rows.dirty))
+                views.append(keys)
+                # ``lower`` bounds the stored rows' first_seen_ns: DuckDB skips older row groups by zone map
+                stmts.append(f"DELETE FROM orders WHERE first_seen_ns >= {rows.lower} "
+                             f"AND key IN (SELECT k FROM {keys})")
+                stmts.append(f"DELETE FROM fills WHERE order_first_seen_ns >= {rows.lower} "
+                             f"AND order_key IN (SELECT k FROM {keys})")
+            if rows.sessions:
+                keys = register_keys(con, list(rows.sessions))
+                views.append(keys)
+                stmts.append(f"DELETE FROM sessions WHERE session_id IN (SELECT k FROM {keys})")
+            for b in (rows.orders, rows.fills, rows.sessions_batch):
+                prepared = b.register(con)
+                if prepared is not None:
+                    views.append(prepared[0])
+                    stmts.append(prepared[1])
+            stmts.append(f"UPDATE audit_tracking SET position = {int(position)}, events = {int(events)}, "
+                         f"fingerprint = {sql_str(fp)} WHERE projection = {sql_str(PROJECTION)}")
+            con.execute(";\n".join(stmts))
+        finally:
+            for v in views:
+                con.unregister(v)
         old = (self.position, self.events, self._fingerprint, self.checkpoint_position)
         self.position, self.events, self._fingerprint = position, events, fp
         try:
@@ -743,16 +771,18 @@ def update(store: EventStore, path: str | Path, *, progress: Callable[[int], Non
 
 
 def rebuild(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
-            batch_events: int = DEFAULT_BATCH) -> int:
+            batch_events: int = DEFAULT_BATCH, checkpoint: bool = True) -> int:
     """Build the projection from scratch into a temporary file, then replace ``path`` atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".rebuild")
     for p in (tmp, Path(str(tmp) + ".wal")):
         if p.exists():
             p.unlink()
-    with AuditProjection(store, tmp, batch_events=batch_events) as proj:
+    # no intermediate fold checkpoints (each costs time proportional to the fold state): one at the end
+    with AuditProjection(store, tmp, batch_events=batch_events, checkpoint_every=1 << 62) as proj:
         n = proj.catch_up(progress=progress)
-        proj.checkpoint()
+        if checkpoint:
+            proj.checkpoint()
     wal = Path(str(path) + ".wal")
     if wal.exists():
         wal.unlink()

@@ -15,6 +15,8 @@ from typing import Any
 
 import duckdb
 
+from projections.columns import first
+
 
 @dataclass(frozen=True)
 class NamedQuery:
@@ -300,7 +302,7 @@ def export(path: str | Path, sql: str, out: str | Path) -> int:
         raise QueryError(str(exc)) from None
     try:
         target = str(out).replace("'", "''")
-        row = con.execute(f"COPY ({body}) TO '{target}' {fmt}").fetchone()
+        row = first(con.execute(f"COPY ({body}) TO '{target}' {fmt}"))
         return int(row[0]) if row else 0
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from projections.columns import first
 from projections.queries import connect_read_only
 
 DEFAULT_LIMIT = 500
@@ -99,7 +100,7 @@ def render(duckdb_path: str | Path, *, title: str = "ibledger audit report", lim
     try:
         where = "WHERE o.session_id = ?" if session else ""
         params = [session] if session else []
-        total = con.execute(f"SELECT count(*) FROM orders o {where}", params).fetchone()[0]
+        total = con.execute(f"SELECT count(*) FROM orders o {where}", params).fetchall()[0][0]
         orders = _rows(con, f"""
             SELECT o.* FROM orders o {where}
             ORDER BY (o.anomaly_count > 0) DESC, o.is_live DESC, o.first_seen_ns, o.key
@@ -119,13 +120,14 @@ def render(duckdb_path: str | Path, *, title: str = "ibledger audit report", lim
         anomalies = _rows(con, """
             SELECT a.*, o.symbol FROM anomalies a LEFT JOIN orders o ON o.key = a.order_key
             ORDER BY a.position, a.ord""")
-        tracking = con.execute("SELECT position, events FROM audit_tracking").fetchone() or (0, 0)
+        tracking = con.execute("SELECT position, events FROM audit_tracking").fetchall()
+        tracking = tracking[0] if tracking else (0, 0)
         meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
-        counts = con.execute("""
+        counts = first(con.execute("""
             SELECT count(*) FILTER (WHERE is_live), count(*) FILTER (WHERE unconfirmed),
                    (SELECT count(*) FROM governor_decisions WHERE decision = 'BLOCK'),
                    (SELECT count(*) FROM sessions WHERE crashed), (SELECT count(*) FROM sessions)
-            FROM orders""").fetchone()
+            FROM orders"""))
     finally:
         con.close()
 
@@ -149,8 +151,8 @@ def render(duckdb_path: str | Path, *, title: str = "ibledger audit report", lim
 
     w(f"<h2 id='anomalies'>Anomalies ({len(anomalies)})</h2>")
     if anomalies:
-        w("<div class='scroll'><table id='anomaly-list'><tr><th>time</th><th>kind</th><th>order</th><th>symbol</th><th>from</th>"
-          "<th>to</th><th>reason</th><th>session#seq</th></tr>")
+        w("<div class='scroll'><table id='anomaly-list'><tr><th>time</th><th>kind</th><th>order</th>"
+          "<th>symbol</th><th>from</th><th>to</th><th>reason</th><th>session#seq</th></tr>")
         for a in anomalies:
             w(f"<tr class='anomaly'><td>{_e(a['ts'])}</td><td>{_e(a['kind'])}</td><td>{_e(a['order_key'])}</td>"
               f"<td>{_e(a['symbol'])}</td><td>{_e(a['from_status'])}</td><td>{_e(a['to_status'])}</td>"

@@ -1,8 +1,10 @@
 """Replay a recorded, file or synthetic stream through the same :class:`~ledger.engine.Engine` as live.
 
 Sources (:func:`open_source`): a session file (``path.jsonl``), a session in the store (``store:PREFIX``,
-or a bare session-id prefix, with ``--store URL``; ``store:`` alone = every session in store order),
-or a seeded synthetic recording session (``synthetic:SEED[:N_ORDERS]``, :mod:`replay.synthetic`).
+or a bare session-id prefix, with ``--store URL``), or a seeded synthetic recording session
+(``synthetic:SEED[:N_ORDERS]``, :mod:`replay.synthetic`). A source is one recording session, because the
+live recorder runs one engine per session (an in-memory stream given to :func:`replay` may hold several:
+they then share one engine, in stream order).
 
 What a replay does, event by event, streaming (memory does not grow with the session's length beyond the
 fold's own per-order state):
@@ -219,26 +221,23 @@ def file_source(path: str | Path) -> Source:
 def store_source(url: str, prefix: str = "") -> Source:
     from ledger.store import StoreError, open_store, redact_url
 
+    if not prefix.strip():
+        raise SourceError(
+            "store: give a session id or a unique prefix (store:7f3a); a replay is one recording session, "
+            "as the live recorder runs one engine per session (`ibledger sessions` lists them)"
+        )
     try:
         with open_store(url) as store:
-            if prefix in ("", "*"):
-                sid = ""
-                total = sum(s.events for s in store.sessions())
-            else:
-                sid = store.find_session(prefix)
-                total = next((s.events for s in store.sessions() if s.session_id == sid), None)
+            sid = store.find_session(prefix)
+            total = next((s.last_seq for s in store.sessions() if s.session_id == sid), None)
     except StoreError as exc:
         raise SourceError(str(exc)) from exc
 
     def stream() -> Iterator[Envelope]:
         with open_store(url) as store:
-            if sid:
-                yield from store.read_session(sid)
-            else:
-                for _pos, env in store.read_all():
-                    yield env
+            yield from store.read_session(sid)
 
-    name = f"store:{sid or '*'} ({redact_url(url)})"
+    name = f"store:{sid} ({redact_url(url)})"
     return Source(name, stream, total)
 
 
@@ -320,7 +319,8 @@ class _Run:
         self.hash = hashlib.sha256()
         self.hash.update(self.result.config_digest.encode())
         self._hashbuf: list[Any] = []  # rows and divergences, hashed in batches (one encode per batch)
-        self.pending: dict[str, tuple[Envelope, GovernorDecision]] = {}  # session -> intent awaiting its decision
+        # intents awaiting their recorded decision: intent id -> (event count, intent envelope, replayed decision)
+        self.pending: dict[str, tuple[int, Envelope, GovernorDecision]] = {}
         self.prechecked: dict[str, GovernorDecision] = {}  # intent id -> decision (decision recorded first)
         self.reactive: dict[str, list[tuple[int, Envelope, GovernorDecision]]] = {}  # cause id -> replayed
         self.diverged: dict[str, bool] = {}  # order keys already reported
@@ -406,15 +406,14 @@ class _Run:
             if typ is ev.GovernorDecision:
                 feed = self._on_decision(env, p, nxt)
             elif typ in _INTENTS:
-                old = pending.pop(sid, None)
-                if old is not None:
-                    self._unchecked(old)
                 eid = event_id(env)
                 if self.prechecked.pop(eid, None) is None:
                     at = env.recv_ns
                     if nxt is not None and type(nxt.payload) is ev.GovernorDecision and nxt.causation_id == eid:
                         at = _at_ns(nxt.payload, at)
-                    pending[sid] = (env, pre_check(p, at))  # type: ignore[arg-type]
+                    pending[eid] = (n, env, pre_check(p, at, sid))  # type: ignore[arg-type]
+                    if len(pending) > 1:
+                        self._flush_pending(n - REACTIVE_LAG)
             if ref is not None:
                 tr_ref = ref.apply(env)
                 tr, out = step(feed)
@@ -439,10 +438,9 @@ class _Run:
     def _on_decision(self, env: Envelope, p: GovernorDecision, nxt: Envelope | None) -> Envelope:
         sid = env.session_id
         if is_precheck(p):
-            pend = self.pending.get(sid)
-            if pend is not None and _answers(env, p, pend[0]):
-                del self.pending[sid]
-                replayed = pend[1]
+            key = self._answered(env, p)
+            if key is not None:
+                replayed = self.pending.pop(key)[2]
                 self._compare(env, "pre_check", replayed, p)
                 return env if replayed == p else msgspec.structs.replace(env, payload=replayed)
             if (
@@ -451,7 +449,7 @@ class _Run:
                 and type(nxt.payload) in _INTENTS
                 and _answered_by(env, p, nxt)
             ):
-                replayed = self.engine.pre_check(nxt.payload, _at_ns(p, env.recv_ns))  # type: ignore[arg-type]
+                replayed = self.engine.pre_check(nxt.payload, _at_ns(p, env.recv_ns), sid)  # type: ignore[arg-type]
                 self.prechecked[event_id(nxt)] = replayed
                 self._compare(env, "pre_check", replayed, p)
                 return env if replayed == p else msgspec.structs.replace(env, payload=replayed)
@@ -476,14 +474,35 @@ class _Run:
             self._compare(env, "reactive", None, p)
         return env
 
-    def _unchecked(self, pend: tuple[Envelope, GovernorDecision]) -> None:
-        ienv, replayed = pend
-        self.result.unchecked_intents += 1
-        self._row(ienv, "pre_check", replayed, None)
+    def _answered(self, denv: Envelope, d: GovernorDecision) -> str | None:
+        """The pending intent the recorded decision answers: by causation_id, else the latest intent of the
+        same session for the same order (older recorders)."""
+        pending = self.pending
+        if denv.causation_id:
+            return denv.causation_id if denv.causation_id in pending else None
+        for key in reversed(pending):
+            ienv = pending[key][1]
+            if ienv.session_id == denv.session_id and _answers(denv, d, ienv):
+                return key
+        return None
+
+    def _flush_pending(self, before: int) -> None:
+        """Intents whose decision never came (a session recorded without the governor): counted, not compared."""
+        pending = self.pending
+        while pending:
+            key = next(iter(pending))
+            n, ienv, replayed = pending[key]
+            if n > before:
+                break
+            del pending[key]
+            self.result.unchecked_intents += 1
+            self._row(ienv, "pre_check", replayed, None)
 
     def _flush_reactive(self, before: int) -> None:
-        for cause in list(self.reactive):
-            queue = self.reactive[cause]
+        reactive = self.reactive
+        while reactive:
+            cause = next(iter(reactive))
+            queue = reactive[cause]
             if queue[0][0] > before:
                 break
             for _n, cenv, d in queue:
@@ -506,9 +525,7 @@ class _Run:
 
     def _finish(self, sessions: list[str]) -> ReplayResult:
         result = self.result
-        for pend in list(self.pending.values()):
-            self._unchecked(pend)
-        self.pending.clear()
+        self._flush_pending(self.n + 1)
         self._flush_reactive(self.n + 1)
         if self.ref is not None:
             ref_orders, eng_orders = self.ref.orders, self.engine.fold.orders

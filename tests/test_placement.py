@@ -13,8 +13,8 @@ from ledger import events as ev
 from ledger.engine import event_id
 from ledger.governor_config import BreakerConfig, GovernorConfig
 from ledger.iblib import LimitOrder, Stock
-from ledger.placement import ConnectError, open_session
-from ledger.settings import SettingsError, resolve
+from ledger.placement import open_session
+from ledger.settings import ConnectError, SettingsError, resolve
 from ledger.store import open_store
 from replay.scenarios import parse_document
 from replay.simulator import Simulator

@@ -169,6 +169,27 @@ def test_connectivity_restored_triggers_a_query_bracket(sim, sqlite_url, code):
     assert {e.kind for e in inside} >= {"open_order_end", "completed_order", "exec_details", "position_end"}
 
 
+def test_a_1101_during_a_reconciliation_runs_another_one_after_it(sim, sqlite_url):
+    ib = IB()
+    rec = Recorder.attach(ib, sqlite_url)
+
+    def inject_1101(env, transitions, decisions):
+        if env.kind == "reconcile_started" and env.payload.reason == "manual":
+            sim.inject_message(P.error(-1, 1101, "Connectivity restored - data lost", server_version=176))
+
+    rec.subscribe(inject_1101)
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=27, timeout=3)
+        ended = rec.reconcile("manual")
+        assert ended.ok
+        assert wait_for(ib, lambda: rec.reconciler.runs >= 3 and not rec.reconciling)
+        rec.flush()
+    finally:
+        ib.disconnect()
+        rec.close()
+    assert [r for r, _ in brackets(stored(sqlite_url, rec.session_id))] == ["connect", "manual", "error 1101"]
+
+
 def test_a_query_cut_by_a_disconnect_is_unknown_not_empty(sim, sqlite_url):
     ib = IB()
     rec = Recorder.attach(ib, sqlite_url)

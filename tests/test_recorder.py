@@ -236,6 +236,28 @@ async def _until(predicate, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def test_an_intent_recorded_before_sending_is_not_recorded_twice(sim, sqlite_url):
+    """A placement layer may record the intent itself (to run the governor on it) and then send it."""
+    from ledger import adapter
+
+    ib = IB()
+    rec = Recorder.attach(ib, sqlite_url)
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=12, timeout=3)
+        order = LimitOrder("BUY", 3, 100.0, orderRef="fill_simple")
+        order.orderId = ib.client.getReqId()
+        intent = rec.record(adapter.place_order(AAPL, order, order.orderId, 0, modify=False))
+        trade = ib.placeOrder(AAPL, order)
+        assert rec.last_intent is intent
+        assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
+        rec.flush()
+    finally:
+        ib.disconnect()
+        rec.close()
+    envs = stored(sqlite_url, rec.session_id)
+    assert [e.seq for e in envs if e.kind == "place_order"] == [intent.seq]
+
+
 def test_server_side_drop_is_recorded_as_disconnected(sim, sqlite_url):
     ib = IB()
     rec = Recorder.attach(ib, sqlite_url)
@@ -260,7 +282,7 @@ def test_store_failure_and_full_queue_fail_loudly_and_count_lost_events(tmp_path
     with open_store(url):
         pass  # create the tables
     ib = IB()  # never connected: callbacks are driven through the real wrapper methods
-    rec = Recorder.attach(ib, url, queue_size=20, full_block_s=0.05)
+    rec = Recorder.attach(ib, url, queue_size=20, full_block_s=0.01)
     blocker = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
     try:
         rec.flush()

@@ -60,6 +60,8 @@ def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool) -> Path
 def _pending(st: Any, path: Path) -> int:
     import duckdb
 
+    from projections.columns import first
+
     if not path.exists():
         return st.max_position()
     try:
@@ -67,7 +69,7 @@ def _pending(st: Any, path: Path) -> int:
     except duckdb.Error:
         return 0
     try:
-        row = con.execute("SELECT position FROM audit_tracking").fetchone()
+        row = first(con.execute("SELECT position FROM audit_tracking"))
     except duckdb.Error:
         return 0
     finally:

@@ -28,7 +28,7 @@ AccountOpt = Annotated[
     str | None, typer.Option("--account", help="Account the server must report (DU.../DF... paper). Env: IBKR_ACCOUNT.")
 ]
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML file with an [ibkr] table (host, port, client_id, account). "
+    Path | None, typer.Option("--config", help="TOML file with an \\[ibkr] table (host, port, client_id, account). "
                               "Env: IBLEDGER_CONFIG.")
 ]
 LiveOpt = Annotated[
@@ -100,8 +100,8 @@ def _run_session(settings, store: str | None, governor, body, **session_kw):
     import asyncio
 
     from ledger.cli.common import opened_store
-    from ledger.placement import ConnectError, open_session
-    from ledger.settings import SettingsError
+    from ledger.placement import open_session
+    from ledger.settings import ConnectError, SettingsError
 
     _quiet_library()
 
@@ -374,8 +374,8 @@ def health_cmd(
     import asyncio
 
     from ledger.cli.common import opened_store
-    from ledger.placement import ConnectError, open_session
-    from ledger.settings import SettingsError
+    from ledger.placement import open_session
+    from ledger.settings import ConnectError, SettingsError
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
