@@ -179,66 +179,73 @@ def order_status(
 
 
 def _order_fields(contract: Any, order: Any) -> dict[str, Any]:
-    g = getattr
+    c = _raw_dict(contract)
+    o = _raw_dict(order)
+    g = o.get
     return {
-        "perm_id": _int(g(order, "permId", 0)),
-        "client_id": _int(g(order, "clientId", 0)),
-        "account": _str(g(order, "account", "")),
-        "symbol": _str(g(contract, "symbol", "")),
-        "sec_type": _str(g(contract, "secType", "")),
-        "con_id": _int(g(contract, "conId", 0)),
-        "action": _str(g(order, "action", "")),
-        "total_qty": _float(g(order, "totalQuantity", 0.0)),
-        "order_type": _str(g(order, "orderType", "")),
-        "lmt_price": _opt_float(g(order, "lmtPrice", None)),
-        "aux_price": _opt_float(g(order, "auxPrice", None)),
-        "tif": _str(g(order, "tif", "")),
-        "order_ref": _str(g(order, "orderRef", "")),
-        "contract": _raw_dict(contract),
-        "order": _raw_dict(order),
+        "perm_id": _int(g("permId", 0)),
+        "client_id": _int(g("clientId", 0)),
+        "account": _str(g("account", "")),
+        "symbol": _str(c.get("symbol", "")),
+        "sec_type": _str(c.get("secType", "")),
+        "con_id": _int(c.get("conId", 0)),
+        "action": _str(g("action", "")),
+        "total_qty": _float(g("totalQuantity", 0.0)),
+        "order_type": _str(g("orderType", "")),
+        "lmt_price": _opt_float(g("lmtPrice", None)),
+        "aux_price": _opt_float(g("auxPrice", None)),
+        "tif": _str(g("tif", "")),
+        "order_ref": _str(g("orderRef", "")),
+        "contract": c,
+        "order": o,
     }
 
 
 def open_order(orderId: Any, contract: Any, order: Any, orderState: Any) -> ev.OpenOrder:
+    state = _raw_dict(orderState)
     return ev.OpenOrder(
         order_id=_int(orderId),
-        status=_str(getattr(orderState, "status", "")),
-        order_state=_raw_dict(orderState),
+        status=_str(state.get("status", "")),
+        order_state=state,
         **_order_fields(contract, order),
     )
 
 
 def completed_order(contract: Any, order: Any, orderState: Any) -> ev.CompletedOrder:
+    state = _raw_dict(orderState)
+    fields = _order_fields(contract, order)
     return ev.CompletedOrder(
-        order_id=_int(getattr(order, "orderId", 0)),
-        status=_str(getattr(orderState, "status", "")),
-        order_state=_raw_dict(orderState),
-        **_order_fields(contract, order),
+        order_id=_int(fields["order"].get("orderId", 0)),
+        status=_str(state.get("status", "")),
+        order_state=state,
+        **fields,
     )
 
 
 def exec_details(reqId: Any, contract: Any, execution: Any) -> ev.ExecDetails:
-    g = getattr
+    c = _raw_dict(contract)
+    x = _raw_dict(execution)
+    g = x.get
     return ev.ExecDetails(
-        exec_id=_str(g(execution, "execId", "")),
+        exec_id=_str(g("execId", "")),
         req_id=_int(reqId),
-        order_id=_int(g(execution, "orderId", 0)),
-        perm_id=_int(g(execution, "permId", 0)),
-        client_id=_int(g(execution, "clientId", 0)),
-        time=_str(g(execution, "time", "")),
-        account=_str(g(execution, "acctNumber", "")),
-        exchange=_str(g(execution, "exchange", "")),
-        side=_str(g(execution, "side", "")),
-        shares=_float(g(execution, "shares", 0.0)),
-        price=_float(g(execution, "price", 0.0)),
-        cum_qty=_float(g(execution, "cumQty", 0.0)),
-        avg_price=_float(g(execution, "avgPrice", 0.0)),
-        order_ref=_str(g(execution, "orderRef", "")),
-        symbol=_str(g(contract, "symbol", "")),
-        sec_type=_str(g(contract, "secType", "")),
-        con_id=_int(g(contract, "conId", 0)),
-        contract=_raw_dict(contract),
-        execution=_raw_dict(execution),
+        order_id=_int(g("orderId", 0)),
+        perm_id=_int(g("permId", 0)),
+        client_id=_int(g("clientId", 0)),
+        time=_str(g("time", "")),
+        account=_str(g("acctNumber", "")),
+        exchange=_str(g("exchange", "")),
+        side=_str(g("side", "")),
+        shares=_float(g("shares", 0.0)),
+        price=_float(g("price", 0.0)),
+        cum_qty=_float(g("cumQty", 0.0)),
+        avg_price=_float(g("avgPrice", 0.0)),
+        order_ref=_str(g("orderRef", "")),
+        symbol=_str(c.get("symbol", "")),
+        sec_type=_str(c.get("secType", "")),
+        con_id=_int(c.get("conId", 0)),
+        contract=c,
+        execution=x,
     )
 
 
@@ -268,15 +275,15 @@ def error(reqId: Any, errorCode: Any, errorString: Any, advancedOrderRejectJson:
 
 
 def position(account: Any, contract: Any, posSize: Any, avgCost: Any) -> ev.Position:
-    g = getattr
+    c = _raw_dict(contract)
     return ev.Position(
         account=_str(account),
-        con_id=_int(g(contract, "conId", 0)),
-        symbol=_str(g(contract, "symbol", "")),
-        sec_type=_str(g(contract, "secType", "")),
+        con_id=_int(c.get("conId", 0)),
+        symbol=_str(c.get("symbol", "")),
+        sec_type=_str(c.get("secType", "")),
         position=_float(posSize),
         avg_cost=_float(avgCost),
-        contract=_raw_dict(contract),
+        contract=c,
     )
 
 

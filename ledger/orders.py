@@ -153,6 +153,7 @@ for (_frm, _to), _cell in sm.STATUS_TABLE.items():
     _ROWS.setdefault(_frm, {})[_to] = _cell
 _KNOWN_STATUSES = frozenset(sm.BROKER_STATUSES)
 _TERMINAL_BROKER = frozenset({sm.CANCELLED, sm.API_CANCELLED, sm.FILLED})
+_PARTIAL_OF = {sm.WORKING: sm.PARTIALLY_FILLED, sm.PENDING_SUBMIT_STATE: sm.PARTIALLY_FILLED}
 _BASE_OF_STATUS = {
     sm.PENDING_SUBMIT: sm.PENDING_SUBMIT_STATE,
     sm.PRE_SUBMITTED: sm.WORKING,
@@ -162,6 +163,8 @@ _BASE_OF_STATUS = {
     sm.FILLED: sm.AWAITING_EXECUTIONS,
     sm.INACTIVE: sm.INACTIVE_STATE,
 }
+# accepted broker status -> (ledger state without executions, with some executions)
+_DERIVED = {bs: (st, _PARTIAL_OF.get(st, st)) for bs, st in _BASE_OF_STATUS.items()}
 _FILLED_ST = sm.FILLED_STATE
 _FILLED = sm.FILLED
 _PARTIAL = sm.PARTIALLY_FILLED
@@ -171,11 +174,19 @@ _INACTIVE_ST = sm.INACTIVE_STATE
 _PENDING_CANCEL = sm.PENDING_CANCEL
 _SUBMITTED = sm.SUBMITTED
 _PC_OVERLAY = sm.PENDING_CANCEL_OVERLAY
+_PM_OVERLAY = sm.PENDING_MODIFY_OVERLAY
 _DUP = sm.DUP
 _LEGAL = sm.LEGAL
 _CRITICAL_OF_STATE = sm.CRITICAL_OF_STATE
 _CONTRADICTING = frozenset({sm.CANCELLED, sm.API_CANCELLED, sm.INACTIVE})
 _WARNING_CODES = frozenset({399, 404, 10349})  # order warnings: followed by live statuses / fills
+_KIND_OF: dict[type, str] = {t: t.__struct_config__.tag for t in ev.KINDS.values()}  # type: ignore[attr-defined]
+
+
+def _kind(payload: object) -> str:
+    """The payload's tag (the envelope's ``kind``)."""
+    kind = _KIND_OF.get(type(payload))
+    return kind if kind is not None else payload.__struct_config__.tag  # type: ignore[attr-defined]
 
 
 # --- public value types ----------------------------------------------------------------------------
@@ -427,11 +438,12 @@ class LedgerFold:
         ns = env.recv_ns
         if ns > self.last_ns:
             self.last_ns = ns
-        handler = self._handlers.get(type(env.payload))
+        p = env.payload
+        handler = self._handlers.get(type(p))
         if handler is None:
             return []
         try:
-            return handler(env, env.payload)
+            return handler(env, p)
         except Exception as exc:  # never crash on input: record the bug as a fact
             self._anomaly(env, None, "internal_error", f"{type(exc).__name__}: {exc}")
             return []
@@ -750,14 +762,16 @@ class LedgerFold:
     def _refresh(self, core: _Core, env: Envelope, old_state: str, old_overlay: str, out: list[Transition]) -> None:
         """Re-derive the ledger state and the flags after a change; record the transition, if any."""
         v = core.view
+        cur = v.state
+        filled = v.filled
+        tq = v.total_qty
         # --- derive: fills are facts, then the accepted broker status, then local intents ---
-        new = v.state
-        if new != _FILLED_ST:  # Filled absorbs everything
-            filled = v.filled
+        if cur == _FILLED_ST:  # Filled absorbs everything
+            new = cur
+        else:
             bs = v.broker_status
             if filled > 0 and (
-                (v.total_qty > 0 and filled >= v.total_qty - EPS)
-                or (v.total_qty <= 0 and bs == _FILLED and filled >= v.broker_filled - EPS)
+                (tq > 0 and filled >= tq - EPS) or (tq <= 0 and bs == _FILLED and filled >= v.broker_filled - EPS)
             ):
                 new = _FILLED_ST
             elif not bs:
@@ -776,13 +790,11 @@ class LedgerFold:
                     bs = core.pc_from
                     if not bs or bs == _PENDING_CANCEL:
                         bs = _SUBMITTED
-                new = _BASE_OF_STATUS[bs]
-                if new == _WORKING or new == _PENDING_SUBMIT_ST:
-                    if filled > 0:
-                        new = _PARTIAL
-                elif new == _INACTIVE_ST and core.rejected:
+                # (state without executions, state with some): see _DERIVED
+                new = _DERIVED[bs][filled > 0]
+                if new == _INACTIVE_ST and core.rejected:
                     new = sm.REJECTED
-        if new != old_state or new == _INACTIVE_ST or new != v.state:
+        if new != old_state or new != cur or new == _INACTIVE_ST:
             if new in _TERMINAL and v.overlay:
                 v.overlay = ""
                 core.pending_mod = None
@@ -792,17 +804,16 @@ class LedgerFold:
             if done != v.is_done:
                 v.is_done = done
             key = v.key
+            active = self._active
             if done:
-                if key in self._active:
-                    del self._active[key]
-            elif key not in self._active:
-                self._active[key] = core
+                if key in active:
+                    del active[key]
+            elif key not in active:
+                active[key] = core
         if v.unconfirmed or (core.placed and not v.acked_ns):
             unconfirmed = core.placed and not core.blocked and not v.acked_ns
             if unconfirmed != v.unconfirmed:
                 v.unconfirmed = unconfirmed
-        filled = v.filled
-        tq = v.total_qty
         if tq > 0:
             rem = tq - filled
             v.remaining = rem if rem > 0 else 0.0
@@ -815,32 +826,35 @@ class LedgerFold:
                 self._suspects[v.key] = core
             else:
                 self._suspects.pop(v.key, None)
-        v.last_update_ns = env.recv_ns
+        ns = env.recv_ns
+        v.last_update_ns = ns
         overlay = v.overlay
-        if new != old_state or overlay != old_overlay:
-            if new != old_state:
-                critical = _CRITICAL_OF_STATE.get(new, "")
-            elif old_overlay == sm.PENDING_CANCEL_OVERLAY and not overlay:
+        if new != old_state:
+            critical = _CRITICAL_OF_STATE.get(new, "")
+        elif overlay != old_overlay:
+            if old_overlay == _PC_OVERLAY and not overlay:
                 critical = sm.CANCEL_REFUSED
-            elif old_overlay == sm.PENDING_MODIFY_OVERLAY and not overlay:
+            elif old_overlay == _PM_OVERLAY and not overlay:
                 critical = sm.MODIFIED if core.pending_mod is None else "MODIFY_REFUSED"
             else:
                 critical = ""
-            out.append(
-                Transition(
-                    key=v.key,
-                    from_state=old_state,
-                    to_state=new,
-                    from_overlay=old_overlay,
-                    overlay=overlay,
-                    broker_status=v.broker_status,
-                    cause=env.payload.__struct_config__.tag,  # type: ignore[attr-defined]
-                    session_id=env.session_id,
-                    seq=env.seq,
-                    recv_ns=env.recv_ns,
-                    critical=critical,
-                )
+        else:
+            return
+        out.append(
+            Transition(
+                key=v.key,
+                from_state=old_state,
+                to_state=new,
+                from_overlay=old_overlay,
+                overlay=overlay,
+                broker_status=v.broker_status,
+                cause=_kind(env.payload),
+                session_id=env.session_id,
+                seq=env.seq,
+                recv_ns=ns,
+                critical=critical,
             )
+        )
 
     def _check(self, core: _Core, env: Envelope, frm: str, status: str, cell: str | None, why_held: str) -> bool:
         """The non-✓ cells: record what must be recorded; True if the status is still to be applied."""
@@ -950,36 +964,32 @@ class LedgerFold:
         pid = p.perm_id
         oid = p.order_id
         core = self._by_perm.get(pid) if pid > 0 else None
+        merged = None
         if core is None or core.boid != oid or core.bcid != p.client_id or core.bsid != env.session_id:
             self._merge_out = None
             core = self._resolve(env, p.client_id, oid, pid, True, oid <= 0)
+            if core is None:
+                self._anomaly(env, None, "unidentified", f"orderStatus {p.status} without orderId or permId")
+                return []
             merged = self._merge_out
-        else:
-            merged = None
-        if core is not None and merged is None and not p.why_held:
-            # fast path: a repeated status (the most common message of all)
-            v = core.view
-            status = p.status
-            if _ROWS[v.broker_status].get(status) == _DUP:
-                ns = env.recv_ns
-                v.statuses.append((ns, status))
-                v.broker_avg_fill_price = p.avg_fill_price
-                if p.filled == v.broker_filled and (p.remaining == v.broker_remaining or v.total_qty > 0):
-                    v.last_update_ns = ns
-                    return []
-                v.broker_filled = p.filled
-                v.broker_remaining = p.remaining
-                out: list[Transition] = []
-                self._refresh(core, env, v.state, v.overlay, out)
-                return out
-        if core is None:
-            self._anomaly(env, None, "unidentified", f"orderStatus {p.status} without orderId or permId")
-            return []
-        out = merged or []
         v = core.view
+        status = p.status
+        if merged is None and not p.why_held and _ROWS[v.broker_status].get(status) == _DUP:
+            # fast path: a repeated status (the most common message of all)
+            ns = env.recv_ns
+            v.statuses.append((ns, status))
+            v.broker_avg_fill_price = p.avg_fill_price
+            if p.filled == v.broker_filled and (p.remaining == v.broker_remaining or v.total_qty > 0):
+                v.last_update_ns = ns
+                return []
+            v.broker_filled = p.filled
+            v.broker_remaining = p.remaining
+            out: list[Transition] = []
+            self._refresh(core, env, v.state, v.overlay, out)
+            return out
+        out = merged or []
         old_state, old_overlay = v.state, v.overlay
-        applied = self._status(core, env, p.status, p.why_held)
-        if applied or v.broker_status == p.status:
+        if self._status(core, env, status, p.why_held) or v.broker_status == status:
             v.broker_filled = p.filled
             v.broker_remaining = p.remaining
             v.broker_avg_fill_price = p.avg_fill_price
@@ -1148,15 +1158,14 @@ class LedgerFold:
                     key=pos_key, account=account, con_id=con_id, symbol=symbol, sec_type=sec_type
                 )
             core.pos_src, core.pos_key, core.pos_sign = src, pos_key, sign
-        if core.pos_sign:
-            self._position_add(core.pos_key, core.pos_sign * qty, ns)
-
-    def _position_add(self, pos_key: str, qty: float, ns: int) -> None:
-        pv = self.positions[pos_key]
-        pv.fills_total += qty
-        pv.fills_since_report += qty
-        pv.position = (pv.reported or 0.0) + pv.fills_since_report
-        pv.last_update_ns = ns
+        sign = core.pos_sign
+        if sign:
+            qty = sign * qty
+            pv = self.positions[core.pos_key]
+            pv.fills_total += qty
+            pv.fills_since_report += qty
+            pv.position = (pv.reported or 0.0) + pv.fills_since_report
+            pv.last_update_ns = ns
 
     def _on_commission(self, env: Envelope, p: ev.CommissionReport) -> list[Transition]:
         eid = p.exec_id

@@ -119,6 +119,7 @@ class Reconciler:
     def on_connect(self, reconnect: bool) -> None:
         """The handshake completed: the library's own synchronization is the reconciliation."""
         self._followup_done = False
+        self._again = ""  # a request from before the connection was lost: this connect answers it
         if not self.enabled:
             return
         if self.bracket is not None:  # a previous bracket never closed (its connection is gone)

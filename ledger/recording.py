@@ -115,21 +115,25 @@ async def record_async(
             reason[0] = why
             done.set()
 
+    ib = IB()
+    engine = Engine(governor_config) if governor_config is not None else None
+    rec = Recorder.attach(ib, store_url, engine=engine, session_id=session_id, config_hash=config_hash,
+                          mode=mode, queue_size=queue_size, account=account or "")
+    try:
+        if on_event is not None:
+            rec.subscribe(on_event)
+        if on_ready is not None:
+            on_ready(rec)
+    except BaseException:
+        rec.close("error: on_ready failed")
+        raise
+
     installed: list[int] = []
     if handle_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, finish, sig.name)
                 installed.append(sig)
-
-    ib = IB()
-    engine = Engine(governor_config) if governor_config is not None else None
-    rec = Recorder.attach(ib, store_url, engine=engine, session_id=session_id, config_hash=config_hash,
-                          mode=mode, queue_size=queue_size, account=account or "")
-    if on_event is not None:
-        rec.subscribe(on_event)
-    if on_ready is not None:
-        on_ready(rec)
 
     def state(s: str, detail: str) -> None:
         if s == "connected" and account:

@@ -54,7 +54,7 @@ class Writer:
         store: EventStore,
         *,
         capacity: int = 10_000,
-        max_batch: int = 2_000,
+        max_batch: int = 500,  # bounds the GIL time of one commit (~10 us/event) seen by the IB loop
         retry_initial: float = 0.01,
         retry_max: float = 1.0,
         on_commit: CommitListener | None = None,

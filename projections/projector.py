@@ -104,7 +104,16 @@ ORDER_COLS = [("key", "s"), ("session_id", "s"), ("perm_id", "i"), ("order_id", 
               ("fill_pending", "b"), ("is_live", "b"), ("is_done", "b"), ("placed", "b"), ("unconfirmed", "b"),
               ("manual", "b"), ("anomaly_count", "i"), ("fill_count", "i"), ("late_fill_count", "i"),
               ("error_count", "i"), ("first_seen", "t:first_seen_ns"), ("last_update", "t:last_update_ns"),
-              ("first_seen_ns", "i"), ("last_update_ns", "i"), ("acked_ns", "i"), ("first_fill_ns", "i")]
+              ("first_seen_ns", "i"), ("last_update_ns", "i"), ("acked_ns", "i"), ("first_fill_ns", "i"),
+              ("placed_ns", "i"), ("last_exec_position", "i"), ("last_live_position", "i")]
+FAILURE_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns"),
+                ("order_key", "s"), ("report", "s"), ("is_error", "b"), ("code", "i"), ("status", "s"),
+                ("state_before", "s"), ("live_before", "b")]
+CONNECTION_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns"),
+                   ("kind", "s"), ("code", "i"), ("ok", "s"), ("unknown", "s")]
+_FAILURE_CODES = frozenset(schema.FAILURE_CODES)
+_FAILURE_STATUSES = frozenset(schema.FAILURE_STATUSES)
+_STATUS_TYPES = (ev.OrderStatus, ev.OpenOrder, ev.CompletedOrder)
 FILL_COLS = [("order_key", "s"), ("exec_id", "s"), ("exec_prefix", "s"), ("revision", "s"),
              ("is_correction", "b"), ("superseded", "b"), ("late", "b"), ("shares", "f"), ("price", "f"),
              ("side", "s"), ("account", "s"), ("exec_time", "s"), ("commission", "F"), ("currency", "s"),
@@ -168,6 +177,8 @@ class AuditProjection:
         self._fold: LedgerFold | None = None
         self._sessions: dict[str, _Sess] = {}
         self._exec_owner: dict[str, str] = {}
+        # per order: [placed_ns, last_exec_position, last_live_position] (persisted as orders columns)
+        self._marks: dict[str, list[int]] = {}
         self._n_anomalies = 0
         self.position = 0
         self.events = 0
@@ -265,9 +276,14 @@ class AuditProjection:
         self._sessions = {}
         self._fold = LedgerFold()
         self._exec_owner = {}
+        self._marks = {}
         self._n_anomalies = 0
 
     # --- the fold ----------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the fold now (checkpoint + re-fold of the tail) instead of at the first new event."""
+        self._ensure_fold()
 
     def _ensure_fold(self) -> LedgerFold:
         if self._fold is not None:
@@ -287,6 +303,12 @@ class AuditProjection:
                     apply(env)
         self._fold = fold
         self._n_anomalies = len(fold.anomalies)
+        self._marks = {
+            r[0]: [r[1], r[2], r[3]]
+            for r in self.con.execute(
+                "SELECT key, placed_ns, last_exec_position, last_live_position FROM orders "
+                "WHERE placed_ns <> 0 OR last_exec_position <> 0 OR last_live_position <> 0").fetchall()
+        }
         owner = self._exec_owner = {}
         for v in fold.orders.values():
             for f in v.fills:
@@ -311,8 +333,10 @@ class AuditProjection:
     def catch_up(self, limit: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Apply every new store event (at most ``limit``) in batches; return how many were applied.
 
-        Folding batch i+1 (Python) overlaps with writing batch i (DuckDB, which releases the GIL) in a
-        writer thread; batches still commit strictly in order, one transaction each.
+        With ``pipeline`` (env IBLEDGER_AUDIT_PIPELINE=1), folding batch i+1 overlaps with writing batch
+        i in a writer thread; batches still commit strictly in order, one transaction each. Off by
+        default: DuckDB holds the GIL while it scans Python strings, so the two threads mostly contend
+        (measured slower here).
         """
         if self.pending() == 0:
             return 0
@@ -402,6 +426,9 @@ class AuditProjection:
         live_states = sm.LIVE_STATES
         lookups = _LOOKUPS
         exec_owner = self._exec_owner
+        marks = self._marks
+        fr = rows.failures.rows
+        cn = rows.connections.rows
         for pos, env in batch:
             p = env.payload
             tp = type(p)
@@ -422,6 +449,7 @@ class AuditProjection:
                     key_before, state_before, live_before = before.key, before.state, before.is_live
                 else:
                     key_before, state_before, live_before = "", "", False
+                new_exec = tp is ev.ExecDetails and p.exec_id not in exec_owner
                 trs = apply(env)
                 after = look(self, fold, sid, p)
                 if after is not None:
@@ -431,12 +459,33 @@ class AuditProjection:
                         dirty[key_before] = None
                     if tp is ev.ExecDetails:
                         exec_owner.setdefault(p.exec_id, key)
+                        if new_exec:
+                            _mark(marks, key)[1] = pos
+                    elif tp is ev.PlaceOrder:
+                        m = _mark(marks, key)
+                        if not m[0]:
+                            m[0] = env.recv_ns
+                    elif tp is ev.Error:
+                        if p.code in _FAILURE_CODES:
+                            fr.append((pos, sid, env.seq, env.recv_ns, key, f"error {p.code}", True, p.code, None,
+                                       state_before, live_before))
+                    elif tp in _STATUS_TYPES and p.status in _FAILURE_STATUSES:
+                        fr.append((pos, sid, env.seq, env.recv_ns, key, f"status {p.status}", False, 0, p.status,
+                                   state_before, live_before))
                     oe.append((pos, sid, env.seq, env.recv_ns, key, p.__struct_config__.tag,  # type: ignore[attr-defined]
                                *_DETAIL[tp](p), state_before, after.state, live_before, after.is_live))
             if trs:
                 seq = env.seq
                 for i, t in enumerate(trs):
                     dirty[t.key] = None
+                    if t.to_state in live_states and t.from_state not in live_states:
+                        _mark(marks, t.key)[2] = pos
+                    elif t.to_state == sm.MERGED:
+                        gone = marks.pop(t.key, None)
+                        if gone is not None and after is not None:  # the event resolved to the keeper
+                            m = _mark(marks, after.key)
+                            m[0] = min(x for x in (m[0], gone[0]) if x) if (m[0] or gone[0]) else 0
+                            m[1], m[2] = max(m[1], gone[1]), max(m[2], gone[2])
                     tr.append((pos, sid, seq, i, t.key, t.from_state, t.to_state, t.from_overlay, t.overlay,
                                t.broker_status, t.cause, t.critical, t.to_state in live_states, t.recv_ns))
             if len(anomalies) > n_anom:
@@ -447,6 +496,15 @@ class AuditProjection:
                     an.append((pos, a.session_id, a.seq, i - n_anom, a.key, a.kind, a.from_status, a.to_status,
                                a.reason, a.recv_ns))
                 n_anom = len(anomalies)
+            if tp in _CONNECTION_TYPES:
+                kind = p.__struct_config__.tag  # type: ignore[attr-defined]
+                if tp is ev.ReconcileEnded:
+                    cn.append((pos, sid, env.seq, env.recv_ns, kind, 0, "true" if p.ok else "false",
+                               encode(p.unknown).decode()))
+                elif tp is not ev.Error:
+                    cn.append((pos, sid, env.seq, env.recv_ns, kind, 0, None, None))
+                elif p.code in _CONNECTION_CODES:
+                    cn.append((pos, sid, env.seq, env.recv_ns, kind, p.code, None, None))
             if tp is ev.GovernorDecision:
                 gv.append((pos, sid, env.seq, env.recv_ns, p.decision, p.reason, p.message, p.action, p.order_id,
                            p.client_id or s.client_id, p.perm_id, p.symbol, p.trading_state,
@@ -466,7 +524,7 @@ class AuditProjection:
                 continue
             if lower is None or (lower != -1 and v.first_seen_ns < lower):
                 lower = v.first_seen_ns
-            orow.append(_order_row(v))
+            orow.append(_order_row(v) + tuple(marks.get(key) or _NO_MARKS))
             since = v.first_seen_ns
             for f in v.fills:
                 exec_owner[f.exec_id] = key
@@ -493,7 +551,8 @@ class AuditProjection:
         views: list[str] = []
         stmts = ["BEGIN TRANSACTION"]
         try:
-            for b in (rows.events, rows.order_events, rows.transitions, rows.anomalies, rows.governor):
+            for b in (rows.events, rows.order_events, rows.transitions, rows.anomalies, rows.governor,
+                      rows.failures, rows.connections):
                 prepared = b.register(con)
                 if prepared is not None:
                     views.append(prepared[0])
@@ -557,7 +616,8 @@ class AuditProjection:
 
 class _Rows:
     __slots__ = ("events", "order_events", "transitions", "anomalies", "governor", "orders", "fills",
-                 "sessions_batch", "dirty", "sessions", "lower", "last", "count", "checkpoint")
+                 "failures", "connections", "sessions_batch", "dirty", "sessions", "lower", "last", "count",
+                 "checkpoint")
 
     def __init__(self) -> None:
         self.events = Batch("events", EVENT_COLS)
@@ -567,6 +627,8 @@ class _Rows:
         self.governor = Batch("governor_decisions", GOVERNOR_COLS)
         self.orders = Batch("orders", ORDER_COLS)
         self.fills = Batch("fills", FILL_COLS)
+        self.failures = Batch("failure_reports", FAILURE_COLS)
+        self.connections = Batch("connection_events", CONNECTION_COLS)
         self.sessions_batch = Batch("sessions", SESSION_COLS)
         self.dirty: dict[str, None] = {}
         self.sessions: dict[str, None] = {}
@@ -574,6 +636,19 @@ class _Rows:
         self.last: tuple[int, Envelope]
         self.count = 0
         self.checkpoint = False
+
+
+_NO_MARKS = (0, 0, 0)
+_CONNECTION_TYPES = frozenset({ev.SessionStarted, ev.SessionEnded, ev.Connected, ev.Disconnected,
+                               ev.ReconcileStarted, ev.ReconcileEnded, ev.Error})
+_CONNECTION_CODES = frozenset(schema.CONNECTION_CODES)
+
+
+def _mark(marks: dict[str, list[int]], key: str) -> list[int]:
+    m = marks.get(key)
+    if m is None:
+        m = marks[key] = [0, 0, 0]
+    return m
 
 
 def _by_ids(proj: AuditProjection, fold: LedgerFold, sid: str, cid: int, oid: int, pid: int) -> OrderView | None:

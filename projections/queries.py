@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from projections import schema
 from projections.columns import first
 
 
@@ -25,13 +26,8 @@ class NamedQuery:
     sql: str
 
 
-# Error codes that the IB client libraries turn into a failed / cancelled order (ib_insync: 201, 10147,
-# 10148, 10349, 161; ib_async also 202, 110, and 399 / 404 as 'ValidationError'). The ledger never
-# derives a terminal state from them; these queries show where such a report was wrong.
-FAILURE_CODES = (110, 161, 201, 202, 399, 404, 10147, 10148, 10349)
-FAILURE_STATUSES = ("Cancelled", "ApiCancelled", "Inactive")
-_codes = ", ".join(str(c) for c in FAILURE_CODES)
-_statuses = ", ".join(f"'{s}'" for s in FAILURE_STATUSES)
+FAILURE_CODES = schema.FAILURE_CODES
+FAILURE_STATUSES = schema.FAILURE_STATUSES
 
 _ORDER_ID_COLS = "o.key, o.perm_id, o.client_id, o.order_id, o.symbol, o.action, o.total_qty"
 
@@ -62,30 +58,16 @@ QUERIES: tuple[NamedQuery, ...] = (
         "Orders reported failed/cancelled (error code or status) that were live or filled after all: "
         "executions or a live status after the report, or an error while live that did not end the order.",
         f"""
-        WITH reports AS (
-            SELECT e.order_key, e.position, e.recv_ns, e.ts, e.live_before,
-                   CASE WHEN e.kind = 'error' THEN 'error ' || e.code ELSE 'status ' || e.status END AS report,
-                   e.kind = 'error' AS is_error
-            FROM order_events e
-            WHERE (e.kind = 'error' AND e.code IN ({_codes}))
-               OR (e.kind IN ('order_status', 'open_order', 'completed_order') AND e.status IN ({_statuses}))
-        ),
-        later AS (
-            SELECT r.order_key, r.position,
-                   count(*) FILTER (WHERE x.kind = 'exec_details') AS fills_after,
-                   count(*) FILTER (WHERE x.live_after AND NOT x.live_before) AS live_again_after
-            FROM reports r JOIN order_events x ON x.order_key = r.order_key AND x.position > r.position
-            GROUP BY ALL
-        )
         SELECT r.ts AS reported_at, r.report, {_ORDER_ID_COLS}, r.live_before AS live_when_reported,
-               coalesce(l.fills_after, 0) AS fills_after, coalesce(l.live_again_after, 0) > 0 AS live_again_after,
-               o.state AS state_now, o.filled, r.position
-        FROM reports r
+               r.state_before AS state_when_reported,
+               o.last_exec_position > r.position AS filled_after,
+               o.last_live_position > r.position AS live_again_after,
+               o.state AS state_now, o.is_live AS live_now, o.filled, r.session_id, r.seq, r.position
+        FROM failure_reports r
         JOIN orders o ON o.key = r.order_key
-        LEFT JOIN later l ON l.order_key = r.order_key AND l.position = r.position
-        WHERE coalesce(l.fills_after, 0) > 0
+        WHERE o.last_exec_position > r.position
+           OR o.last_live_position > r.position
            OR (r.is_error AND r.live_before AND o.state NOT IN ('Cancelled', 'Rejected', 'Inactive'))
-           OR coalesce(l.live_again_after, 0) > 0
         ORDER BY r.position
         """,
     ),
@@ -99,12 +81,17 @@ QUERIES: tuple[NamedQuery, ...] = (
             FROM anomalies
             WHERE kind IN ('fill_status_mismatch', 'status_contradicts_fills', 'overfill')
             GROUP BY order_key
+        ),
+        candidates AS (
+            SELECT key FROM orders WHERE abs(status_filled - filled) > 1e-9 OR fill_pending
+            UNION
+            SELECT order_key FROM flagged
         )
         SELECT {_ORDER_ID_COLS}, o.broker_status, o.state, o.status_filled, o.filled,
                o.filled - o.status_filled AS difference, o.fill_pending, f.anomaly_kinds, o.last_update
-        FROM orders o
+        FROM candidates c
+        JOIN orders o ON o.key = c.key
         LEFT JOIN flagged f ON f.order_key = o.key
-        WHERE abs(o.status_filled - o.filled) > 1e-9 OR o.fill_pending OR f.order_key IS NOT NULL
         ORDER BY o.key
         """,
     ),
@@ -112,18 +99,12 @@ QUERIES: tuple[NamedQuery, ...] = (
         "latency",
         "Time from placeOrder to the broker's acknowledgement and to the first fill, p50/p99 per symbol (ms).",
         """
-        WITH placed AS (
-            SELECT order_key, min(recv_ns) AS placed_ns
-            FROM order_events WHERE kind = 'place_order'
-            GROUP BY order_key
-        ),
-        lat AS (
-            SELECT o.symbol,
-                   CASE WHEN o.acked_ns >= p.placed_ns THEN (o.acked_ns - p.placed_ns) / 1e6 END AS ack_ms,
-                   CASE WHEN o.first_fill_ns >= p.placed_ns THEN (o.first_fill_ns - p.placed_ns) / 1e6 END
-                       AS fill_ms
-            FROM orders o JOIN placed p ON p.order_key = o.key
-            WHERE NOT o.manual
+        WITH lat AS (
+            SELECT symbol,
+                   CASE WHEN acked_ns >= placed_ns THEN (acked_ns - placed_ns) / 1e6 END AS ack_ms,
+                   CASE WHEN first_fill_ns >= placed_ns THEN (first_fill_ns - placed_ns) / 1e6 END AS fill_ms
+            FROM orders
+            WHERE placed_ns > 0 AND NOT manual
         )
         SELECT symbol,
                count(*) AS orders,
@@ -142,18 +123,25 @@ QUERIES: tuple[NamedQuery, ...] = (
         "late-fills",
         "Late fills (executions after the order was terminal) and execution corrections (.02 replacing .01).",
         """
+        WITH hits AS (
+            SELECT * FROM fills WHERE late OR is_correction
+        ),
+        replaced AS (
+            SELECT h.order_key, h.exec_id, p.exec_id AS replaces_exec_id, p.shares AS replaced_shares,
+                   p.price AS replaced_price
+            FROM hits h
+            JOIN fills p ON p.order_key = h.order_key AND p.exec_prefix = h.exec_prefix AND p.superseded
+                        AND p.exec_id <> h.exec_id
+            WHERE h.is_correction
+            QUALIFY row_number() OVER (PARTITION BY h.order_key, h.exec_id ORDER BY p.revision DESC) = 1
+        )
         SELECT CASE WHEN f.late AND f.is_correction THEN 'late correction'
                     WHEN f.late THEN 'late fill' ELSE 'correction' END AS what,
                f.ts AS received, f.order_key, o.perm_id, o.symbol, f.exec_id, f.shares, f.price,
-               prev.exec_id AS replaces_exec_id, prev.shares AS replaced_shares, prev.price AS replaced_price,
-               o.state AS order_state
-        FROM fills f
+               r.replaces_exec_id, r.replaced_shares, r.replaced_price, o.state AS order_state
+        FROM hits f
         JOIN orders o ON o.key = f.order_key
-        LEFT JOIN fills prev
-          ON f.is_correction AND prev.order_key = f.order_key AND prev.exec_prefix = f.exec_prefix
-         AND prev.superseded AND prev.exec_id <> f.exec_id
-        WHERE f.late OR f.is_correction
-        QUALIFY row_number() OVER (PARTITION BY f.order_key, f.exec_id ORDER BY prev.revision DESC) = 1
+        LEFT JOIN replaced r ON r.order_key = f.order_key AND r.exec_id = f.exec_id
         ORDER BY f.recv_ns, f.exec_id
         """,
     ),
@@ -185,14 +173,7 @@ QUERIES: tuple[NamedQuery, ...] = (
         "Connection gaps: disconnects and losses of TWS's link to IB (1100), how long, and the reconciliation "
         "that followed (unknown = not reconciled).",
         """
-        WITH marks AS (
-            SELECT session_id, seq, position, recv_ns, ts, kind,
-                   CASE WHEN kind = 'error' THEN CAST(payload->>'$.code' AS BIGINT) END AS code,
-                   payload
-            FROM events
-            WHERE kind IN ('disconnected', 'connected', 'reconcile_ended', 'session_ended')
-               OR (kind = 'error' AND CAST(payload->>'$.code' AS BIGINT) IN (1100, 1101, 1102))
-        ),
+        WITH marks AS (SELECT * FROM connection_events),
         lost AS (
             SELECT * FROM marks WHERE kind = 'disconnected' OR code = 1100
         )
@@ -204,10 +185,9 @@ QUERIES: tuple[NamedQuery, ...] = (
                     ELSE back.kind END AS restored_by,
                (back.recv_ns - l.recv_ns) / 1e6 AS gap_ms,
                CASE WHEN rec.recv_ns IS NULL THEN 'none'
-                    WHEN CAST(rec.payload->>'$.ok' AS BOOLEAN) IS NOT FALSE
-                         AND coalesce(json_array_length(rec.payload->'$.unknown'), 0) = 0 THEN 'ok'
-                    ELSE 'unknown: ' || coalesce(CAST(rec.payload->'$.unknown' AS VARCHAR), 'failed') END
-                   AS reconciliation,
+                    WHEN rec.ok AND coalesce(json_array_length(rec.unknown), 0) = 0 THEN 'ok'
+                    WHEN coalesce(json_array_length(rec.unknown), 0) > 0 THEN 'unknown: ' || rec.unknown
+                    ELSE 'failed' END AS reconciliation,
                l.position
         FROM lost l
         LEFT JOIN LATERAL (

@@ -17,7 +17,18 @@ from pathlib import Path
 from ledger.store import parse_url
 
 # Bump when a table's shape or meaning changes: an older file is rebuilt automatically.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Error codes that the IB client libraries turn into a failed / cancelled order (ib_insync: 201, 10147,
+# 10148, 10349, 161; ib_async also 202, 110, and 399 / 404 as 'ValidationError'), and the statuses that
+# report an order as over. The ledger never derives a terminal state from an error code; the
+# ``failure_reports`` table keeps every such report so the audit can show where one was wrong.
+FAILURE_CODES: tuple[int, ...] = (110, 161, 201, 202, 399, 404, 10147, 10148, 10349)
+FAILURE_STATUSES: tuple[str, ...] = ("Cancelled", "ApiCancelled", "Inactive")
+# Connectivity facts kept in ``connection_events`` (and errors 1100 / 1101 / 1102).
+CONNECTION_KINDS: tuple[str, ...] = ("session_started", "session_ended", "connected", "disconnected",
+                                     "reconcile_started", "reconcile_ended")
+CONNECTION_CODES: tuple[int, ...] = (1100, 1101, 1102)
 
 TABLES: dict[str, str] = {
     "audit_meta": """
@@ -97,7 +108,41 @@ TABLES: dict[str, str] = {
         first_seen_ns BIGINT NOT NULL,
         last_update_ns BIGINT NOT NULL,
         acked_ns BIGINT NOT NULL,          -- first broker message about the order (0 = none)
-        first_fill_ns BIGINT NOT NULL      -- 0 = none
+        first_fill_ns BIGINT NOT NULL,     -- 0 = none
+        -- kept by the projector from the order's events (not fields of the fold's OrderView):
+        placed_ns BIGINT NOT NULL,         -- first place_order intent (0 = never placed by us)
+        last_exec_position BIGINT NOT NULL, -- position of the order's latest new execution (0 = none)
+        last_live_position BIGINT NOT NULL  -- position where it last became live (0 = never)
+    """,
+    # Every report that an order failed or is over: an error code the client libraries turn into a
+    # failure, or a Cancelled / ApiCancelled / Inactive status (applied or not), with the order's state
+    # when it came. Joined with orders.last_*_position it shows the reports that were wrong.
+    "failure_reports": """
+        position BIGINT NOT NULL,
+        session_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        recv_ns BIGINT NOT NULL,
+        ts TIMESTAMP,
+        order_key VARCHAR NOT NULL,
+        report VARCHAR NOT NULL,           -- 'error 202', 'status Cancelled', ...
+        is_error BOOLEAN NOT NULL,
+        code BIGINT NOT NULL,
+        status VARCHAR,
+        state_before VARCHAR NOT NULL,
+        live_before BOOLEAN NOT NULL
+    """,
+    # Connection lifecycle facts (a small table for the gaps query): session start/end, (dis)connects,
+    # reconciliations and errors 1100 / 1101 / 1102.
+    "connection_events": """
+        position BIGINT NOT NULL,
+        session_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        recv_ns BIGINT NOT NULL,
+        ts TIMESTAMP,
+        kind VARCHAR NOT NULL,
+        code BIGINT NOT NULL,
+        ok BOOLEAN,                        -- reconcile_ended
+        unknown VARCHAR                    -- reconcile_ended: the queries left unknown (JSON list)
     """,
     # Every event about an order, with the order's ledger state just before and after it: the
     # per-order timeline (statuses, executions, commissions, errors, intents, governor decisions).
@@ -226,6 +271,8 @@ ORDER_BY: dict[str, str] = {
     "events": "position",
     "orders": "key",
     "order_events": "position, order_key",
+    "failure_reports": "position",
+    "connection_events": "position",
     "transitions": "position, ord",
     "fills": "order_key, exec_id",
     "anomalies": "position, ord",

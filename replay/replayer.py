@@ -40,7 +40,7 @@ from ledger import events as ev
 from ledger.engine import Engine, event_id
 from ledger.events import Envelope, GovernorDecision
 from ledger.governor import INPUT_REASONS, is_precheck
-from ledger.governor_config import GovernorConfig
+from ledger.governor_config import GovernorConfig, GovernorConfigError, load_config
 from ledger.orders import LedgerFold
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "replay",
 ]
 
+SIDECAR_SUFFIX = ".governor.toml"  # fixtures/day.jsonl -> fixtures/day.governor.toml
 KEEP = 10_000  # decision rows / divergences kept in memory (counts stay exact beyond)
 REACTIVE_LAG = 1_000  # events after which a replayed breaker decision with no recorded twin is reported
 PROGRESS_EVERY = 16_384
@@ -113,6 +114,8 @@ def _same(a: GovernorDecision, b: GovernorDecision) -> bool:
 
 
 def _subject(d: GovernorDecision) -> str:
+    if d.decision == "STATE_CHANGE" or d.action == "state":
+        return "trading state"
     s = f"{d.action or d.decision.lower()} {d.client_id}:{d.order_id}"
     return f"{s} {d.symbol}" if d.symbol else s
 
@@ -133,6 +136,20 @@ class ReplayResult:
         self.n_divergences = 0
         self.unchecked_intents = 0  # intents with no recorded decision (replayed decision not compared)
         self.digest = ""
+        self.config_origin = "default"  # "given" | "default" | the sidecar file it was read from
+        self.recorded_config_hash = ""  # session_started.config_hash of the (first) session
+
+    @property
+    def config_note(self) -> str:
+        """A warning when the session was recorded under another governor config (empty if not / unknown)."""
+        rec = self.recorded_config_hash
+        if not rec or self.config_digest.startswith(rec) or rec.startswith(self.config_digest):
+            return ""
+        return (
+            f"the session was recorded under governor config {rec[:12]}, replayed under {self.config_digest[:12]} "
+            f"({self.config_origin}): decisions may differ for that reason alone; pass --governor with the "
+            f"recorded config, or keep it next to the session file as NAME{SIDECAR_SUFFIX}"
+        )
 
     @property
     def fold(self) -> LedgerFold:
@@ -185,6 +202,9 @@ class ReplayResult:
             "n_divergences": self.n_divergences,
             "divergences": msgspec.to_builtins(self.divergences),
             "unchecked_intents": self.unchecked_intents,
+            "config_origin": self.config_origin,
+            "recorded_config_hash": self.recorded_config_hash,
+            "config_note": self.config_note,
             "digest": self.digest,
         }
 
@@ -198,6 +218,7 @@ class Source:
     def __init__(self, name: str, factory: Callable[[], Iterator[Envelope]], total: int | None) -> None:
         self.name = name
         self.total = total
+        self.governor: Path | None = None  # the governor config recorded next to the session, if any
         self._factory = factory
 
     def __iter__(self) -> Iterator[Envelope]:
@@ -215,7 +236,11 @@ def file_source(path: str | Path) -> Source:
         header = read_header(path)
     except SessionFileError as exc:
         raise SourceError(str(exc)) from exc
-    return Source(str(path), lambda: iter_session(path), header.events)
+    src = Source(str(path), lambda: iter_session(path), header.events)
+    sidecar = path.with_name(path.name.removesuffix(".jsonl") + SIDECAR_SUFFIX)
+    if sidecar.is_file():
+        src.governor = sidecar
+    return src
 
 
 def store_source(url: str, prefix: str = "") -> Source:
@@ -271,16 +296,13 @@ def open_source(spec: str | Path, store_url: str | None = None) -> Source:
     return store_source(resolve_url(store_url), text)
 
 
-def iter_source(
-    source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None
-) -> tuple[str, Iterable[Envelope], int | None]:
+def as_source(source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None) -> Source:
     if isinstance(source, Source):
-        return source.name, source, source.total
+        return source
     if isinstance(source, str | Path):
-        s = open_source(source, store_url)
-        return s.name, s, s.total
+        return open_source(source, store_url)
     total = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
-    return "<stream>", source, total
+    return Source("<stream>", lambda: iter(source), total)
 
 
 # --- the replayer ------------------------------------------------------------------------------------
@@ -303,15 +325,28 @@ class Replayer:
         self.progress_every = max(1, progress_every)
 
     def run(self, source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None) -> ReplayResult:
-        name, stream, _total = iter_source(source, store_url)
-        return _Run(self, name).run(stream)
+        """Replay ``source``. Governor config: the Replayer's; if None, the one recorded next to a session
+        file (``NAME.governor.toml``, see :func:`ledger.governor_config.dump_config`); else the default."""
+        src = as_source(source, store_url)
+        config, origin = self.config, "given"
+        if config is None:
+            origin = "default"
+            if src.governor is not None:
+                try:
+                    config = load_config(src.governor)
+                except GovernorConfigError as exc:
+                    raise SourceError(f"governor config next to the session: {exc}") from exc
+                origin = str(src.governor)
+        run = _Run(self, src.name, config)
+        run.result.config_origin = origin
+        return run.run(src)
 
 
 class _Run:
     """State of one replay (kept off the Replayer so a Replayer can be reused)."""
 
-    def __init__(self, replayer: Replayer, name: str) -> None:
-        self.engine = Engine(replayer.config)
+    def __init__(self, replayer: Replayer, name: str, config: GovernorConfig | None) -> None:
+        self.engine = Engine(config)
         self.ref = LedgerFold() if replayer.check else None
         self.progress = replayer.progress
         self.progress_every = replayer.progress_every
@@ -324,7 +359,6 @@ class _Run:
         self.prechecked: dict[str, GovernorDecision] = {}  # intent id -> decision (decision recorded first)
         self.reactive: dict[str, list[tuple[int, Envelope, GovernorDecision]]] = {}  # cause id -> replayed
         self.diverged: dict[str, bool] = {}  # order keys already reported
-        self.last_seq: dict[str, int] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.n = 0
 
@@ -377,7 +411,11 @@ class _Run:
             return
         self._row(env, origin, replayed, recorded)
         subj = _subject(recorded if recorded is not None else replayed)  # type: ignore[arg-type]
-        self._diverge(env.session_id, env.seq, "decision", subj, summary(recorded), summary(replayed))
+        rs, ps = summary(recorded), summary(replayed)
+        if rs == ps and recorded is not None and replayed is not None:  # same answer, other state or order
+            rs += f" [{recorded.trading_state} {recorded.client_id}:{recorded.order_id}]"
+            ps += f" [{replayed.trading_state} {replayed.client_id}:{replayed.order_id}]"
+        self._diverge(env.session_id, env.seq, "decision", subj, rs, ps)
 
     # the loop
 
@@ -399,12 +437,13 @@ class _Run:
             sid = env.session_id
             if sid not in sessions:
                 sessions[sid] = True
-            self.last_seq[sid] = env.seq
             p = env.payload
             typ = type(p)
             feed = env
             if typ is ev.GovernorDecision:
                 feed = self._on_decision(env, p, nxt)
+            elif typ is ev.SessionStarted and not self.result.recorded_config_hash:
+                self.result.recorded_config_hash = p.config_hash
             elif typ in _INTENTS:
                 eid = event_id(env)
                 if self.prechecked.pop(eid, None) is None:
@@ -601,5 +640,6 @@ def replay(
     store_url: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Replay ``source`` (see :func:`open_source`) under ``config`` (None: the default config)."""
+    """Replay ``source`` (see :func:`open_source`) under ``config`` (None: the config recorded next to a
+    session file, else the default)."""
     return Replayer(config, check=check, progress=progress).run(source, store_url)

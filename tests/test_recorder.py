@@ -430,3 +430,30 @@ def test_session_id_is_used_once(sqlite_url):
     envs = stored(sqlite_url, "fixed-session")
     assert kinds(envs) == ["session_started", "session_ended"]
     assert envs[0].payload.client_id == 0 and envs[0].payload.port == 0  # attached, never connected
+
+
+def test_adapter_keeps_nested_library_objects_losslessly_and_detached():
+    """Raw mappings are deep plain-data copies: nested dataclasses, NamedTuples and lists survive the
+    store's codec, and later mutation of the library object does not change the recorded fact."""
+    from ledger import adapter, codec
+    from ledger.iblib import ib as lib
+
+    order = LimitOrder("BUY", 10, 99.5, orderRef="r", algoStrategy="Adaptive",
+                       algoParams=[lib.TagValue("adaptivePriority", "Normal")])
+    order.softDollarTier = lib.SoftDollarTier("n", "v", "d")
+    order.conditions = [lib.PriceCondition(conId=265598, exch="SMART", price=100.0)]
+    payload = adapter.open_order(5, AAPL, order, lib.OrderState(status="Submitted", commission=P.UNSET_DOUBLE))
+    order.totalQuantity = 999  # the library mutates its objects later: the fact must not move
+    order.algoParams[0] = lib.TagValue("x", "y")
+    env = codec.from_msgpack(codec.to_msgpack(ev.envelope("s", 1, payload, recv_ns=1)))
+    raw = env.payload.order
+    assert env.payload.total_qty == 10 and raw["totalQuantity"] == 10
+    assert raw["algoParams"] == [{"tag": "adaptivePriority", "value": "Normal"}]
+    assert raw["softDollarTier"] == {"name": "n", "val": "v", "displayName": "d"}
+    assert raw["conditions"][0]["price"] == 100.0 and raw["conditions"][0]["conId"] == 265598
+    assert env.payload.order_state["commission"] == P.UNSET_DOUBLE
+    # commissionReport: recorded before the library rewrites an unset realizedPNL / yield to 0
+    report = lib.CommissionReport(execId="e.01", commission=1.0, currency="USD", realizedPNL=P.UNSET_DOUBLE,
+                                  yield_=P.UNSET_DOUBLE)
+    cr = adapter.commission_report(report)
+    assert cr.realized_pnl == P.UNSET_DOUBLE and cr.yield_ == P.UNSET_DOUBLE

@@ -312,3 +312,66 @@ def test_recorded_envelopes_keep_their_causation(session_file: Path) -> None:
     for e in envs:
         if isinstance(e.payload, GovernorDecision) and e.causation_id:
             assert e.causation_id in by_id
+
+
+# --- the governor config a session was recorded under --------------------------------------------------
+
+
+def test_config_recorded_next_to_the_session_is_used(tmp_path: Path) -> None:
+    from ledger.governor_config import dump_config
+
+    cfg = parse_config("[limits]\nmax_qty = 100\n[breakers]\nmax_rejections = 1\n")
+    path = tmp_path / "day.jsonl"
+    write_session_stream(path, synthetic_session(21, 150, config=cfg))
+    plain = replay(path, check=True)
+    assert not plain.ok and "recorded under governor config" in plain.config_note
+    (tmp_path / "day.governor.toml").write_text(dump_config(cfg))
+    res = replay(path, check=True)
+    assert res.ok, res.report()
+    assert res.config_origin.endswith("day.governor.toml") and res.config_note == ""
+    assert res.recorded_config_hash == cfg.digest()[:16]
+    # an explicit config wins over the one next to the file
+    assert not replay(path, parse_config(STRICT), check=True).ok
+    out = runner.invoke(app, ["replay", str(path), "--check", "--max-rows", "1"])
+    assert out.exit_code == 0 and "day.governor.toml" in out.output, out.output
+
+
+def test_dump_config_round_trips() -> None:
+    from ledger.governor_config import GovernorConfig, dump_config
+
+    for cfg in (
+        GovernorConfig(),
+        parse_config(
+            '[symbols]\ndeny = ["GME", "BRK B"]\n[symbol_limits."BRK B"]\nmax_qty = 3\n'
+            '[prices]\nreference = { ES = 5000.5, "BRK B" = 1 }\nmultipliers = { ES = 50 }\n'
+            '[state]\ninitial = "HALTED"\n[breakers]\nemergency_cancel = true\nignore_anomalies = []\n'
+        ),
+    ):
+        again = parse_config(dump_config(cfg))
+        assert again == cfg and again.digest() == cfg.digest()
+
+
+@pytest.mark.ibclient
+def test_a_live_recorded_session_replays_without_divergence(tmp_path: Path) -> None:
+    """The demo drives the real IB client against the simulator, recorded by the live recorder."""
+    import subprocess
+    import sys
+
+    from ledger.governor_config import dump_config
+
+    demo = pytest.importorskip("ledger.demo")
+    fx = tmp_path / "fx"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ledger.cli import main; main()", "demo",
+         "--store", f"sqlite:///{tmp_path / 'd.db'}", "--export-fixtures", str(fx)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    if proc.returncode != 0 or not list(fx.glob("*.jsonl")):
+        pytest.skip(f"demo did not produce a session: {proc.stderr[-500:]}")
+    path = next(fx.glob("*.jsonl"))
+    sidecar = path.with_name(path.name.removesuffix(".jsonl") + ".governor.toml")
+    if not sidecar.exists():
+        sidecar.write_text(dump_config(demo.DEMO_GOVERNOR))
+    res = replay(path, check=True)
+    assert res.ok, res.report()
+    assert res.decision_counts.get("STATE_CHANGE BREAKER_REJECTIONS") == 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -52,9 +53,11 @@ def decisions_table(rows: Iterable[DecisionRow], title: str = "Governor decision
     return t
 
 
-def _with_progress(stream: Iterable[object], total: int | None, enabled: bool) -> Iterator[object]:
+@contextmanager
+def _progress(total: int | None, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr, fed by the replayer's progress callback (every 16k events)."""
     if not enabled:
-        yield from stream
+        yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -67,13 +70,7 @@ def _with_progress(stream: Iterable[object], total: int | None, enabled: bool) -
         transient=True,
     ) as bar:
         task = bar.add_task("replay", total=total)
-        n = 0
-        for item in stream:
-            yield item
-            n += 1
-            if n & 0x3FFF == 0:
-                bar.update(task, completed=n)
-        bar.update(task, completed=n)
+        yield lambda n: bar.update(task, completed=n)
 
 
 def replay_cmd(
@@ -141,7 +138,8 @@ def replay_cmd(
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
     try:
-        result = Replayer(config, check=check).run(_with_progress(src, src.total, show))  # type: ignore[arg-type]
+        with _progress(src.total, show) as progress_cb:
+            result = Replayer(config, check=check, progress=progress_cb).run(src)
     except SourceError as exc:
         fail(str(exc))
     except ValueError as exc:  # a session file that turns out bad half-way (SessionFileError), schema errors
@@ -179,9 +177,11 @@ def _print(r: ReplayResult, max_rows: int) -> None:
         console.print(f"intents without a recorded decision (not compared): {r.unchecked_intents}", highlight=False)
     console.print(
         f"source {r.source}: {r.events} events, {len(r.sessions)} session(s); trading state {r.trading_state}; "
-        f"governor config {r.config_digest[:12]}",
+        f"governor config {r.config_digest[:12]} ({r.config_origin})",
         highlight=False,
     )
+    if r.config_note:
+        console.print(f"[yellow]warning:[/] {r.config_note}", highlight=False)
     if r.n_divergences:
         console.print(f"[bold red]{r.n_divergences} divergence(s)[/] (event, recorded vs replayed):")
         for d in r.divergences[:limit]:
