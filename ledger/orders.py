@@ -184,9 +184,8 @@ _KIND_OF: dict[type, str] = {t: t.__struct_config__.tag for t in ev.KINDS.values
 
 
 def _kind(payload: object) -> str:
-    """The payload's tag (the envelope's ``kind``)."""
-    kind = _KIND_OF.get(type(payload))
-    return kind if kind is not None else payload.__struct_config__.tag  # type: ignore[attr-defined]
+    """The payload's tag (the envelope's ``kind``), for a type not in ``_KIND_OF``."""
+    return payload.__struct_config__.tag  # type: ignore[attr-defined]
 
 
 # --- public value types ----------------------------------------------------------------------------
@@ -848,7 +847,7 @@ class LedgerFold:
                 from_overlay=old_overlay,
                 overlay=overlay,
                 broker_status=v.broker_status,
-                cause=_kind(env.payload),
+                cause=_KIND_OF.get(type(env.payload)) or _kind(env.payload),
                 session_id=env.session_id,
                 seq=env.seq,
                 recv_ns=ns,
@@ -1253,7 +1252,7 @@ class LedgerFold:
             self._anomaly(env, None, "unidentified", f"place_order with orderId {oid}")
             return []
         sid = env.session_id
-        cid = self._client(sid, p.client_id)
+        cid = p.client_id or self._sess_client.get(sid, 0)
         bkey = (sid, cid, oid)
         out: list[Transition] = []
         b = self._bind.get(bkey)

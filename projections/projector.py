@@ -444,19 +444,20 @@ class AuditProjection:
                 trs = apply(env)
                 after = None
             else:
-                before = look(self, fold, sid, p)
-                if before is not None:  # views are mutated in place: read them before the fold runs
-                    key_before, state_before, live_before = before.key, before.state, before.is_live
-                else:
-                    key_before, state_before, live_before = "", "", False
                 new_exec = tp is ev.ExecDetails and p.exec_id not in exec_owner
                 trs = apply(env)
                 after = look(self, fold, sid, p)
                 if after is not None:
                     key = after.key
                     dirty[key] = None
-                    if key_before and key_before != key:
-                        dirty[key_before] = None
+                    # Every change of an order's ledger state is a transition, so its state before this
+                    # event is the first transition's from_state, or else its (unchanged) state now.
+                    state_before = after.state
+                    for t in trs:
+                        if t.key == key:
+                            state_before = t.from_state
+                            break
+                    live_before = state_before in live_states
                     if tp is ev.ExecDetails:
                         exec_owner.setdefault(p.exec_id, key)
                         if new_exec:

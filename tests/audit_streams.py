@@ -41,6 +41,12 @@ SCENARIOS = (
 )
 BLOCK_REASONS = ("MAX_QTY", "MAX_NOTIONAL", "HALTED", "RATE_LIMIT")
 LIVE_SCENARIOS = frozenset({"working", "partial_live"})
+# A plausible day: most orders fill or are cancelled; the quirks are rare but present.
+REALISTIC: dict[str, float] = {
+    "filled": 55, "cancelled": 25, "working": 2, "partial_live": 1, "blocked": 3, "rejected": 2,
+    "unconfirmed": 0.5, "cancel_then_fill": 0.5, "error_while_live": 1, "corrected": 2, "commission_first": 5,
+    "status_no_exec": 0.5, "stale_status": 1, "manual": 1.5,
+}
 
 
 @dataclass
@@ -105,17 +111,21 @@ def _contract(symbol: str) -> dict:
 
 def generate(n_sessions: int = 4, orders_per_session: int = 28, seed: int = 7, *,
              crashed_last: bool = True, t0: int = T0, interleave: int = 3,
-             session_prefix: str = "sess") -> Stream:
+             session_prefix: str = "sess", weights: dict[str, float] | None = None) -> Stream:
     """Sessions of orders cycling through every scenario (so each appears ``orders/len(SCENARIOS)`` times).
 
     ``interleave`` orders are in flight at once within a session (their callbacks alternate), as in a
     real session. The last session has no ``session_ended`` (a crash) when ``crashed_last``.
+    ``weights`` (scenario -> weight) draws scenarios at random (seeded) instead, e.g. REALISTIC.
     """
     rng = random.Random(seed)
     envs: list[Envelope] = []
     orders: list[OrderTruth] = []
     sessions: list[SessionTruth] = []
     perm = 9_000_000 + seed * 100_000
+    if weights:
+        _names = [n for n in SCENARIOS if weights.get(n)]
+        _weights = [weights[n] for n in _names]
     for s in range(n_sessions):
         sid = f"{session_prefix}-{seed}-{s:04d}"
         client_id = 7
@@ -133,7 +143,10 @@ def generate(n_sessions: int = 4, orders_per_session: int = 28, seed: int = 7, *
         # Build each order's callbacks as a list of (payload, kwargs), then interleave them.
         scripts: list[list[tuple[ev.Event, float, dict]]] = []
         for i in range(orders_per_session):
-            scenario = SCENARIOS[(i + s) % len(SCENARIOS)]
+            if weights:
+                scenario = rng.choices(_names, _weights)[0]
+            else:
+                scenario = SCENARIOS[(i + s) % len(SCENARIOS)]
             symbol = SYMBOLS[rng.randrange(len(SYMBOLS))]
             qty = float(rng.choice((1, 2, 5, 10, 100)))
             manual = scenario == "manual"

@@ -35,7 +35,7 @@ from ledger.orders import LedgerFold  # noqa: E402
 from ledger.store import open_store  # noqa: E402
 from projections import projector as pj  # noqa: E402
 from projections.queries import QUERIES, connect_read_only  # noqa: E402
-from tests.audit_streams import SCENARIOS, generate  # noqa: E402
+from tests.audit_streams import REALISTIC, SCENARIOS, generate  # noqa: E402
 
 TARGET_BUILD_S = 10.0
 TARGET_CATCHUP_MS = 100.0
@@ -58,7 +58,8 @@ def fill_store(url: str, n_events: int, seed: int = 1) -> tuple[int, int]:
     with open_store(url) as store:
         while events < n_events:
             st = generate(n_sessions=1, orders_per_session=per_session, seed=seed + s, crashed_last=s % 7 == 6,
-                          t0=1_764_072_000_000_000_000 + s * 3_600_000_000_000, session_prefix=f"b{s:05d}")
+                          t0=1_764_072_000_000_000_000 + s * 3_600_000_000_000, session_prefix=f"b{s:05d}",
+                          weights=REALISTIC)
             envs = st.envelopes[: n_events - events]
             for i in range(0, len(envs), 20_000):
                 store.append(envs[i : i + 20_000])
@@ -97,7 +98,8 @@ def bench_build(url: str, work: Path) -> tuple[float, Path]:
 
 
 def bench_catch_up(url: str, path: Path, reps: int = 7) -> None:
-    extra = generate(n_sessions=reps * 2 + 2, orders_per_session=150, seed=99, session_prefix="late")
+    extra = generate(n_sessions=reps * 2 + 2, orders_per_session=150, seed=100_000, session_prefix="late",
+                     weights=REALISTIC)
     envs = extra.envelopes
     batches = [envs[i : i + 1000] for i in range(0, len(envs), 1000)]
     warm: list[float] = []
@@ -191,8 +193,10 @@ def bench_queries(path: Path, target_orders: int, work: Path, reps: int = 5) -> 
             runs.append((t() - t1) * 1000)
         return statistics.median(runs)
 
-    base = timed("SELECT count(*) FROM orders", True)
-    print(f"    baseline SELECT count(*) FROM orders          {base:8.1f} ms")
+    for label, sql in (("SELECT count(*) FROM orders", "SELECT count(*) FROM orders"),
+                       ("scan all order rows (sum)", "SELECT sum(filled), max(key) FROM orders"),
+                       ("scan order_events (errors)", "SELECT count(*) FROM order_events WHERE kind = 'error'")):
+        print(f"    baseline {label:34s} {timed(sql, True):8.1f} ms")
     print(f"    {'query':28s} {'rows':>9s} {'execute':>10s} {'+fetch':>10s}")
     for q in QUERIES:
         rows = con.execute(f"SELECT count(*) FROM ({q.sql})").fetchone()[0]
