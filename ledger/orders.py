@@ -191,6 +191,9 @@ def _kind(payload: object) -> str:
 # --- public value types ----------------------------------------------------------------------------
 
 
+_UNSET_LIMIT = 1e300  # IB's UNSET_DOUBLE (sys.float_info.max) and friends mean 'not set'
+
+
 class Fill(Struct, kw_only=True, gc=False):
     """One execution (a fact), with its commission once the report has joined."""
 
@@ -1034,8 +1037,14 @@ class LedgerFold:
             core.pending_mod = None
             if v.overlay == sm.PENDING_MODIFY_OVERLAY:
                 v.overlay = ""
-        if p.status:
-            self._status(core, env, p.status, "")
+        if p.status and self._status(core, env, p.status, "") and completed:
+            # A completed order (reconciliation after a reconnect) carries the broker's final filled
+            # quantity; without it broker_filled would keep the last pre-disconnect orderStatus value.
+            bf = p.order.get("filledQuantity")
+            if isinstance(bf, int | float) and 0 <= bf < _UNSET_LIMIT:
+                v.broker_filled = float(bf)
+                if v.total_qty > 0:
+                    v.broker_remaining = max(v.total_qty - float(bf), 0.0)
         self._refresh(core, env, old_state, old_overlay, out)
         return out
 

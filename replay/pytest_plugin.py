@@ -15,7 +15,8 @@
 ``source``: a session file (relative paths are tried from the working directory, then the pytest root,
 then the test file's directory), ``store:PREFIX`` (with ``store=URL`` or ``$IBLEDGER_STORE``) or
 ``synthetic:SEED[:N]``. ``governor``: a TOML path or a ``GovernorConfig``; the command-line option
-``--ibledger-governor PATH`` sets the default for every test.
+``--ibledger-governor PATH`` sets the default for every test; without either, the config recorded next to
+the session file (``NAME.governor.toml``) or else the built-in default.
 
 ``ibledger_sessions(pattern="fixtures/*.jsonl")`` lists session files for parametrizing.
 """

@@ -373,15 +373,10 @@ class _Run:
         seq: int | None = None,
     ) -> None:
         r = self.result
-        row = DecisionRow(
-            session_id=env.session_id,
-            seq=env.seq if seq is None else seq,
-            origin=origin,
-            replayed=replayed,
-            recorded=recorded,
-        )
+        seq = env.seq if seq is None else seq
         buf = self._hashbuf
-        buf.append(row)
+        # hashed as (session, seq, origin, replayed, recorded-if-different): canonical and cheap
+        buf.append((env.session_id, seq, origin, replayed, None if recorded == replayed else recorded))
         if len(buf) >= 4096:
             self.hash.update(_encoder.encode(buf))
             buf.clear()
@@ -392,8 +387,10 @@ class _Run:
         boring = (replayed is None or replayed.decision == "ALLOW") and (
             recorded is None or recorded.decision == "ALLOW"
         )
-        if len(r.decisions) < KEEP and not boring:
-            r.decisions.append(row)
+        if not boring and len(r.decisions) < KEEP:
+            r.decisions.append(
+                DecisionRow(session_id=env.session_id, seq=seq, origin=origin, replayed=replayed, recorded=recorded)
+            )
 
     def _diverge(self, sid: str, seq: int, kind: str, subject: str, recorded: str, replayed: str) -> None:
         d = Divergence(session_id=sid, seq=seq, kind=kind, subject=subject, recorded=recorded, replayed=replayed)
@@ -480,8 +477,11 @@ class _Run:
             key = self._answered(env, p)
             if key is not None:
                 replayed = self.pending.pop(key)[2]
+                if replayed == p:  # the common case: the same decision, byte for byte
+                    self._row(env, "pre_check", replayed, p)
+                    return env
                 self._compare(env, "pre_check", replayed, p)
-                return env if replayed == p else msgspec.structs.replace(env, payload=replayed)
+                return msgspec.structs.replace(env, payload=replayed)
             if (
                 nxt is not None
                 and nxt.session_id == sid

@@ -716,3 +716,16 @@ def test_single_lifecycles_fold_cleanly(payloads: list[ev.Event]) -> None:
     f = fold(envs)
     assert [a for a in f.anomalies if a.kind == "internal_error"] == []
     assert len(f.orders) >= 1
+
+
+def test_completed_order_after_reconnect_updates_the_broker_quantities() -> None:
+    """drop_mid_fill: the last orderStatus before the drop said 50 filled; the completed order says 100."""
+    from pathlib import Path
+
+    from ledger.sessionfile import iter_session
+
+    path = Path(__file__).resolve().parent.parent / "fixtures" / "drop_mid_fill.jsonl"
+    f = fold(iter_session(path))
+    (order,) = f.orders.values()
+    assert (order.filled, order.broker_filled, order.broker_remaining) == (100.0, 100.0, 0.0)
+    assert not order.fill_pending

@@ -5,7 +5,7 @@
 One synthetic recording session of about ``--events`` events (``replay.synthetic``: realistic lifecycles,
 governor decisions recorded as live) is written as a session file and imported into a SQLite store. Then,
 for each repetition and each mode, a fresh subprocess streams it and reports wall time, CPU time and peak
-RSS (``ru_maxrss``):
+RSS (``VmHWM``):
 
 * ``file-decode``  -- baseline: ``iter_session`` only (read + JSON decode + validate);
 * ``file-fold``    -- decode + ``LedgerFold.apply`` (the fold alone);
@@ -44,6 +44,15 @@ MODES = ("file-decode", "file-fold", "file-replay", "file-replay-gc", "store-dec
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process image. ``VmHWM`` (Linux) is reset by exec; ``ru_maxrss`` is not (a worker
+    would report its parent's peak), so it is only the fallback."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
