@@ -201,10 +201,26 @@ class LiveSession:
         cid = self.client_id
         oid = int(order.orderId)
         intent = adapter.place_order(contract, order, oid, cid, modify=False)
+        return await self._submit(intent, lambda: ib.placeOrder(contract, order), timeout, linger)
+
+    async def modify(
+        self, contract: Any, order: Any, *, timeout: float = 10.0, linger: float | None = None
+    ) -> MonitorResult:
+        """Send changed fields of an order already placed (IB: the same orderId again is a modify, never a
+        retry), through the same pre-check, recording and monitoring as :meth:`place`."""
+        oid = int(getattr(order, "orderId", 0) or 0)
+        if oid <= 0:
+            raise ValueError("modify needs the orderId of an order already placed; use place() for a new one")
+        intent = adapter.place_order(contract, order, oid, self.client_id, modify=True)
+        return await self._submit(intent, lambda: self.ib.placeOrder(contract, order), timeout, linger)
+
+    async def _submit(
+        self, intent: Any, send: Callable[[], Any], timeout: float, linger: float | None
+    ) -> MonitorResult:
         monitor = OrderMonitor(self.watch, self.fold, linger=self.linger if linger is None else linger)
-        monitor.bind(cid, oid, self.session_id)
+        monitor.bind(intent.client_id, intent.order_id, self.session_id)
         try:
-            decision, d_env = self._govern(intent, lambda: ib.placeOrder(contract, order))
+            decision, d_env = self._govern(intent, send)
         except Exception:
             monitor.close()
             raise

@@ -163,8 +163,6 @@ async def _quiet(sess: Any, sim: Any, timeout: float = 5.0, quiet_s: float = 0.1
 
 
 async def _record_one(store: Any, scenario: Any) -> str:
-    from ledger import adapter
-    from ledger.monitor import OrderMonitor
     from ledger.placement import open_session
     from ledger.settings import resolve
     from replay.simulator import Simulator
@@ -185,12 +183,7 @@ async def _record_one(store: Any, scenario: Any) -> str:
             elif drive.action == "modify":
                 order.totalQuantity = MODIFIED_QTY
                 order.lmtPrice = MODIFIED_PRICE
-                intent = adapter.place_order(contract, order, int(order.orderId), sess.client_id, modify=True)
-                monitor = OrderMonitor(sess.watch, sess.fold, linger=0.2)
-                monitor.follow(view)
-                # the same governed path as a placement: pre-check, intent, decision, send
-                sess._govern(intent, lambda: sess.ib.placeOrder(contract, order))
-                await monitor.wait(0.3)
+                await sess.modify(contract, order, timeout=0.3)
             await _quiet(sess, sim)
     return sid
 
