@@ -56,37 +56,65 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+_SCALAR, _DATACLASS, _SEQUENCE, _NAMEDTUPLE, _MAPPING, _KEPT, _SET, _OTHER = range(8)
+_KINDS: dict[type, int] = {t: _SCALAR for t in _SCALARS}
+
+
+def _kind(t: type, obj: Any) -> int:
+    k = _KINDS.get(t)
+    if k is None:
+        if isinstance(obj, _SCALARS):
+            k = _SCALAR
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            k = _DATACLASS
+            _field_names(t)
+        elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            k = _NAMEDTUPLE
+        elif isinstance(obj, list | tuple):
+            k = _SEQUENCE
+        elif isinstance(obj, dict):
+            k = _MAPPING
+        elif isinstance(obj, _KEEP):
+            k = _KEPT
+        elif isinstance(obj, set | frozenset):
+            k = _SET
+        else:
+            k = _OTHER
+        _KINDS[t] = k
+    return k
+
+
 def to_raw(obj: Any, _depth: int = 0) -> Any:
     """A plain-data deep copy of a library object: dataclasses → dicts, sequences → lists.
 
     Anything msgspec could not encode becomes its ``repr`` (a fact is never refused for its type).
     """
     t = type(obj)
-    if t in _SCALAR_SET or isinstance(obj, _SCALARS):
+    k = _KINDS.get(t)
+    if k is None:
+        k = _kind(t, obj)
+    if k == _SCALAR or k == _KEPT:
         return obj
     if _depth > 12:
         return repr(obj)
     d = _depth + 1
-    if t in _FIELDS or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+    if k == _DATACLASS:
         attrs = getattr(obj, "__dict__", None)
-        if attrs is not None and len(attrs) >= len(_field_names(t)):
+        if attrs is not None and len(attrs) >= len(_FIELDS[t]):
             # fast path: every field is an instance attribute (plain dataclasses, both libraries)
-            return {k: v if type(v) in _SCALAR_SET else to_raw(v, d) for k, v in attrs.items()}
+            return {n: v if type(v) in _SCALAR_SET else to_raw(v, d) for n, v in attrs.items()}
         out = {}
-        for name in _field_names(t):
+        for name in _FIELDS[t]:
             v = getattr(obj, name, None)
             out[name] = v if type(v) in _SCALAR_SET else to_raw(v, d)
         return out
-    if isinstance(obj, list | tuple):
-        fields = getattr(obj, "_fields", None)  # NamedTuple (TagValue): keep the names
-        if fields is not None:
-            return {str(k): to_raw(v, d) for k, v in zip(fields, obj, strict=False)}
-        return [to_raw(v, d) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_raw(v, d) for k, v in obj.items()}
-    if isinstance(obj, _KEEP):
-        return obj
-    if isinstance(obj, set | frozenset):
+    if k == _SEQUENCE:
+        return [v if type(v) in _SCALAR_SET else to_raw(v, d) for v in obj]
+    if k == _NAMEDTUPLE:  # TagValue: keep the names
+        return {str(n): to_raw(v, d) for n, v in zip(obj._fields, obj, strict=False)}
+    if k == _MAPPING:
+        return {str(n): to_raw(v, d) for n, v in obj.items()}
+    if k == _SET:
         return sorted((to_raw(v, d) for v in obj), key=repr)
     return repr(obj)
 

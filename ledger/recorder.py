@@ -132,7 +132,7 @@ class Recorder:
         account: str = "",
         full_block_s: float = 1.0,
         reconcile_timeout: float = 10.0,
-        max_batch: int = 500,
+        max_batch: int = 100,
     ) -> None:
         self.ib = ib
         self._own_store = isinstance(store, str)

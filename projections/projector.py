@@ -30,7 +30,6 @@ import hashlib
 import os
 import pickle
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,6 @@ MAX_ORDER_ID = 2147483647
 PROJECTION = "audit"
 DEFAULT_BATCH = 20_000
 DEFAULT_CHECKPOINT_EVERY = 100_000
-PIPELINE = os.environ.get("IBLEDGER_AUDIT_PIPELINE", "0") == "1"
 
 _json = msgspec.json.Encoder()
 
@@ -105,7 +103,8 @@ ORDER_COLS = [("key", "s"), ("session_id", "s"), ("perm_id", "i"), ("order_id", 
               ("manual", "b"), ("anomaly_count", "i"), ("fill_count", "i"), ("late_fill_count", "i"),
               ("error_count", "i"), ("first_seen", "t:first_seen_ns"), ("last_update", "t:last_update_ns"),
               ("first_seen_ns", "i"), ("last_update_ns", "i"), ("acked_ns", "i"), ("first_fill_ns", "i"),
-              ("placed_ns", "i"), ("last_exec_position", "i"), ("last_live_position", "i")]
+              ("placed_ns", "i"), ("last_exec_position", "i"), ("last_live_position", "i"),
+              ("first_failure_position", "i"), ("live_error_position", "i")]
 FAILURE_COLS = [("position", "i"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"), ("ts", "t:recv_ns"),
                 ("order_key", "s"), ("report", "s"), ("is_error", "b"), ("code", "i"), ("status", "s"),
                 ("state_before", "s"), ("live_before", "b")]
@@ -118,7 +117,8 @@ FILL_COLS = [("order_key", "s"), ("exec_id", "s"), ("exec_prefix", "s"), ("revis
              ("is_correction", "b"), ("superseded", "b"), ("late", "b"), ("shares", "f"), ("price", "f"),
              ("side", "s"), ("account", "s"), ("exec_time", "s"), ("commission", "F"), ("currency", "s"),
              ("realized_pnl", "F"), ("session_id", "s"), ("seq", "i"), ("recv_ns", "i"),
-             ("order_first_seen_ns", "i"), ("ts", "t:recv_ns")]
+             ("order_first_seen_ns", "i"), ("replaces_exec_id", "s"), ("replaced_shares", "F"),
+             ("replaced_price", "F"), ("ts", "t:recv_ns")]
 SESSION_COLS = [("session_id", "s"), ("events", "i"), ("first_seq", "i"), ("last_seq", "i"), ("missing", "i"),
                 ("first_ns", "i"), ("last_ns", "i"), ("started", "t:first_ns"), ("last_event", "t:last_ns"),
                 ("has_start", "b"), ("has_end", "b"), ("crashed", "b"), ("end_reason", "s"), ("library", "s"),
@@ -171,7 +171,6 @@ class AuditProjection:
         self.path = Path(path)
         self.batch_events = batch_events
         self.checkpoint_every = checkpoint_every
-        self.pipeline = PIPELINE
         self.notes: list[str] = []  # what happened that the user should know (rebuilds and why)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._fold: LedgerFold | None = None
@@ -304,10 +303,10 @@ class AuditProjection:
         self._fold = fold
         self._n_anomalies = len(fold.anomalies)
         self._marks = {
-            r[0]: [r[1], r[2], r[3]]
+            r[0]: list(r[1:])
             for r in self.con.execute(
-                "SELECT key, placed_ns, last_exec_position, last_live_position FROM orders "
-                "WHERE placed_ns <> 0 OR last_exec_position <> 0 OR last_live_position <> 0").fetchall()
+                f"SELECT key, {', '.join(MARK_COLUMNS)} FROM orders "
+                f"WHERE {' OR '.join(c + ' <> 0' for c in MARK_COLUMNS)}").fetchall()
         }
         owner = self._exec_owner = {}
         for v in fold.orders.values():
@@ -333,10 +332,9 @@ class AuditProjection:
     def catch_up(self, limit: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Apply every new store event (at most ``limit``) in batches; return how many were applied.
 
-        With ``pipeline`` (env IBLEDGER_AUDIT_PIPELINE=1), folding batch i+1 overlaps with writing batch
-        i in a writer thread; batches still commit strictly in order, one transaction each. Off by
-        default: DuckDB holds the GIL while it scans Python strings, so the two threads mostly contend
-        (measured slower here).
+        Each batch is one DuckDB transaction (rows + tracking position [+ fold checkpoint]). On any
+        failure the transaction is rolled back and the in-memory fold dropped (it is ahead of what was
+        committed); the next call reloads it from the checkpoint and the store.
         """
         if self.pending() == 0:
             return 0
@@ -344,9 +342,6 @@ class AuditProjection:
         done = 0
         it = self.store.read_all(after=self.position, limit=limit)
         since_ckpt = self.position - self.checkpoint_position
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
-        pending: Future[None] | None = None
-        pending_n = 0
         try:
             with _no_gc():
                 while True:
@@ -358,37 +353,11 @@ class AuditProjection:
                     if since_ckpt >= self.checkpoint_every:
                         rows.checkpoint = True
                         since_ckpt = 0
-                    if pending is not None:
-                        pending.result()  # re-raises a failed write here, in the caller
-                        done += pending_n
-                        if progress is not None:
-                            progress(done)
-                    if rows.checkpoint:
-                        self._write(rows)  # pickles the fold: nothing may fold meanwhile
-                        pending = None
-                        done += len(batch)
-                        if progress is not None:
-                            progress(done)
-                    elif not self.pipeline:
-                        self._write(rows)
-                        done += len(batch)
-                        if progress is not None:
-                            progress(done)
-                    else:
-                        pending, pending_n = writer.submit(self._write, rows), len(batch)
-                if pending is not None:
-                    pending.result()
-                    done += pending_n
+                    self._write(rows)
+                    done += len(batch)
                     if progress is not None:
                         progress(done)
         except BaseException:
-            if pending is not None:
-                try:
-                    pending.result()
-                except BaseException:
-                    pass
-            # The in-memory fold is ahead of what was committed: drop it; the next catch-up reloads it
-            # from the checkpoint and the store. The sessions map is reloaded from the table.
             self._fold = None
             try:
                 self.con.execute("ROLLBACK")
@@ -396,8 +365,6 @@ class AuditProjection:
                 pass
             self._reload_sessions()
             raise
-        finally:
-            writer.shutdown(wait=True)
         return done
 
     def _reload_sessions(self) -> None:
@@ -470,9 +437,17 @@ class AuditProjection:
                         if p.code in _FAILURE_CODES:
                             fr.append((pos, sid, env.seq, env.recv_ns, key, f"error {p.code}", True, p.code, None,
                                        state_before, live_before))
+                            m = _mark(marks, key)
+                            if not m[3]:
+                                m[3] = pos
+                            if live_before:
+                                m[4] = pos
                     elif tp in _STATUS_TYPES and p.status in _FAILURE_STATUSES:
                         fr.append((pos, sid, env.seq, env.recv_ns, key, f"status {p.status}", False, 0, p.status,
                                    state_before, live_before))
+                        m = _mark(marks, key)
+                        if not m[3]:
+                            m[3] = pos
                     oe.append((pos, sid, env.seq, env.recv_ns, key, p.__struct_config__.tag,  # type: ignore[attr-defined]
                                *_DETAIL[tp](p), state_before, after.state, live_before, after.is_live))
             if trs:
@@ -485,8 +460,10 @@ class AuditProjection:
                         gone = marks.pop(t.key, None)
                         if gone is not None and after is not None:  # the event resolved to the keeper
                             m = _mark(marks, after.key)
-                            m[0] = min(x for x in (m[0], gone[0]) if x) if (m[0] or gone[0]) else 0
-                            m[1], m[2] = max(m[1], gone[1]), max(m[2], gone[2])
+                            for j in (0, 3):  # earliest (non-zero)
+                                m[j] = min(x for x in (m[j], gone[j]) if x) if (m[j] or gone[j]) else 0
+                            for j in (1, 2, 4):  # latest
+                                m[j] = max(m[j], gone[j])
                     tr.append((pos, sid, seq, i, t.key, t.from_state, t.to_state, t.from_overlay, t.overlay,
                                t.broker_status, t.cause, t.critical, t.to_state in live_states, t.recv_ns))
             if len(anomalies) > n_anom:
@@ -527,11 +504,15 @@ class AuditProjection:
                 lower = v.first_seen_ns
             orow.append(_order_row(v) + tuple(marks.get(key) or _NO_MARKS))
             since = v.first_seen_ns
-            for f in v.fills:
+            fills = v.fills
+            replaced = _replaced(fills) if any(f.correction for f in fills) else {}
+            for f in fills:
                 exec_owner[f.exec_id] = key
+                r = replaced.get(f.exec_id)
                 frow.append((key, f.exec_id, f.family, f.revision, f.correction, f.superseded, f.late, f.shares,
                              f.price, f.side, f.account, f.time, f.commission, f.currency, f.realized_pnl,
-                             f.session_id, f.seq, f.recv_ns, since))
+                             f.session_id, f.seq, f.recv_ns, since, r.exec_id if r is not None else None,
+                             r.shares if r is not None else None, r.price if r is not None else None))
         rows.lower = -1 if lower is None else lower
         rows.sessions_batch.rows = [sessions[sid].row() for sid in touched]
         rows.last = batch[-1]
@@ -639,7 +620,11 @@ class _Rows:
         self.checkpoint = False
 
 
-_NO_MARKS = (0, 0, 0)
+# per order, kept from its events: placed_ns, last_exec_position, last_live_position,
+# first_failure_position, live_error_position (see schema.py)
+MARK_COLUMNS = ("placed_ns", "last_exec_position", "last_live_position", "first_failure_position",
+                "live_error_position")
+_NO_MARKS = (0, 0, 0, 0, 0)
 _CONNECTION_TYPES = frozenset({ev.SessionStarted, ev.SessionEnded, ev.Connected, ev.Disconnected,
                                ev.ReconcileStarted, ev.ReconcileEnded, ev.Error})
 _CONNECTION_CODES = frozenset(schema.CONNECTION_CODES)
@@ -648,8 +633,24 @@ _CONNECTION_CODES = frozenset(schema.CONNECTION_CODES)
 def _mark(marks: dict[str, list[int]], key: str) -> list[int]:
     m = marks.get(key)
     if m is None:
-        m = marks[key] = [0, 0, 0]
+        m = marks[key] = [0, 0, 0, 0, 0]
     return m
+
+
+def _replaced(fills: list[Any]) -> dict[str, Any]:
+    """For each correction, the fill it replaced: the next lower revision of its family."""
+    by_family: dict[str, list[Any]] = {}
+    for f in fills:
+        by_family.setdefault(f.family, []).append(f)
+    out: dict[str, Any] = {}
+    for fam in by_family.values():
+        if len(fam) < 2:
+            continue
+        fam = sorted(fam, key=lambda f: (int(f.revision) if f.revision.isdigit() else -1, f.revision))
+        for prev, f in zip(fam, fam[1:], strict=False):
+            if f.correction:
+                out[f.exec_id] = prev
+    return out
 
 
 def _by_ids(proj: AuditProjection, fold: LedgerFold, sid: str, cid: int, oid: int, pid: int) -> OrderView | None:

@@ -58,13 +58,19 @@ QUERIES: tuple[NamedQuery, ...] = (
         "Orders reported failed/cancelled (error code or status) that were live or filled after all: "
         "executions or a live status after the report, or an error while live that did not end the order.",
         f"""
+        WITH suspects AS (  -- orders with a failure report that was later contradicted (cheap int tests)
+            SELECT * FROM orders
+            WHERE first_failure_position > 0
+              AND (last_exec_position > first_failure_position OR last_live_position > first_failure_position
+                   OR (live_error_position > 0 AND state NOT IN ('Cancelled', 'Rejected', 'Inactive')))
+        )
         SELECT r.ts AS reported_at, r.report, {_ORDER_ID_COLS}, r.live_before AS live_when_reported,
                r.state_before AS state_when_reported,
                o.last_exec_position > r.position AS filled_after,
                o.last_live_position > r.position AS live_again_after,
                o.state AS state_now, o.is_live AS live_now, o.filled, r.session_id, r.seq, r.position
         FROM failure_reports r
-        JOIN orders o ON o.key = r.order_key
+        JOIN suspects o ON o.key = r.order_key
         WHERE o.last_exec_position > r.position
            OR o.last_live_position > r.position
            OR (r.is_error AND r.live_before AND o.state NOT IN ('Cancelled', 'Rejected', 'Inactive'))
@@ -124,24 +130,16 @@ QUERIES: tuple[NamedQuery, ...] = (
         "Late fills (executions after the order was terminal) and execution corrections (.02 replacing .01).",
         """
         WITH hits AS (
-            SELECT * FROM fills WHERE late OR is_correction
-        ),
-        replaced AS (
-            SELECT h.order_key, h.exec_id, p.exec_id AS replaces_exec_id, p.shares AS replaced_shares,
-                   p.price AS replaced_price
-            FROM hits h
-            JOIN fills p ON p.order_key = h.order_key AND p.exec_prefix = h.exec_prefix AND p.superseded
-                        AND p.exec_id <> h.exec_id
-            WHERE h.is_correction
-            QUALIFY row_number() OVER (PARTITION BY h.order_key, h.exec_id ORDER BY p.revision DESC) = 1
+            SELECT order_key, exec_id, late, is_correction, shares, price, recv_ns, ts, replaces_exec_id,
+                   replaced_shares, replaced_price
+            FROM fills WHERE late OR is_correction
         )
         SELECT CASE WHEN f.late AND f.is_correction THEN 'late correction'
                     WHEN f.late THEN 'late fill' ELSE 'correction' END AS what,
                f.ts AS received, f.order_key, o.perm_id, o.symbol, f.exec_id, f.shares, f.price,
-               r.replaces_exec_id, r.replaced_shares, r.replaced_price, o.state AS order_state
+               f.replaces_exec_id, f.replaced_shares, f.replaced_price, o.state AS order_state
         FROM hits f
         JOIN orders o ON o.key = f.order_key
-        LEFT JOIN replaced r ON r.order_key = f.order_key AND r.exec_id = f.exec_id
         ORDER BY f.recv_ns, f.exec_id
         """,
     ),

@@ -17,7 +17,7 @@ from pathlib import Path
 from ledger.store import parse_url
 
 # Bump when a table's shape or meaning changes: an older file is rebuilt automatically.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Error codes that the IB client libraries turn into a failed / cancelled order (ib_insync: 201, 10147,
 # 10148, 10349, 161; ib_async also 202, 110, and 399 / 404 as 'ValidationError'), and the statuses that
@@ -112,7 +112,9 @@ TABLES: dict[str, str] = {
         -- kept by the projector from the order's events (not fields of the fold's OrderView):
         placed_ns BIGINT NOT NULL,         -- first place_order intent (0 = never placed by us)
         last_exec_position BIGINT NOT NULL, -- position of the order's latest new execution (0 = none)
-        last_live_position BIGINT NOT NULL  -- position where it last became live (0 = never)
+        last_live_position BIGINT NOT NULL, -- position where it last became live (0 = never)
+        first_failure_position BIGINT NOT NULL, -- first failure report (failure_reports) about it (0 = none)
+        live_error_position BIGINT NOT NULL -- latest failure error code received while it was live (0 = none)
     """,
     # Every report that an order failed or is over: an error code the client libraries turn into a
     # failure, or a Cancelled / ApiCancelled / Inactive status (applied or not), with the order's state
@@ -205,6 +207,9 @@ TABLES: dict[str, str] = {
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
         order_first_seen_ns BIGINT NOT NULL, -- the order's first_seen_ns when written (bounds deletes)
+        replaces_exec_id VARCHAR,          -- a correction: the revision it replaced
+        replaced_shares DOUBLE,
+        replaced_price DOUBLE,
         ts TIMESTAMP
     """,
     "anomalies": """

@@ -22,13 +22,15 @@ fold's own per-order state):
   order whose derived state differs from the engine's is reported, at the first event where it differs.
 
 A :class:`Divergence` names the event (session, seq), the subject, and recorded vs replayed. The result's
-``digest`` is the sha256 of the canonical output (replayed decisions, divergences, final fold snapshot,
-trading state, config digest): two replays of one source with one config print the same digest.
+``digest`` is the sha256 of the canonical output (replayed decisions, divergences, the final orders,
+anomalies and positions, trading state, config digest): two replays of one source with one config print
+the same digest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -375,22 +377,37 @@ class _Run:
         r = self.result
         seq = env.seq if seq is None else seq
         buf = self._hashbuf
-        # hashed as (session, seq, origin, replayed, recorded-if-different): canonical and cheap
-        buf.append((env.session_id, seq, origin, replayed, None if recorded == replayed else recorded))
-        if len(buf) >= 4096:
-            self.hash.update(_encoder.encode(buf))
-            buf.clear()
+        boring = (replayed is None or replayed.decision == "ALLOW") and (
+            recorded is None or recorded.decision == "ALLOW"
+        )
         if replayed is not None:
             counts = self.counts
             k = (replayed.decision, replayed.reason)
             counts[k] = counts.get(k, 0) + 1
-        boring = (replayed is None or replayed.decision == "ALLOW") and (
-            recorded is None or recorded.decision == "ALLOW"
-        )
-        if not boring and len(r.decisions) < KEEP:
-            r.decisions.append(
-                DecisionRow(session_id=env.session_id, seq=seq, origin=origin, replayed=replayed, recorded=recorded)
-            )
+        if boring:
+            # what the output shows of an ALLOW (its counts; the JSON rows list only the others): hashed
+            # as the compared fields, which keeps the digest cheap on sessions of millions of decisions
+            d = replayed if replayed is not None else recorded
+            buf.append(
+                (
+                    seq,
+                    origin,
+                    replayed is None,
+                    recorded is None,
+                    d.reason,
+                    d.action,
+                    d.order_id,  # type: ignore[union-attr]
+                    d.trading_state,
+                )
+            )  # type: ignore[union-attr]
+        else:
+            row = DecisionRow(session_id=env.session_id, seq=seq, origin=origin, replayed=replayed, recorded=recorded)
+            buf.append(row)
+            if len(r.decisions) < KEEP:
+                r.decisions.append(row)
+        if len(buf) >= 4096:
+            self.hash.update(_encoder.encode(buf))
+            buf.clear()
 
     def _diverge(self, sid: str, seq: int, kind: str, subject: str, recorded: str, replayed: str) -> None:
         d = Divergence(session_id=sid, seq=seq, kind=kind, subject=subject, recorded=recorded, replayed=replayed)
@@ -562,6 +579,20 @@ class _Run:
                 self.diverged[key] = True
                 self._diverge(env.session_id, env.seq, "order_state", key, sa, sb)
 
+    def _hash_output(self) -> None:
+        """Hash the final orders (the fields the output shows), anomalies and positions, in chunks: the
+        canonical output without building one big snapshot (memory and time on millions of orders)."""
+        fold = self.engine.fold
+        h, enc = self.hash, _encoder.encode
+        row = _order_fields
+        orders = list(fold.orders.values())
+        for i in range(0, len(orders), 4096):
+            h.update(enc([row(o) for o in orders[i : i + 4096]]))
+        anomalies = fold.anomalies
+        for i in range(0, len(anomalies), 4096):
+            h.update(enc(anomalies[i : i + 4096]))
+        h.update(enc(list(fold.positions.values())))
+
     def _finish(self, sessions: list[str]) -> ReplayResult:
         result = self.result
         self._flush_pending(self.n + 1)
@@ -591,12 +622,19 @@ class _Run:
         if self._hashbuf:
             self.hash.update(_encoder.encode(self._hashbuf))
             self._hashbuf.clear()
-        self.hash.update(self.engine.fold.snapshot())
+        self._hash_output()
         self.hash.update(
             _encoder.encode([self.engine.trading_state, self.n, result.n_divergences, result.unchecked_intents])
         )
         result.digest = self.hash.hexdigest()
         return result
+
+
+_order_fields = operator.attrgetter(
+    "key", "perm_id", "order_id", "client_id", "account", "symbol", "action", "total_qty", "order_type",
+    "lmt_price", "order_ref", "broker_status", "state", "overlay", "filled", "remaining", "avg_fill_price",
+    "commission", "is_live", "is_done", "anomaly_count", "manual", "unconfirmed", "late_fill", "fill_pending",
+)  # fmt: skip
 
 
 def _state_text(v: Any) -> str:

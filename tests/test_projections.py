@@ -240,7 +240,7 @@ if event_streams is not None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(envs=st.one_of(event_streams(), garbage_streams()), cuts=st.lists(st.integers(1, 40), min_size=1))
     def test_any_stream_any_batches_equals_fold(envs, cuts) -> None:
         with tempfile.TemporaryDirectory() as d:

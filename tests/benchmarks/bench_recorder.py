@@ -139,7 +139,7 @@ class SimProcess:
 
 async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespace, exec_base: int) -> dict:
     ib = IB()
-    rec = Recorder.attach(ib, store_url) if store_url else None
+    rec = Recorder.attach(ib, store_url, max_batch=args.max_batch) if store_url else None
     latencies: list[int] = []
     if rec is not None:
         def on_commit(batch, commit_ns: int) -> None:
@@ -247,8 +247,13 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=500, help="working orders the burst is spread over")
     ap.add_argument("--store", default="sqlite",
                     help="sqlite (synchronous=FULL) | sqlite-normal (WAL, synchronous=NORMAL) | pg | a store URL")
+    ap.add_argument("--max-batch", type=int, default=100, help="writer: most events per commit")
+    ap.add_argument("--switch-ms", type=float, default=0.0,
+                    help="sys.setswitchinterval in ms for this process (0: Python's default, 5 ms)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.switch_ms:
+        sys.setswitchinterval(args.switch_ms / 1000)
     if args.serve:
         serve()
         return
