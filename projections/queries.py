@@ -111,17 +111,16 @@ QUERIES: tuple[NamedQuery, ...] = (
                    CASE WHEN first_fill_ns >= placed_ns THEN (first_fill_ns - placed_ns) / 1e6 END AS fill_ms
             FROM orders
             WHERE placed_ns > 0 AND NOT manual
+        ),
+        q AS (  -- one sort per measure for both quantiles
+            SELECT symbol, count(*) AS orders, count(ack_ms) AS acked, count(fill_ms) AS filled,
+                   quantile_cont(ack_ms, [0.5, 0.99]) AS ack_q, quantile_cont(fill_ms, [0.5, 0.99]) AS fill_q
+            FROM lat
+            GROUP BY symbol
         )
-        SELECT symbol,
-               count(*) AS orders,
-               count(ack_ms) AS acked,
-               quantile_cont(ack_ms, 0.5) AS ack_p50_ms,
-               quantile_cont(ack_ms, 0.99) AS ack_p99_ms,
-               count(fill_ms) AS filled,
-               quantile_cont(fill_ms, 0.5) AS first_fill_p50_ms,
-               quantile_cont(fill_ms, 0.99) AS first_fill_p99_ms
-        FROM lat
-        GROUP BY symbol
+        SELECT symbol, orders, acked, ack_q[1] AS ack_p50_ms, ack_q[2] AS ack_p99_ms,
+               filled, fill_q[1] AS first_fill_p50_ms, fill_q[2] AS first_fill_p99_ms
+        FROM q
         ORDER BY symbol
         """,
     ),

@@ -98,8 +98,9 @@ def bench_build(url: str, work: Path) -> tuple[float, Path]:
 
 
 def bench_catch_up(url: str, path: Path, reps: int = 7) -> None:
+    # new sessions, after everything already stored (time-ordered, as a live recorder appends them)
     extra = generate(n_sessions=reps * 2 + 2, orders_per_session=150, seed=100_000, session_prefix="late",
-                     weights=REALISTIC)
+                     weights=REALISTIC, t0=1_764_072_000_000_000_000 + 10**6 * 1_000_000_000)
     envs = extra.envelopes
     batches = [envs[i : i + 1000] for i in range(0, len(envs), 1000)]
     warm: list[float] = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import statistics
 import sys
@@ -42,6 +43,17 @@ from replay import protocol as P  # noqa: E402
 from replay.simulator import Simulator  # noqa: E402
 
 CLIENT_ID = 41
+
+
+gc_pauses: list[float] = []
+_gc_t0 = [0.0]
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_t0[0] = time.perf_counter()
+    else:
+        gc_pauses.append(time.perf_counter() - _gc_t0[0])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -178,10 +190,12 @@ async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespa
             await asyncio.sleep(tick)
             lags.append(loop.time() - t0 - tick)
 
+    gc.collect()  # each run starts from a collected heap (earlier runs' garbage would lengthen its pauses)
     tick_task = asyncio.ensure_future(ticker())
     await asyncio.sleep(0.1)
     lags.clear()
     cpu.clear()
+    gc_pauses.clear()
     t0 = time.perf_counter()
     reply = await asyncio.get_running_loop().run_in_executor(
         None, lambda: sim.burst(order_ids=[t.order.orderId for t in trades], rate=args.rate, seconds=args.seconds,
@@ -191,7 +205,9 @@ async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespa
     stop.set()
     await tick_task
     burst_cpu = list(cpu)
+    pauses = list(gc_pauses)
     result = {
+        "gc_max_ms": max(pauses) * 1e3 if pauses else 0.0,
         "cpu_p50_us": pct(burst_cpu, 50) / 1e3,
         "cpu_p99_us": pct(burst_cpu, 99) / 1e3,
         "cpu_mean_us": statistics.fmean(burst_cpu) / 1e3 if burst_cpu else float("nan"),
@@ -277,6 +293,7 @@ def main() -> None:
         def url_for(i: int) -> str:
             return args.store
 
+    gc.callbacks.append(_gc_timer)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     base_runs: list[dict] = []
@@ -294,7 +311,8 @@ def main() -> None:
                          f" {r['committed']} events in {r['batches']} commits, lost {r['lost']}"
                          if with_rec else "")
                 print(f"rep {rep + 1} {label:8}: {r['rate']:.0f} callbacks/s, loop lag max {r['lag_max_ms']:.2f} ms"
-                      f" p99 {r['lag_p99_ms']:.2f} ms; loop CPU per callback mean {r['cpu_mean_us']:.1f} us"
+                      f" p99 {r['lag_p99_ms']:.2f} ms (longest GC pause {r['gc_max_ms']:.1f} ms);"
+                      f" loop CPU per callback mean {r['cpu_mean_us']:.1f} us"
                       f" p99 {r['cpu_p99_us']:.1f} us;{extra}", flush=True)
     finally:
         sim.close()
