@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.events import GovernorDecision
-from ledger.governor_config import BreakerConfig, GovernorConfig, LimitsConfig
+from ledger.governor_config import BreakerConfig, GovernorConfig, LimitsConfig, dump_config
 from ledger.monitor import MonitorResult, build_result
 
 FIXTURE_NAME = "demo_session.jsonl"
@@ -229,8 +229,10 @@ async def run_demo_async(
         d.mkdir(parents=True, exist_ok=True)
         path = d / FIXTURE_NAME
         write_session(path, envs, sid, len(envs))
+        # The replayer uses <name>.governor.toml beside a session file: the demo's limits are not the default.
+        path.with_suffix(".governor.toml").write_text(dump_config(DEMO_GOVERNOR))
         fixture = str(path)
-        out.print(f"session written to {path}", highlight=False)
+        out.print(f"session written to {path} (governor config beside it)", highlight=False)
     ok = all(s.ok for s in steps)
     style = "green" if ok else "bold red"
     out.print(

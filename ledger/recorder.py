@@ -72,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -133,7 +134,12 @@ class Recorder:
         full_block_s: float = 1.0,
         reconcile_timeout: float = 10.0,
         max_batch: int = 100,
+        switch_interval: float | None = None,
     ) -> None:
+        if switch_interval is not None:
+            # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
+            # default 5 ms switch interval each of those can wait for a busy IB loop (commit latency)
+            sys.setswitchinterval(switch_interval)
         self.ib = ib
         self._own_store = isinstance(store, str)
         self.store: EventStore = open_store(store) if isinstance(store, str) else store
@@ -229,7 +235,9 @@ class Recorder:
         """Start recording ``ib`` (connected or not) into ``store`` (an EventStore or a URL).
 
         Extra options: ``account`` (for ``session_started`` when attached before connect),
-        ``full_block_s``, ``reconcile_timeout`` (seconds per query), ``max_batch``.
+        ``full_block_s``, ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
+        ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
+        GIL hand-offs between the IB loop and the writer thread; not touched by default).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,
                   queue_size=queue_size, reconcile=reconcile, **options)

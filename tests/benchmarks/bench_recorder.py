@@ -265,7 +265,8 @@ def main() -> None:
                     help="sqlite (synchronous=FULL) | sqlite-normal (WAL, synchronous=NORMAL) | pg | a store URL")
     ap.add_argument("--max-batch", type=int, default=100, help="writer: most events per commit")
     ap.add_argument("--switch-ms", type=float, default=0.0,
-                    help="sys.setswitchinterval in ms for this process (0: Python's default, 5 ms)")
+                    help="sys.setswitchinterval in ms for this process (0: Python's default, 5 ms; "
+                    "`ibledger record` uses 0.5)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.switch_ms:
@@ -328,7 +329,8 @@ def main() -> None:
     stall = lag_r - lag_b
     print()
     print(f"library {LIBRARY_NAME}, store {args.store}, {med(rec_runs, 'rate'):.0f} callbacks/s for {args.seconds:g}s,"
-          f" {args.reps} reps (medians)")
+          f" {args.reps} reps (medians), GIL switch interval {sys.getswitchinterval() * 1e3:g} ms,"
+          f" max batch {args.max_batch}")
     print(f"commit latency      p50 {p50:.2f} ms   p99 {p99:.2f} ms   (target p99 <= 5 ms: "
           f"{'met' if p99 <= 5 else 'MISSED'})")
     print(f"  disk: a bare write+fsync on this file system takes p50 {fs50:.2f} ms, p99 {fs99:.2f} ms "
