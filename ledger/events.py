@@ -44,6 +44,9 @@ class SessionStarted(Event, tag="session_started"):
     ibledger_version: str = ""
     mode: str = "paper"  # paper | live | simulation | import
     note: str = ""
+    # The governor config in force, as TOML (limits only, never credentials): a replay of this session
+    # re-runs the governor under the limits it was recorded with unless told otherwise.
+    governor_config: str = ""
 
 
 class SessionEnded(Event, tag="session_ended"):

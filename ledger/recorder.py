@@ -86,6 +86,7 @@ from ledger import __version__ as IBLEDGER_VERSION
 from ledger import adapter
 from ledger import events as ev
 from ledger.events import Envelope, envelope
+from ledger.governor_config import dump_config
 from ledger.reconcile import Reconciler
 from ledger.store import EventStore, open_store
 from ledger.writer import Writer
@@ -629,6 +630,7 @@ class Recorder:
             config_hash=self.config_hash,
             ibledger_version=IBLEDGER_VERSION,
             mode=self.mode,
+            governor_config=dump_config(self.engine.config),
         )
         ns, mono = (pending[1], pending[2]) if pending else self._stamp()
         env = self._enqueue(started, "live", None, None, ns, mono, reserve=True)

@@ -30,6 +30,7 @@ the same digest.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -42,7 +43,7 @@ from ledger import events as ev
 from ledger.engine import Engine, event_id
 from ledger.events import Envelope, GovernorDecision
 from ledger.governor import INPUT_REASONS, is_precheck
-from ledger.governor_config import GovernorConfig, GovernorConfigError, load_config
+from ledger.governor_config import GovernorConfig, GovernorConfigError, load_config, parse_config
 from ledger.orders import LedgerFold
 
 __all__ = [
@@ -330,6 +331,7 @@ class Replayer:
         """Replay ``source``. Governor config: the Replayer's; if None, the one recorded next to a session
         file (``NAME.governor.toml``, see :func:`ledger.governor_config.dump_config`); else the default."""
         src = as_source(source, store_url)
+        stream = iter(src)
         config, origin = self.config, "given"
         if config is None:
             origin = "default"
@@ -339,9 +341,24 @@ class Replayer:
                 except GovernorConfigError as exc:
                     raise SourceError(f"governor config next to the session: {exc}") from exc
                 origin = str(src.governor)
+            else:
+                # one pass over the source: the peeked first event is put back in front of the stream
+                first = next(stream, None)
+                config, origin = _recorded_config(src.name, first)
+                stream = itertools.chain((first,) if first is not None else (), stream)
         run = _Run(self, src.name, config)
         run.result.config_origin = origin
-        return run.run(src)
+        return run.run(stream)
+
+
+def _recorded_config(name: str, first: Envelope | None) -> tuple[GovernorConfig | None, str]:
+    """The governor config the session was recorded under (its session_started), else the default."""
+    if first is None or not isinstance(first.payload, ev.SessionStarted) or not first.payload.governor_config:
+        return None, "default"
+    try:
+        return parse_config(first.payload.governor_config, "session_started"), "recorded in the session"
+    except GovernorConfigError as exc:
+        raise SourceError(f"governor config recorded in {name}: {exc}") from exc
 
 
 class _Run:
