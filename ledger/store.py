@@ -79,6 +79,8 @@ STORE_FORMAT = 1
 
 EVENTS_TABLE = "ibledger_events"
 SESSIONS_TABLE = "ibledger_sessions"
+# Columns of SESSIONS_TABLE in SessionHead order (both backends read and write them in this order).
+HEAD_COLS = "originator_id, session_id, last_seq, events, first_ns, last_ns, has_start, has_end, chain"
 META_TABLE = "ibledger_meta"
 
 PAGE_SIZE = 1000  # rows per query when streaming reads

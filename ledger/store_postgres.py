@@ -23,6 +23,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.store import (
     EVENTS_TABLE,
+    HEAD_COLS,
     META_TABLE,
     SESSIONS_TABLE,
     STORE_FORMAT,
@@ -35,8 +36,6 @@ from ledger.store import (
     StoreURL,
     plan_heads,
 )
-
-_HEAD_COLS = "originator_id, session_id, last_seq, events, first_ns, last_ns, has_start, has_end, chain"
 
 
 class PostgresEventStore(EventStore):
@@ -83,11 +82,11 @@ class PostgresEventStore(EventStore):
             "WHERE notification_id>%s ORDER BY notification_id LIMIT %s"
         ).format(s, t)
         self._sql_max = SQL("SELECT MAX(notification_id) FROM {0}.{1}").format(s, t)
-        self._sql_heads_in = SQL("SELECT " + _HEAD_COLS + " FROM {0} WHERE originator_id = ANY(%s)").format(
+        self._sql_heads_in = SQL("SELECT " + HEAD_COLS + " FROM {0} WHERE originator_id = ANY(%s)").format(
             self._t_sessions
         )
-        self._sql_head = SQL("SELECT " + _HEAD_COLS + " FROM {0} WHERE originator_id = %s").format(self._t_sessions)
-        self._sql_insert_heads = SQL("INSERT INTO {0} (" + _HEAD_COLS + ") VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)").format(
+        self._sql_head = SQL("SELECT " + HEAD_COLS + " FROM {0} WHERE originator_id = %s").format(self._t_sessions)
+        self._sql_insert_heads = SQL("INSERT INTO {0} (" + HEAD_COLS + ") VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)").format(
             self._t_sessions
         )
         self._sql_update_heads = SQL(
@@ -240,7 +239,7 @@ class PostgresEventStore(EventStore):
         self._check_open()
         with self._conn() as conn, conn.cursor() as curs:
             curs.execute(
-                SQL("SELECT " + _HEAD_COLS + " FROM {0} ORDER BY first_ns, session_id").format(self._t_sessions)
+                SQL("SELECT " + HEAD_COLS + " FROM {0} ORDER BY first_ns, session_id").format(self._t_sessions)
             )
             return [_head(r) for r in curs.fetchall()]
 

@@ -29,6 +29,7 @@ from eventsourcing.sqlite import (
 
 from ledger.store import (
     EVENTS_TABLE,
+    HEAD_COLS,
     META_TABLE,
     SESSIONS_TABLE,
     STORE_FORMAT,
@@ -41,8 +42,6 @@ from ledger.store import (
     StoreURL,
     plan_heads,
 )
-
-_HEAD_COLS = "originator_id, session_id, last_seq, events, first_ns, last_ns, has_start, has_end, chain"
 
 # Rows per multi-row INSERT (4 variables a row, far under SQLITE_MAX_VARIABLE_NUMBER). A batch is inserted
 # as full chunks of this size plus one remainder statement, so the writer's batches (max_batch, default 100)
@@ -229,7 +228,7 @@ class SQLiteEventStore(EventStore):
                 last = self._insert_rows(c, batch.rows)
                 if inserts:
                     c.executemany(
-                        f"INSERT INTO {SESSIONS_TABLE} ({_HEAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                        f"INSERT INTO {SESSIONS_TABLE} ({HEAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
                         [_head_params(h) for h in inserts],
                     )
                 if updates:
@@ -262,7 +261,7 @@ class SQLiteEventStore(EventStore):
     def _heads_in(self, c: sqlite3.Cursor, oids: list[str]) -> dict[str, SessionHead]:
         out: dict[str, SessionHead] = {}
         if len(oids) == 1:
-            c.execute(f"SELECT {_HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id=?", oids)
+            c.execute(f"SELECT {HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id=?", oids)
             row = c.fetchone()
             if row is not None:
                 out[row[0]] = _head(row)
@@ -270,7 +269,7 @@ class SQLiteEventStore(EventStore):
         for i in range(0, len(oids), 500):
             chunk = oids[i : i + 500]
             c.execute(
-                f"SELECT {_HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT {HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
             for row in c.fetchall():
@@ -282,14 +281,14 @@ class SQLiteEventStore(EventStore):
 
     def _head(self, originator_id: str) -> SessionHead | None:
         with self._read() as c:
-            c.execute(f"SELECT {_HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id=?", (originator_id,))
+            c.execute(f"SELECT {HEAD_COLS} FROM {SESSIONS_TABLE} WHERE originator_id=?", (originator_id,))
             row = c.fetchone()
         return _head(row) if row is not None else None
 
     def session_heads(self) -> list[SessionHead]:
         self._check_open()
         with self._read() as c:
-            c.execute(f"SELECT {_HEAD_COLS} FROM {SESSIONS_TABLE} ORDER BY first_ns, session_id")
+            c.execute(f"SELECT {HEAD_COLS} FROM {SESSIONS_TABLE} ORDER BY first_ns, session_id")
             return [_head(r) for r in c.fetchall()]
 
     def _find_prefix(self, prefix: str) -> list[str]:
