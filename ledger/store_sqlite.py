@@ -10,6 +10,7 @@ lock and then gets :class:`SeqConflict` instead of interleaving.
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,7 +103,7 @@ class SQLiteEventStore(EventStore):
             self.datastore = _Datastore(str(path), synchronous=self.synchronous, lock_timeout=lock_timeout)
             self.recorder = SQLiteApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._init_insert()
-            self._create_tables()
+            self._create_tables_when_free(lock_timeout)
         except (PersistenceError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.url}: {exc}") from None
         t = EVENTS_TABLE
@@ -158,6 +159,25 @@ class SQLiteEventStore(EventStore):
         last = c.lastrowid  # sqlite3_last_insert_rowid(), read by execute() after the last chunk
         assert last is not None
         return last
+
+    def _create_tables_when_free(self, lock_timeout: float) -> None:
+        """Create the tables, retrying while other processes hold the new file.
+
+        Several processes opening one new file race to switch it to WAL and create the tables; SQLite
+        answers a deferred transaction that must upgrade to a writer with an immediate "database is
+        locked" (no busy wait), so the retry happens here, bounded by the store's lock timeout.
+        """
+        deadline = time.monotonic() + max(lock_timeout, 1.0)
+        delay = 0.01
+        while True:
+            try:
+                self._create_tables()
+                return
+            except (PersistenceError, sqlite3.OperationalError) as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     def _create_tables(self) -> None:
         self.recorder.create_table()

@@ -70,3 +70,24 @@ def store(store_url):
 
     with open_store(store_url) as s:
         yield s
+
+
+# --- event loop ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _current_event_loop():
+    """Give each test a current event loop on the main thread.
+
+    Tests that use the IB client's blocking API need one, and ``asyncio.run`` (demo, placement) leaves
+    the main thread without one when it ends, so test order must not decide which tests can run.
+    """
+    import asyncio
+
+    try:
+        usable = not asyncio.get_event_loop_policy().get_event_loop().is_closed()
+    except RuntimeError:
+        usable = False
+    if not usable:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
