@@ -91,3 +91,13 @@ def _current_event_loop():
     if not usable:
         asyncio.set_event_loop(asyncio.new_event_loop())
     yield
+
+
+# --- markers ------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The simulator suites drive the real client throughout: run them again under ib_async too."""
+    for item in items:
+        if item.path.name.startswith("test_simulator_"):
+            item.add_marker(pytest.mark.ibclient)
