@@ -374,51 +374,13 @@ def health_cmd(
     import asyncio
 
     from ledger.cli.common import opened_store
-    from ledger.placement import open_session
-    from ledger.settings import ConnectError, SettingsError
+    from ledger.health import run_checks, store_check
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
     _quiet_library()
-    checks: list[dict] = []
-
-    def check(name: str, ok: bool, detail: str) -> None:
-        checks.append({"check": name, "ok": ok, "detail": detail})
-
-    async def main(st):
-        try:
-            async with open_session(settings, st, governor=gov, connect_timeout=timeout) as sess:
-                ib = sess.ib
-                check("connection", ib.isConnected(),
-                      f"{sess.settings.host}:{sess.settings.port} client id {sess.settings.client_id} "
-                      f"({sess.settings.mode}), server version {ib.client.serverVersion()}")
-                check("account", True, f"{settings.account} (managed: {', '.join(ib.managedAccounts())})")
-                rec = sess.recorder
-                await rec.flush_async()
-                last = rec.reconciler.last
-                check("recorder", rec.healthy,
-                      f"session {rec.session_id}, {rec.last_seq} events, committed {rec.committed_seq}"
-                      + (f", FAULT {rec.fault}" if rec.fault else ""))
-                check("reconciliation", last is not None and last.ok and not rec.reconciling,
-                      "running" if rec.reconciling else (
-                          f"ok: {last.open_orders} open, {last.completed_orders} completed, {last.executions} "
-                          f"executions, {last.positions} positions" if last is not None and last.ok
-                          else f"incomplete, unknown: {', '.join(last.unknown) if last else 'never ran'}"))
-                eng = sess.engine
-                check("governor", eng.trading_state == "ACTIVE" and not eng.recorder_fault,
-                      f"{eng.trading_state}{', recorder fault' if eng.recorder_fault else ''}, config "
-                      f"{eng.config.digest()[:12]}")
-                opened = sess.fold.open_orders()
-                check("open orders", True, f"{len(opened)}")
-        except (ConnectError, SettingsError) as exc:
-            check("connection", False, str(exc))
-
     with opened_store(store) as st:
-        try:
-            check("store", True, f"{st.url}: {len(st.sessions())} session(s), position {st.max_position()}")
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            check("store", False, f"{st.url}: {exc}")
-        asyncio.run(main(st))
+        checks = [store_check(st), *asyncio.run(run_checks(settings, st, gov, timeout))]
     healthy = all(c["ok"] for c in checks)
     if as_json:
         print(json.dumps({"healthy": healthy, "checks": checks}, indent=2))
