@@ -1010,28 +1010,7 @@ class LedgerFold:
         old_state, old_overlay = v.state, v.overlay
         if not v.acked_ns:
             v.acked_ns = env.recv_ns
-        if p.account:
-            v.account = p.account
-        if p.symbol:
-            v.symbol = p.symbol
-        if p.sec_type:
-            v.sec_type = p.sec_type
-        if p.con_id:
-            v.con_id = p.con_id
-        if p.action:
-            v.action = p.action
-        if p.total_qty > 0:
-            v.total_qty = p.total_qty
-        if p.order_type:
-            v.order_type = p.order_type
-        if p.lmt_price is not None:
-            v.lmt_price = p.lmt_price
-        if p.aux_price is not None:
-            v.aux_price = p.aux_price
-        if p.tif:
-            v.tif = p.tif
-        if p.order_ref:
-            v.order_ref = p.order_ref
+        _copy_order_fields(v, p)
         pm = core.pending_mod
         if pm is not None and _reflects(p, pm):
             core.pending_mod = None
@@ -1275,7 +1254,7 @@ class LedgerFold:
                 old_state, old_overlay = v.state, v.overlay
                 b.placed = True
                 v.placed = True
-                _copy_intent(v, p)
+                _copy_order_fields(v, p)
                 self._refresh(b, env, old_state, old_overlay, out)
                 return out
         core = self._create(env, cid, oid, 0, intent=p)
@@ -1288,7 +1267,7 @@ class LedgerFold:
         old_state, old_overlay = v.state, v.overlay
         core.pending_mod = p
         if not v.acked_ns:
-            _copy_intent(v, p)  # nothing confirmed yet: the intent is all we know
+            _copy_order_fields(v, p)  # nothing confirmed yet: the intent is all we know
         if v.overlay != sm.PENDING_CANCEL_OVERLAY:
             v.overlay = sm.PENDING_MODIFY_OVERLAY
         self._refresh(core, env, old_state, old_overlay, out)
@@ -1478,7 +1457,8 @@ def _position_key(account: str, con_id: int, symbol: str, sec_type: str) -> str:
     return f"{account}:{symbol}:{sec_type}"
 
 
-def _copy_intent(v: OrderView, p: ev.PlaceOrder) -> None:
+def _copy_order_fields(v: OrderView, p: ev.PlaceOrder | ev.OpenOrder) -> None:
+    """The order's terms from an intent or an openOrder/completedOrder; unset fields keep what is known."""
     if p.account:
         v.account = p.account
     if p.symbol:
