@@ -157,9 +157,7 @@ class Recorder:
             if self._own_store:
                 self.store.close()
             raise
-        self._transitions: list = []
         self._ctx: tuple[int, int] | None = None
-        self._capture_transitions()
         self.config_hash = config_hash
         self.mode = mode
         self.account = account
@@ -200,24 +198,6 @@ class Recorder:
         self._writer.start()
 
     # --- construction ----------------------------------------------------------------------------
-
-    def _capture_transitions(self) -> None:
-        """``Engine.process`` returns the decisions only; the fold's transitions are taken on the way
-        (the engine calls ``self.fold.apply`` once per event)."""
-        fold = getattr(self.engine, "fold", None)
-        apply = getattr(fold, "apply", None)
-        if apply is None:
-            return
-
-        def capturing_apply(env: Envelope) -> list:
-            transitions = apply(env)
-            self._transitions = transitions
-            return transitions
-
-        try:
-            fold.apply = capturing_apply  # type: ignore[union-attr]
-        except AttributeError:  # a slotted fold: no transitions for subscribers
-            log.warning("engine fold does not allow capturing transitions; subscribers get none")
 
     @classmethod
     def attach(
@@ -574,9 +554,7 @@ class Recorder:
 
     def _process(self, env: Envelope, depth: int) -> None:
         try:
-            self._transitions = []
-            decisions = list(self.engine.process(env) or [])
-            transitions = self._transitions
+            transitions, decisions = self.engine.step(env)
         except Exception:  # noqa: BLE001 - interpretation never stops recording
             self.engine_errors += 1
             log.exception("engine failed on %s seq %s (recorded anyway)", env.kind, env.seq)
