@@ -17,9 +17,9 @@ from ledger import events as ev
 from ledger.iblib import IB, LimitOrder, Stock
 from ledger.reconcile import QUERIES, keep_connected
 from ledger.recorder import Recorder
-from ledger.store import open_store
 from replay import protocol as P
 from replay.simulator import Simulator
+from tests.recording_support import run_async, stored, wait_for
 
 pytestmark = pytest.mark.ibclient
 
@@ -32,39 +32,12 @@ def sim():
         yield s
 
 
-def run_async(coro):
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
-        asyncio.set_event_loop(asyncio.new_event_loop())
-
-
 async def until(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.005)
-
-
-def wait_for(ib, predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        try:
-            ib.sleep(0.005)
-        except ConnectionError:
-            pass
-    return predicate()
-
-
-def stored(url: str, session_id: str) -> list[ev.Envelope]:
-    with open_store(url) as s:
-        return list(s.read_session(session_id))
 
 
 def brackets(envs: list[ev.Envelope]) -> list[tuple[str, ev.ReconcileEnded | None]]:

@@ -20,6 +20,7 @@ from ledger.recorder import Recorder, RecorderError
 from ledger.store import open_store
 from replay import protocol as P
 from replay.simulator import Simulator
+from tests.recording_support import run_async, stored, wait_for
 
 pytestmark = pytest.mark.ibclient
 
@@ -30,35 +31,6 @@ AAPL = Stock("AAPL", "SMART", "USD")
 def sim():
     with Simulator() as s:
         yield s
-
-
-def wait_for(ib, predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        try:
-            ib.sleep(0.005)
-        except ConnectionError:
-            pass
-    return predicate()
-
-
-def run_async(coro):
-    """Run a coroutine on a fresh loop, leaving an open current loop behind for the blocking API
-    (``asyncio.run`` would leave none, and ib_insync's blocking calls need one)."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
-        asyncio.set_event_loop(asyncio.new_event_loop())
-
-
-def stored(url: str, session_id: str) -> list[ev.Envelope]:
-    with open_store(url) as s:
-        return list(s.read_session(session_id))
 
 
 def kinds(envs, *only: str) -> list[str]:
