@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ledger.version import __version__
+
 __all__ = ["Recorder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that importing the pure parts (events, fold) never pulls in an IB client library.
     if name == "Recorder":
-        from ledger.recorder import Recorder
+        from ledger.live.recorder import Recorder
 
         return Recorder
     raise AttributeError(f"module 'ledger' has no attribute {name!r}")

@@ -8,7 +8,7 @@
 * :mod:`projections.queries`   the named risk questions, read-only ad-hoc SQL, Parquet / CSV / JSON export;
 * :mod:`projections.report`    the self-contained HTML report (timeline per order, anomaly list).
 
-Projections are disposable (DESIGN.md principle 7): ``ibledger audit --rebuild`` recreates the file from
+Projections are disposable (README "Design: Principles" 7): ``ibledger audit --rebuild`` recreates the file from
 the store with identical contents, and a file built from another store, another schema version or
 another version of the fold is rebuilt automatically.
 """

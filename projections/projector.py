@@ -7,7 +7,7 @@ recorder has no ``subscribe()``):
   each batch, every row it produces **and** the new tracking position are written in ONE DuckDB
   transaction. A crash anywhere before the commit leaves the previous position and none of the rows; the
   next run re-reads the same events. Nothing is ever committed per event.
-* Order rows are derived state: they come from the one fold (:class:`ledger.orders.LedgerFold`), the same
+* Order rows are derived state: they come from the one fold (:class:`ledger.core.fold.LedgerFold`), the same
   code the ledger, replay and tests use. The projector keeps the fold in memory and, per batch, rewrites
   only the orders the batch touched (found from the events' ids, the transitions and the anomalies).
 * So that a new process can continue incrementally, a checkpoint of the fold (pickled, tagged with a
@@ -37,11 +37,11 @@ from typing import Any
 import duckdb
 import msgspec
 
-from ledger import events as ev
-from ledger import orders as orders_mod
-from ledger import statemachine as sm
-from ledger.events import Envelope
-from ledger.orders import LedgerFold, OrderView
+from ledger.core import events as ev
+from ledger.core import fold as orders_mod
+from ledger.core import statemachine as sm
+from ledger.core.events import Envelope
+from ledger.core.fold import LedgerFold, OrderView
 from ledger.store import EventStore
 from projections import schema
 from projections.columns import Batch, first, register_keys, sql_str

@@ -1,7 +1,7 @@
 """The DuckDB audit read model: table definitions, and where the DuckDB file lives.
 
 Every table is derived from the event store and can be dropped and rebuilt at any time
-(DESIGN.md principle 7). The ``audit_tracking`` row (last store position applied) and the
+(README "Design: Principles" 7). The ``audit_tracking`` row (last store position applied) and the
 ``audit_fold`` checkpoint are written in the same DuckDB transaction as the rows they describe, so a
 crash at any point leaves either the whole batch or none of it.
 
@@ -64,7 +64,7 @@ TABLES: dict[str, str] = {
         causation_id VARCHAR,
         payload JSON NOT NULL
     """,
-    # The fold's orders, one row per OrderView, equal to ledger.orders.fold(...) field for field.
+    # The fold's orders, one row per OrderView, equal to ledger.core.fold.fold(...) field for field.
     "orders": """
         key VARCHAR NOT NULL,              -- perm:<permId>, or <session>:<client>:<orderId>[~n]
         session_id VARCHAR NOT NULL,       -- the session the order was first seen in
@@ -84,7 +84,7 @@ TABLES: dict[str, str] = {
         order_ref VARCHAR NOT NULL,
         broker_status VARCHAR NOT NULL,    -- last IB status accepted by the state table ('' = none)
         why_held VARCHAR NOT NULL,
-        state VARCHAR NOT NULL,            -- ledger state (ledger.statemachine)
+        state VARCHAR NOT NULL,            -- ledger state (ledger.core.statemachine)
         overlay VARCHAR NOT NULL,          -- '' | PendingCancel | PendingModify
         filled DOUBLE NOT NULL,            -- from executions (fills are facts)
         remaining DOUBLE NOT NULL,
@@ -218,7 +218,7 @@ TABLES: dict[str, str] = {
         seq BIGINT NOT NULL,
         ord BIGINT NOT NULL,
         order_key VARCHAR NOT NULL,        -- '' when no order is concerned
-        kind VARCHAR NOT NULL,             -- ledger.orders.ANOMALY_KINDS
+        kind VARCHAR NOT NULL,             -- ledger.core.fold.ANOMALY_KINDS
         from_status VARCHAR NOT NULL,
         to_status VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,

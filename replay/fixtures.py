@@ -1,17 +1,17 @@
 """Record the fixture sessions: one recorded session per simulator scenario, as session files.
 
-For each scenario (default: every scenario shipped in ``replay/scenarios/*.toml`` plus the built-in
+For each scenario (default: every scenario shipped in ``replay/tws/scenarios/*.toml`` plus the built-in
 ``default``) :func:`record_fixtures`
 
 1. starts the wire-level simulator on a free port (a fresh one per scenario, so permIds and execIds
    start from the same values every time);
-2. opens a recorded session (:func:`ledger.placement.open_session`: the real client library from
-   ``ledger.iblib`` over a real socket, the :class:`~ledger.recorder.Recorder` writing into a temporary
+2. opens a recorded session (:func:`ledger.live.placement.open_session`: the real client library from
+   ``ledger.ib.library`` over a real socket, the :class:`~ledger.live.recorder.Recorder` writing into a temporary
    SQLite store, the engine, background reconnect) with the deterministic session id
    ``derived_id("fixture", scenario)``;
 3. drives the scenario the way a strategy would, through safe placement: a limit order with
    ``orderRef`` = the scenario's name (and its ``match`` symbol / side / quantity / tif, if any), then
-   the cancel or modify the scenario reacts to (as ``tests/test_simulator_scenarios.py`` does), waiting
+   the cancel or modify the scenario reacts to (as ``tests/replay/tws/test_simulator_scenarios.py`` does), waiting
    on the order monitor and until the simulator has nothing left to send and the ledger is quiet;
 4. closes the session cleanly (``session_ended``) and exports it to ``<out_dir>/<scenario>.jsonl``.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.session import derived_id
+from ledger.core.session import derived_id
 
 __all__ = ["DRIVES", "Drive", "fixture_path", "fixture_session_id", "record_fixtures", "shipped_scenarios"]
 
@@ -45,7 +45,7 @@ MODIFIED_PRICE = 99.5
 
 @dataclass(frozen=True)
 class Drive:
-    """How a strategy drives one scenario (what ``tests/test_simulator_scenarios.py`` does by hand)."""
+    """How a strategy drives one scenario (what ``tests/replay/tws/test_simulator_scenarios.py`` does by hand)."""
 
     action: str = ""  # "" | "cancel" | "modify": sent once the scenario's own steps have played out
     live: bool = False  # the order stays working after its steps (the placement monitor times out)
@@ -73,8 +73,8 @@ DRIVES: dict[str, Drive] = {
 
 
 def shipped_scenarios() -> list[str]:
-    """Every scenario in ``replay/scenarios/*.toml`` (file order), plus the built-in ``default``."""
-    from replay.scenarios import BUILTIN_DIR, load_dir
+    """Every scenario in ``replay/tws/scenarios/*.toml`` (file order), plus the built-in ``default``."""
+    from replay.tws.scenarios import BUILTIN_DIR, load_dir
 
     names = [s.name for s in load_dir(BUILTIN_DIR)]
     return names + ([] if "default" in names else ["default"])
@@ -106,9 +106,9 @@ def record_fixtures(
 
 
 async def _record_all(out: Path, names: Sequence[str], progress: Callable[[str, Path, int], None] | None) -> list[Path]:
-    from ledger.sessionfile import write_session
     from ledger.store import open_store
-    from replay.scenarios import BUILTIN_DIR, ScenarioBook
+    from ledger.store.sessionfile import write_session
+    from replay.tws.scenarios import BUILTIN_DIR, ScenarioBook
 
     book = ScenarioBook.from_dirs([BUILTIN_DIR])
     unknown = [n for n in names if n not in book and n != "default"]
@@ -130,7 +130,7 @@ async def _record_all(out: Path, names: Sequence[str], progress: Callable[[str, 
 
 
 def _order_for(scenario: Any) -> tuple[Any, Any]:
-    from ledger.iblib import LimitOrder, Stock
+    from ledger.ib.library import LimitOrder, Stock
 
     m = scenario.match
     symbol = m.symbol or DEFAULT_SYMBOL
@@ -163,9 +163,9 @@ async def _quiet(sess: Any, sim: Any, timeout: float = 5.0, quiet_s: float = 0.1
 
 
 async def _record_one(store: Any, scenario: Any) -> str:
-    from ledger.placement import open_session
-    from ledger.settings import resolve
-    from replay.simulator import Simulator
+    from ledger.ib.settings import resolve
+    from ledger.live.placement import open_session
+    from replay.tws.simulator import Simulator
 
     drive = DRIVES.get(scenario.name, Drive())
     sid = fixture_session_id(scenario.name)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ledger.governor_config import GovernorConfig
+    from ledger.core.governor_config import GovernorConfig
     from replay.replayer import ReplayResult
 
 
@@ -60,7 +60,7 @@ def _resolve(source: str | Path, request: pytest.FixtureRequest) -> str:
 
 
 def _config(governor: str | Path | GovernorConfig | None, request: pytest.FixtureRequest) -> GovernorConfig | None:
-    from ledger.governor_config import GovernorConfig, load_config
+    from ledger.core.governor_config import GovernorConfig, load_config
 
     if governor is None:
         governor = request.config.getoption("--ibledger-governor", default=None)

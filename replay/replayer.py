@@ -1,4 +1,4 @@
-"""Replay a recorded, file or synthetic stream through the same :class:`~ledger.engine.Engine` as live.
+"""Replay a recorded, file or synthetic stream through the same :class:`~ledger.core.engine.Engine` as live.
 
 Sources (:func:`open_source`): a session file (``path.jsonl``), a session in the store (``store:PREFIX``,
 or a bare session-id prefix, with ``--store URL``), or a seeded synthetic recording session
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import operator
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,12 +38,14 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from ledger import events as ev
-from ledger.engine import Engine, event_id
-from ledger.events import Envelope, GovernorDecision
-from ledger.governor import INPUT_REASONS, is_precheck
-from ledger.governor_config import GovernorConfig, GovernorConfigError, load_config, parse_config
-from ledger.orders import LedgerFold
+from ledger.core import events as ev
+from ledger.core.engine import Engine, event_id
+from ledger.core.events import Envelope, GovernorDecision
+from ledger.core.fold import LedgerFold
+from ledger.core.governor import INPUT_REASONS, is_precheck
+from ledger.core.governor_config import GovernorConfig, GovernorConfigError, load_config, parse_config
+from ledger.core.rows import anomaly_row, order_row, order_values
+from ledger.store.registry import resolve_store_url
 
 __all__ = [
     "DecisionRow",
@@ -189,8 +190,6 @@ class ReplayResult:
 
     def to_json(self) -> dict[str, Any]:
         """Canonical JSON-able output (what ``ibledger replay --json`` prints)."""
-        from ledger.tables import anomaly_row, order_row
-
         return {
             "source": self.source,
             "config_digest": self.config_digest,
@@ -232,7 +231,7 @@ class Source:
 
 
 def file_source(path: str | Path) -> Source:
-    from ledger.sessionfile import SessionFileError, iter_session, read_header
+    from ledger.store.sessionfile import SessionFileError, iter_session, read_header
 
     path = Path(path)
     try:
@@ -286,17 +285,13 @@ def open_source(spec: str | Path, store_url: str | None = None) -> Source:
     if text.startswith("synthetic:"):
         return synthetic_source(text)
     if text.startswith("store:"):
-        from ledger.cli.common import store_url as resolve_url
-
-        return store_source(resolve_url(store_url), text.removeprefix("store:"))
+        return store_source(resolve_store_url(store_url), text.removeprefix("store:"))
     path = Path(text)
     if path.is_file() or text.endswith(".jsonl"):
         if not path.is_file():
             raise SourceError(f"{text}: no such session file")
         return file_source(path)
-    from ledger.cli.common import store_url as resolve_url
-
-    return store_source(resolve_url(store_url), text)
+    return store_source(resolve_store_url(store_url), text)
 
 
 def as_source(source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None) -> Source:
@@ -329,7 +324,7 @@ class Replayer:
 
     def run(self, source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None) -> ReplayResult:
         """Replay ``source``. Governor config: the Replayer's; if None, the one recorded next to a session
-        file (``NAME.governor.toml``, see :func:`ledger.governor_config.dump_config`); else the default."""
+        file (``NAME.governor.toml``, see :func:`ledger.core.governor_config.dump_config`); else the default."""
         src = as_source(source, store_url)
         stream = iter(src)
         config, origin = self.config, "given"
@@ -601,7 +596,7 @@ class _Run:
         canonical output without building one big snapshot (memory and time on millions of orders)."""
         fold = self.engine.fold
         h, enc = self.hash, _encoder.encode
-        row = _order_fields
+        row = order_values
         orders = list(fold.orders.values())
         for i in range(0, len(orders), 4096):
             h.update(enc([row(o) for o in orders[i : i + 4096]]))
@@ -645,13 +640,6 @@ class _Run:
         )
         result.digest = self.hash.hexdigest()
         return result
-
-
-_order_fields = operator.attrgetter(
-    "key", "perm_id", "order_id", "client_id", "account", "symbol", "action", "total_qty", "order_type",
-    "lmt_price", "order_ref", "broker_status", "state", "overlay", "filled", "remaining", "avg_fill_price",
-    "commission", "is_live", "is_done", "anomaly_count", "manual", "unconfirmed", "late_fill", "fill_pending",
-)  # fmt: skip
 
 
 def _state_text(v: Any) -> str:

@@ -4,8 +4,8 @@ The order lifecycles (and their quirks: executions before statuses, ``.02`` corr
 statuses / commissions, 202 before Cancelled, 10148 after a refused cancel, 201 + Inactive, whyHeld,
 warnings followed by fills, late fills, IOC, modifies confirmed by openOrder, manual TWS orders,
 completed orders with orderId 0...) come from :mod:`replay.strategies` (``TEMPLATES``). This module adds
-what a recorder adds around them, through the very same :class:`~ledger.engine.Engine` and protocol
-(see ``ledger/engine.py``):
+what a recorder adds around them, through the very same :class:`~ledger.core.engine.Engine` and protocol
+(see ``ledger/core/engine.py``):
 
 * one recording session: session start, connect, reconciliation, the interleaved lifecycles, an
   occasional connectivity blip (1100 / 1102), session end;
@@ -30,15 +30,15 @@ from typing import Any
 
 import msgspec
 
-from ledger import __version__
-from ledger import events as ev
-from ledger.codec import to_json
-from ledger.engine import Engine, event_id
-from ledger.events import Envelope, Event
-from ledger.governor_config import GovernorConfig
-from ledger.session import derived_id
-from ledger.sessionfile import FORMAT, VERSION, Header
-from replay.strategies import CONTRACTS, TEMPLATES, Ids, RandomChooser
+from ledger.core import events as ev
+from ledger.core.codec import to_json
+from ledger.core.engine import Engine, event_id
+from ledger.core.events import Envelope, Event
+from ledger.core.governor_config import GovernorConfig
+from ledger.core.session import derived_id
+from ledger.store.sessionfile import FORMAT, VERSION, Header
+from ledger.version import __version__
+from replay.templates import CONTRACTS, TEMPLATES, Ids, RandomChooser
 
 __all__ = ["DEFAULT_ORDERS", "MIX", "parse_synthetic", "synthetic_session", "write_session_stream"]
 

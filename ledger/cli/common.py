@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
+from ledger.store.registry import resolve_store_url
+
 if TYPE_CHECKING:
     from ledger.store import EventStore
 
@@ -18,12 +19,7 @@ if TYPE_CHECKING:
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-DEFAULT_STORE_URL = "sqlite:///ibledger.db"
-
-
-def store_url(url: str | None) -> str:
-    """--store wins, then IBLEDGER_STORE, then the embedded default file in the current directory."""
-    return url or os.environ.get("IBLEDGER_STORE") or DEFAULT_STORE_URL
+store_url = resolve_store_url
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

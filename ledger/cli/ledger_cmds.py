@@ -10,11 +10,12 @@ import msgspec
 import typer
 
 from ledger.cli.common import console, fail, opened_store
-from ledger.orders import fold
-from ledger.sessionfile import SessionFileError, iter_session, read_header, write_session
+from ledger.cli.render import anomalies_table, orders_table, verify_summary
+from ledger.core.fold import fold
+from ledger.core.rows import anomaly_row, order_row
 from ledger.store import SeqConflict, StoreError
-from ledger.tables import anomalies_table, anomaly_row, order_row, orders_table, verify_summary
-from ledger.verify import verify
+from ledger.store.sessionfile import SessionFileError, iter_session, read_header, write_session
+from ledger.store.verify import verify
 
 StoreOpt = Annotated[
     str | None,

@@ -1,6 +1,6 @@
 """Commands that talk to TWS / IB Gateway (or the simulator): doctor, order, cancel-all, positions,
-health, record, demo. Wiring only: the logic is in ``ledger.settings``, ``ledger.doctor``,
-``ledger.placement``, ``ledger.monitor``, ``ledger.recording`` and ``ledger.demo``.
+health, record, demo. Wiring only: the logic is in ``ledger.ib.settings``, ``ledger.ib.doctor``,
+``ledger.live.placement``, ``ledger.live.monitor``, ``ledger.live.recording`` and ``ledger.cli.demo``.
 
 Connection flags (every command that connects): ``--host``, ``--port``, ``--client-id``, ``--account``
 (or ``IBKR_HOST`` / ``IBKR_PORT`` / ``IBKR_CLIENT_ID`` / ``IBKR_ACCOUNT``, or ``[ibkr]`` in ``--config``),
@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape as esc
 
 from ledger.cli.common import console, err_console, fail
+from ledger.cli.simulated import start_simulator
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="TWS / Gateway host. Env: IBKR_HOST.")]
 PortOpt = Annotated[
@@ -65,7 +66,7 @@ def _quiet_library() -> None:
     """The IB library logs every error and disconnect; they are recorded as events and reported by us."""
     import logging
 
-    from ledger.iblib import LIBRARY_NAME
+    from ledger.ib.library import LIBRARY_NAME
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger(LIBRARY_NAME).setLevel(logging.CRITICAL)
@@ -75,7 +76,7 @@ def _settings(
     host: str | None, port: int | None, client_id: int | None, account: str | None, config: Path | None,
     live: bool, simulate: bool,
 ):
-    from ledger.settings import SettingsError, resolve
+    from ledger.ib.settings import SettingsError, resolve
 
     try:
         return resolve(host=host, port=port, client_id=client_id, account=account, config=config, live=live,
@@ -87,7 +88,7 @@ def _settings(
 def _governor(path: Path | None):
     if path is None:
         return None
-    from ledger.governor_config import GovernorConfigError, load_config
+    from ledger.core.governor_config import GovernorConfigError, load_config
 
     try:
         return load_config(path)
@@ -100,13 +101,13 @@ def _run_session(settings, store: str | None, governor, body, **session_kw):
     import asyncio
 
     from ledger.cli.common import opened_store
-    from ledger.placement import open_session
-    from ledger.settings import ConnectError, SettingsError
+    from ledger.ib.settings import ConnectError, SettingsError
+    from ledger.live.placement import open_session
 
     _quiet_library()
 
     async def main(st):
-        async with open_session(settings, st, governor=governor, **session_kw) as sess:
+        async with open_session(settings, st, governor=governor, start_simulator=start_simulator, **session_kw) as sess:
             return await body(sess)
 
     with opened_store(store) as st:
@@ -140,8 +141,8 @@ def doctor_cmd(
     4001. Exit code 0 when an API session works; 3 nothing listens, 4 reset (untrusted address),
     5 handshake timeout, 6 unreachable, 7 API error, 8 account mismatch, 2 bad settings.
     """
-    from ledger.doctor import run_doctor
-    from ledger.settings import SettingsError, partial
+    from ledger.ib.doctor import run_doctor
+    from ledger.ib.settings import SettingsError, partial
 
     try:
         values, _origin = partial(host=host, port=port, client_id=client_id, account=account, config=config)
@@ -225,7 +226,7 @@ def order_cmd(
     gov = _governor(governor)
 
     async def body(sess):
-        from ledger.iblib import LimitOrder, MarketOrder, Stock
+        from ledger.ib.library import LimitOrder, MarketOrder, Stock
 
         contract = Stock(symbol.upper(), "SMART", "USD")
         if limit is not None:
@@ -374,13 +375,14 @@ def health_cmd(
     import asyncio
 
     from ledger.cli.common import opened_store
-    from ledger.health import run_checks, store_check
+    from ledger.live.health import run_checks, store_check
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
     _quiet_library()
     with opened_store(store) as st:
-        checks = [store_check(st), *asyncio.run(run_checks(settings, st, gov, timeout))]
+        found = asyncio.run(run_checks(settings, st, gov, timeout, start_simulator=start_simulator))
+        checks = [store_check(st), *found]
     healthy = all(c["ok"] for c in checks)
     if as_json:
         print(json.dumps({"healthy": healthy, "checks": checks}, indent=2))
@@ -409,14 +411,14 @@ def record_cmd(
 ) -> None:
     """Record every callback into the store until Ctrl-C / SIGTERM, reconnecting and reconciling."""
     from ledger.cli.common import redact, store_url
-    from ledger.recording import run_recording
+    from ledger.live.recording import run_recording
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
     _quiet_library()
     sim = None
     if settings.simulate:
-        from replay.simulator import Simulator
+        from replay.tws.simulator import Simulator
 
         sim = Simulator(accounts=(settings.account,)).start()
         settings = settings.with_endpoint("127.0.0.1", sim.port)
@@ -467,7 +469,7 @@ def demo_cmd(
     from rich.console import Console
 
     from ledger.cli.common import opened_store
-    from ledger.demo import run_demo
+    from ledger.cli.demo import run_demo
 
     _quiet_library()
     import logging

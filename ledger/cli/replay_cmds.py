@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from ledger.cli.common import console, err_console, fail
-from ledger.governor_config import GovernorConfig, GovernorConfigError, load_config
+from ledger.core.governor_config import GovernorConfig, GovernorConfigError, load_config
 
 if TYPE_CHECKING:
     from replay.replayer import DecisionRow, ReplayResult
@@ -157,7 +157,7 @@ def replay_cmd(
 
 
 def _print(r: ReplayResult, max_rows: int) -> None:
-    from ledger.tables import anomalies_table, orders_table
+    from ledger.cli.render import anomalies_table, orders_table
 
     limit = max_rows if max_rows > 0 else None
     orders = r.orders

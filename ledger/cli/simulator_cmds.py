@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve a TWS stand-in that ib_insync / ib_async connect to; stops on Ctrl-C or SIGTERM."""
-        from replay.scenarios import BUILTIN_DIR, ScenarioError
-        from replay.simulator import Simulator, serve_forever
+        from replay.tws.scenarios import BUILTIN_DIR, ScenarioError
+        from replay.tws.simulator import Simulator, serve_forever
 
         dirs = [BUILTIN_DIR, *scenarios] if scenarios else None
         try:
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             fail(f"bad scenario file: {exc}")
         if session is not None:
             try:
-                from replay.wire_replay import load_playback
+                from replay.tws.wire_replay import load_playback
             except ImportError as exc:  # pragma: no cover - depends on the session-file module
                 fail(f"wire replay unavailable: {exc}")
             try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger.orders import LedgerFold  # noqa: E402
+from ledger.core.fold import LedgerFold  # noqa: E402
 from replay.strategies import generate_stream  # noqa: E402
 
 TARGET = 300_000

@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger import events as ev  # noqa: E402
-from ledger.engine import Engine  # noqa: E402
-from ledger.events import envelope  # noqa: E402
-from ledger.governor_config import GovernorConfig, LimitsConfig  # noqa: E402
+from ledger.core import events as ev  # noqa: E402
+from ledger.core.engine import Engine  # noqa: E402
+from ledger.core.events import envelope  # noqa: E402
+from ledger.core.governor_config import GovernorConfig, LimitsConfig  # noqa: E402
 
 SID = "bench-session"
 
@@ -104,9 +104,10 @@ def bench_precheck(calls: int, reps: int) -> None:
 async def one_cancel_round(n: int, mode: str, store_url: str) -> tuple[float, float]:
     """mode: "global" (cancel-all with n working orders), "individual" (n cancels through the governor
     protocol) or "burst" (cancel-all right after placing n orders: the client's request throttle is busy)."""
-    from ledger.iblib import LimitOrder, Stock
-    from ledger.placement import open_session
-    from ledger.settings import resolve
+    from ledger.cli.simulated import start_simulator
+    from ledger.ib.library import LimitOrder, Stock
+    from ledger.ib.settings import resolve
+    from ledger.live.placement import open_session
 
     gov = GovernorConfig(limits=LimitsConfig(max_qty=0, max_notional=0, max_open_orders=0, max_orders_per_sec=0,
                                              max_orders_per_min=0))
@@ -114,7 +115,8 @@ async def one_cancel_round(n: int, mode: str, store_url: str) -> tuple[float, fl
     from ledger.store import open_store
 
     with open_store(store_url) as store:
-        async with open_session(settings, store, governor=gov, reconnect=False, linger=0.0) as sess:
+        async with open_session(settings, store, governor=gov, reconnect=False, linger=0.0,
+                                start_simulator=start_simulator) as sess:
             sim = sess.simulator
             received: list[float] = []
             original = sim._dispatch
@@ -149,10 +151,10 @@ async def one_cancel_round(n: int, mode: str, store_url: str) -> tuple[float, fl
 def bench_cancel(n: int, reps: int) -> None:
     import logging
 
-    from ledger.iblib import LIBRARY_NAME
+    from ledger.ib.library import LIBRARY_NAME
 
     logging.getLogger(LIBRARY_NAME).setLevel(logging.CRITICAL)
-    from ledger.iblib import IB
+    from ledger.ib.library import IB
 
     client = IB().client
     throttle = f"{client.MaxRequests} requests per {client.RequestsInterval:g} s"
@@ -186,7 +188,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--orders", type=int, default=100)
     args = ap.parse_args()
-    from ledger.iblib import LIBRARY_NAME, LIBRARY_VERSION
+    from ledger.ib.library import LIBRARY_NAME, LIBRARY_VERSION
 
     print(f"ibledger placement benchmark ({LIBRARY_NAME} {LIBRARY_VERSION}, Python {sys.version.split()[0]}), "
           f"medians over {args.reps} reps")

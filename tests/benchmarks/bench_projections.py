@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from ledger.orders import LedgerFold  # noqa: E402
+from ledger.core.fold import LedgerFold  # noqa: E402
 from ledger.store import open_store  # noqa: E402
 from projections import projector as pj  # noqa: E402
 from projections.queries import QUERIES, connect_read_only  # noqa: E402
-from tests.audit_streams import REALISTIC, SCENARIOS, generate  # noqa: E402
+from tests.support.audit_streams import REALISTIC, SCENARIOS, generate  # noqa: E402
 
 TARGET_BUILD_S = 10.0
 TARGET_CATCHUP_MS = 100.0

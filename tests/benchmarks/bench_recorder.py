@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger.iblib import IB, LIBRARY_NAME, LimitOrder, Stock  # noqa: E402
-from ledger.recorder import Recorder  # noqa: E402
-from replay import protocol as P  # noqa: E402
-from replay.simulator import Simulator  # noqa: E402
+from ledger.ib.library import IB, LIBRARY_NAME, LimitOrder, Stock  # noqa: E402
+from ledger.live.recorder import Recorder  # noqa: E402
+from replay.tws import protocol as P  # noqa: E402
+from replay.tws.simulator import Simulator  # noqa: E402
 
 CLIENT_ID = 41
 

@@ -60,9 +60,9 @@ def rss_mb() -> float:
 
 
 def worker(mode: str, path: str, url: str, sid: str) -> None:
-    from ledger.orders import LedgerFold
-    from ledger.sessionfile import iter_session
+    from ledger.core.fold import LedgerFold
     from ledger.store import open_store
+    from ledger.store.sessionfile import iter_session
     from replay.replayer import Replayer
 
     samples: list[tuple[int, float]] = []
@@ -100,9 +100,9 @@ def worker(mode: str, path: str, url: str, sid: str) -> None:
 
 def precheck_latency(path: str) -> tuple[float, float, int]:
     """p50 / p99 (µs) of Engine.pre_check on every intent of the session, on the state before it."""
-    from ledger import events as ev
-    from ledger.engine import Engine
-    from ledger.sessionfile import iter_session
+    from ledger.core import events as ev
+    from ledger.core.engine import Engine
+    from ledger.store.sessionfile import iter_session
 
     intents = (ev.PlaceOrder, ev.ModifyOrder, ev.CancelOrder)
     engine = Engine()
@@ -129,14 +129,14 @@ def generate(path: Path, events: int) -> tuple[str, int, float]:
     n_orders = max(10, int(events / EVENTS_PER_ORDER))
     t = time.perf_counter()
     n = write_session_stream(path, synthetic_session(SEED, n_orders))
-    from ledger.sessionfile import read_header
+    from ledger.store.sessionfile import read_header
 
     return read_header(path).session_id, n, time.perf_counter() - t
 
 
 def import_store(path: Path, url: str) -> float:
-    from ledger.sessionfile import iter_session
     from ledger.store import open_store
+    from ledger.store.sessionfile import iter_session
 
     t = time.perf_counter()
     with open_store(url) as store:
@@ -189,7 +189,7 @@ def main() -> None:
         path = tmp / f"synthetic-{args.events}.jsonl"
         url = f"sqlite:///{tmp / f'ledger-{args.events}.db'}"
         if path.exists():
-            from ledger.sessionfile import read_header
+            from ledger.store.sessionfile import read_header
 
             h = read_header(path)
             sid, n, gen_s = h.session_id, h.events, 0.0

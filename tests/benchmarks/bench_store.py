@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger import codec  # noqa: E402
-from ledger.events import CommissionReport, ExecDetails, OpenOrder, OrderStatus, envelope  # noqa: E402
-from ledger.session import derived_id  # noqa: E402
+from ledger.core import codec  # noqa: E402
+from ledger.core.events import CommissionReport, ExecDetails, OpenOrder, OrderStatus, envelope  # noqa: E402
+from ledger.core.session import derived_id  # noqa: E402
 from ledger.store import open_store  # noqa: E402
 
 CONTRACT = {

@@ -1,0 +1,309 @@
+"""Governor configuration: a TOML file, validated strictly, turned into a frozen :class:`GovernorConfig`.
+
+The shipped default is ``ledger/core/governor_default.toml`` (every key, documented in its comments and in
+``docs/governor.md``). A user's file is complete on its own: a key it leaves out takes the built-in
+default, which is the value in the shipped file (a test keeps the two equal).
+
+A bad file is refused as a whole with :class:`GovernorConfigError`, naming the dotted key and the reason:
+an unknown key (typos must not silently disable a limit), a wrong type, a negative limit, an unknown
+trading state. ``0`` means "no limit" for every numeric limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import Struct, field
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "BreakerConfig",
+    "GovernorConfig",
+    "GovernorConfigError",
+    "LimitsConfig",
+    "StateConfig",
+    "SymbolLimit",
+    "default_config",
+    "default_config_text",
+    "dump_config",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_NAME = "governor_default.toml"
+TRADING_STATES = ("ACTIVE", "HALTED", "REDUCING")
+
+
+class GovernorConfigError(ValueError):
+    """A governor config that cannot be used: ``key`` (dotted) and ``reason``, plus the file if known."""
+
+    def __init__(self, key: str, reason: str, source: str = "") -> None:
+        self.key = key
+        self.reason = reason
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {reason}" if key else f"{where}{reason}")
+
+
+class LimitsConfig(Struct, frozen=True, kw_only=True):
+    max_qty: float = 1000.0
+    max_notional: float = 100_000.0
+    max_open_orders: int = 50
+    max_orders_per_sec: int = 5
+    max_orders_per_min: int = 60
+
+
+class SymbolLimit(Struct, frozen=True, kw_only=True):
+    max_qty: float | None = None
+    max_notional: float | None = None
+
+
+class StateConfig(Struct, frozen=True, kw_only=True):
+    initial: str = "ACTIVE"
+    block_while_reconciling: bool = True
+    block_after_recorder_fault: bool = True
+
+
+_DEFAULT_IGNORED_ERRORS = (
+    162, 165, 202, 300, 354, 366, 399, 404, 10147, 10148, 10149, 10167, 10197, 10349, 161,
+)  # fmt: skip
+_DEFAULT_IGNORED_ANOMALIES = ("identity_merged", "blocked_order_at_broker", "block_after_ack")
+
+
+class BreakerConfig(Struct, frozen=True, kw_only=True):
+    window_s: float = 60.0
+    max_rejections: int = 5
+    max_errors: int = 20
+    max_anomalies: int = 10
+    emergency_cancel: bool = False
+    ignore_error_codes: tuple[int, ...] = _DEFAULT_IGNORED_ERRORS
+    ignore_anomalies: tuple[str, ...] = _DEFAULT_IGNORED_ANOMALIES
+
+
+class GovernorConfig(Struct, frozen=True, kw_only=True):
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    symbol_limits: dict[str, SymbolLimit] = field(default_factory=dict)
+    allow_symbols: tuple[str, ...] = ()
+    deny_symbols: tuple[str, ...] = ()
+    reference_prices: dict[str, float] = field(default_factory=dict)
+    multipliers: dict[str, float] = field(default_factory=dict)
+    state: StateConfig = field(default_factory=StateConfig)
+    breakers: BreakerConfig = field(default_factory=BreakerConfig)
+
+    def digest(self) -> str:
+        """sha256 of the canonical encoding: names the config in replay output and session metadata."""
+        return hashlib.sha256(msgspec.msgpack.encode(self)).hexdigest()
+
+
+# --- validation ------------------------------------------------------------------------------------
+# Spec per table: key -> (kind, nonneg). Kinds: "num" (int or float), "int", "bool", "str",
+# "state", "int_list", "str_list", "symbol_list", "num_map", "symbol_limits".
+
+_SPEC: dict[str, dict[str, str]] = {
+    "limits": {
+        "max_qty": "num",
+        "max_notional": "num",
+        "max_open_orders": "int",
+        "max_orders_per_sec": "int",
+        "max_orders_per_min": "int",
+    },
+    "symbols": {"allow": "symbol_list", "deny": "symbol_list"},
+    "symbol_limits": {},  # symbol -> {max_qty, max_notional}
+    "prices": {"reference": "num_map", "multipliers": "num_map"},
+    "state": {"initial": "state", "block_while_reconciling": "bool", "block_after_recorder_fault": "bool"},
+    "breakers": {
+        "window_s": "num",
+        "max_rejections": "int",
+        "max_errors": "int",
+        "max_anomalies": "int",
+        "emergency_cancel": "bool",
+        "ignore_error_codes": "int_list",
+        "ignore_anomalies": "str_list",
+    },
+}
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _num(key: str, v: Any, *, integer: bool = False, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        want = "an integer" if integer else "a number"
+        raise GovernorConfigError(key, f"expected {want}, got {_type_name(v)} {v!r}")
+    if integer and not isinstance(v, int):
+        raise GovernorConfigError(key, f"expected an integer, got float {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise GovernorConfigError(key, f"must be a finite number, got {v!r}")
+    if v < 0:
+        raise GovernorConfigError(key, f"must not be negative (0 means no limit), got {v!r}")
+    if positive and v == 0:
+        raise GovernorConfigError(key, "must be greater than 0")
+    return v
+
+
+def _value(key: str, kind: str, v: Any) -> Any:
+    if kind == "num":
+        return float(_num(key, v))
+    if kind == "int":
+        return int(_num(key, v, integer=True))
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise GovernorConfigError(key, f"expected true or false, got {_type_name(v)} {v!r}")
+        return v
+    if kind == "state":
+        if not isinstance(v, str) or v.upper() not in TRADING_STATES:
+            raise GovernorConfigError(key, f"expected one of {', '.join(TRADING_STATES)}, got {v!r}")
+        return v.upper()
+    if kind in ("int_list", "str_list", "symbol_list"):
+        if not isinstance(v, list):
+            raise GovernorConfigError(key, f"expected an array, got {_type_name(v)} {v!r}")
+        out = []
+        for i, item in enumerate(v):
+            ik = f"{key}[{i}]"
+            if kind == "int_list":
+                out.append(int(_num(ik, item, integer=True)))
+            else:
+                if not isinstance(item, str) or not item.strip():
+                    raise GovernorConfigError(ik, f"expected a non-empty string, got {_type_name(item)} {item!r}")
+                out.append(item.strip().upper() if kind == "symbol_list" else item.strip())
+        return tuple(out)
+    if kind == "num_map":
+        if not isinstance(v, dict):
+            raise GovernorConfigError(key, f"expected a table of SYMBOL = number, got {_type_name(v)} {v!r}")
+        return {str(sym).upper(): float(_num(f"{key}.{sym}", x, positive=True)) for sym, x in v.items()}
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _table(key: str, v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise GovernorConfigError(key, f"expected a table, got {_type_name(v)} {v!r}")
+    return v
+
+
+def _check_keys(prefix: str, data: dict[str, Any], allowed: dict[str, str] | tuple[str, ...]) -> None:
+    for k in data:
+        if k not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise GovernorConfigError(f"{prefix}{k}", f"unknown key (known here: {known})")
+
+
+def parse_config(data: dict[str, Any] | str, source: str = "") -> GovernorConfig:
+    """Validate a parsed TOML document (or its text) into a :class:`GovernorConfig`."""
+    try:
+        if isinstance(data, str):
+            try:
+                data = tomllib.loads(data)
+            except tomllib.TOMLDecodeError as exc:
+                raise GovernorConfigError("", f"not valid TOML: {exc}") from exc
+        return _parse(data)
+    except GovernorConfigError as exc:
+        if source and not exc.source:
+            raise GovernorConfigError(exc.key, exc.reason, source) from None
+        raise
+
+
+def _parse(data: dict[str, Any]) -> GovernorConfig:
+    _check_keys("", data, tuple(_SPEC))
+    parsed: dict[str, dict[str, Any]] = {}
+    for section, spec in _SPEC.items():
+        if section == "symbol_limits":
+            continue
+        tbl = _table(section, data.get(section, {}))
+        _check_keys(f"{section}.", tbl, spec)
+        parsed[section] = {k: _value(f"{section}.{k}", spec[k], v) for k, v in tbl.items()}
+    symbol_limits: dict[str, SymbolLimit] = {}
+    for sym, tbl in _table("symbol_limits", data.get("symbol_limits", {})).items():
+        key = f"symbol_limits.{sym}"
+        tbl = _table(key, tbl)
+        _check_keys(f"{key}.", tbl, ("max_qty", "max_notional"))
+        symbol_limits[str(sym).upper()] = SymbolLimit(**{k: float(_num(f"{key}.{k}", v)) for k, v in tbl.items()})
+    breakers = parsed["breakers"]
+    if "window_s" in breakers and breakers["window_s"] <= 0:
+        raise GovernorConfigError("breakers.window_s", "must be greater than 0")
+    symbols = parsed["symbols"]
+    overlap = sorted(set(symbols.get("allow", ())) & set(symbols.get("deny", ())))
+    if overlap:
+        raise GovernorConfigError("symbols.deny", f"symbols both allowed and denied: {', '.join(overlap)}")
+    prices = parsed["prices"]
+    return GovernorConfig(
+        limits=LimitsConfig(**parsed["limits"]),
+        symbol_limits=symbol_limits,
+        allow_symbols=symbols.get("allow", ()),
+        deny_symbols=symbols.get("deny", ()),
+        reference_prices=prices.get("reference", {}),
+        multipliers=prices.get("multipliers", {}),
+        state=StateConfig(**parsed["state"]),
+        breakers=BreakerConfig(**breakers),
+    )
+
+
+def load_config(path: str | Path) -> GovernorConfig:
+    """Read and validate a governor TOML file; :class:`GovernorConfigError` names the key and the reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GovernorConfigError("", f"cannot read: {exc.strerror or exc}", str(path)) from exc
+    return parse_config(text, str(path))
+
+
+def default_config_text() -> str:
+    """The shipped default file (package data), with its comments."""
+    return resources.files("ledger.core").joinpath(DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+
+
+def default_config() -> GovernorConfig:
+    """The built-in defaults (identical to the shipped ``governor_default.toml``)."""
+    return GovernorConfig()
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(float(v)) if isinstance(v, float) else str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
+    raise TypeError(type(v))
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def dump_config(config: GovernorConfig) -> str:
+    """The config as a complete TOML file: ``parse_config(dump_config(c)) == c`` (same digest).
+
+    Written next to a session file as ``<name>.governor.toml`` it is the config the replayer uses for that
+    session when no ``--governor`` is given."""
+    lim, st, br = config.limits, config.state, config.breakers
+    lines = [f"# ibledger governor config, digest {config.digest()}", "", "[limits]"]
+    lines += [f"{k} = {_toml_value(getattr(lim, k))}" for k in lim.__struct_fields__]
+    lines += [
+        "",
+        "[symbols]",
+        f"allow = {_toml_value(config.allow_symbols)}",
+        f"deny = {_toml_value(config.deny_symbols)}",
+    ]
+    lines += ["", "[prices]", f"reference = {_toml_value(config.reference_prices)}"]
+    lines += [f"multipliers = {_toml_value(config.multipliers)}", "", "[state]"]
+    lines += [f"{k} = {_toml_value(getattr(st, k))}" for k in st.__struct_fields__]
+    lines += ["", "[breakers]"]
+    lines += [f"{k} = {_toml_value(getattr(br, k))}" for k in br.__struct_fields__]
+    for sym, sl in config.symbol_limits.items():
+        lines += ["", f"[symbol_limits.{_toml_key(sym)}]"]
+        lines += [f"{k} = {_toml_value(getattr(sl, k))}" for k in sl.__struct_fields__ if getattr(sl, k) is not None]
+    return "\n".join(lines) + "\n"

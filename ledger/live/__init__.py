@@ -1,0 +1,1 @@
+"""Live recording and trading: the recorder, the order monitor, safe placement, health checks."""

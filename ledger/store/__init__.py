@@ -1,0 +1,8 @@
+"""The event store: one abstract interface (``base``), backends chosen by URL (``registry``: SQLite, PostgreSQL),
+the recorder's group-commit writer, verification and session files."""
+
+from ledger.store.base import *  # noqa: F403 - the package re-exports the interface
+from ledger.store.base import __all__ as _base_all
+from ledger.store.registry import open_store
+
+__all__ = [*_base_all, "open_store"]

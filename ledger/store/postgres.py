@@ -1,0 +1,322 @@
+"""PostgreSQL backend: several recorders / hosts writing one ledger.
+
+Uses the eventsourcing library's ``PostgresDatastore`` (psycopg 3 pool) and ``PostgresApplicationRecorder``
+(table with a ``bigserial`` notification id, composite-type bulk insert, and ``_lock_table``: ``SET LOCAL
+lock_timeout`` + ``LOCK TABLE ... IN EXCLUSIVE MODE``). The append transaction takes that lock first, then
+reads the session heads, checks seqs, inserts and updates the heads: writers are serialized, so position
+order equals commit order and a racing writer on the same session gets :class:`SeqConflict`. The lock
+wait is bounded by ``lock_timeout`` (default 5 s, never "forever"); a timeout is a loud :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import OperationalError, PersistenceError
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+
+from ledger.store.base import (
+    EVENTS_TABLE,
+    HEAD_COLS,
+    META_TABLE,
+    SESSIONS_TABLE,
+    STORE_FORMAT,
+    Batch,
+    EventStore,
+    RawRow,
+    SeqConflict,
+    SessionHead,
+    StoreError,
+    StoreURL,
+    plan_heads,
+)
+
+
+class PostgresEventStore(EventStore):
+    def __init__(self, parsed: StoreURL) -> None:
+        super().__init__(parsed.redacted)
+        self._password = parsed.password
+        self.schema = parsed.params.get("schema") or "public"
+        lock_timeout = _whole_seconds(parsed.params.get("lock_timeout", "5"))
+        try:
+            self.datastore = PostgresDatastore(
+                dbname=parsed.dbname,
+                host=parsed.host,
+                port=parsed.port,
+                user=parsed.user,
+                password=parsed.password,
+                connect_timeout=float(parsed.params.get("connect_timeout", "5")),
+                pool_size=2,
+                max_overflow=6,
+                lock_timeout=lock_timeout,  # SET LOCAL lock_timeout = '<n>s'
+                schema=self.schema,
+                pool_open_timeout=float(parsed.params.get("connect_timeout", "5")),
+                originator_id_type="uuid",
+            )
+            self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+            self._create_tables(parsed)
+        except (PersistenceError, psycopg.Error) as exc:
+            self._close_quietly()
+            raise StoreError(f"cannot open {self.url}: {self._clean(exc)}") from None
+        s, t = Identifier(self.schema), Identifier(EVENTS_TABLE)
+        self._t_sessions = SQL("{0}.{1}").format(s, Identifier(SESSIONS_TABLE))
+        self._sql_page_session = SQL(
+            "SELECT notification_id, originator_version, state FROM {0}.{1} "
+            "WHERE originator_id=%s AND originator_version>=%s AND originator_version<%s "
+            "ORDER BY originator_version"
+        ).format(s, t)
+        self._sql_next_seq = SQL(
+            "SELECT MIN(originator_version) FROM {0}.{1} WHERE originator_id=%s AND originator_version>=%s"
+        ).format(s, t)
+        self._sql_page_all = SQL(
+            "SELECT notification_id, state FROM {0}.{1} WHERE notification_id>%s ORDER BY notification_id LIMIT %s"
+        ).format(s, t)
+        self._sql_page_raw = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {0}.{1} "
+            "WHERE notification_id>%s ORDER BY notification_id LIMIT %s"
+        ).format(s, t)
+        self._sql_max = SQL("SELECT MAX(notification_id) FROM {0}.{1}").format(s, t)
+        self._sql_heads_in = SQL("SELECT " + HEAD_COLS + " FROM {0} WHERE originator_id = ANY(%s)").format(
+            self._t_sessions
+        )
+        self._sql_head = SQL("SELECT " + HEAD_COLS + " FROM {0} WHERE originator_id = %s").format(self._t_sessions)
+        self._sql_insert_heads = SQL("INSERT INTO {0} (" + HEAD_COLS + ") VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)").format(
+            self._t_sessions
+        )
+        self._sql_update_heads = SQL(
+            "UPDATE {0} SET last_seq=%s, events=%s, last_ns=%s, has_start=%s, has_end=%s, chain=%s "
+            "WHERE originator_id=%s"
+        ).format(self._t_sessions)
+
+    def _clean(self, exc: BaseException) -> str:
+        msg = str(exc).strip()
+        if self._password:
+            msg = msg.replace(self._password, "***")
+        return msg
+
+    def _create_tables(self, parsed: StoreURL) -> None:
+        """Create schema, library tables/types/function and our side tables, once.
+
+        Several recorders may open one new ledger at the same moment, and PostgreSQL DDL races (``CREATE
+        OR REPLACE FUNCTION`` -> "tuple concurrently updated", ``CREATE SCHEMA IF NOT EXISTS`` -> unique
+        violation): a store that already has its tables skips DDL; otherwise the DDL runs under a
+        session-level advisory lock held on a dedicated connection.
+        """
+        if not self._tables_exist():
+            with psycopg.connect(
+                dbname=parsed.dbname,
+                host=parsed.host,
+                port=parsed.port,
+                user=parsed.user,
+                password=parsed.password or None,
+                autocommit=True,
+                connect_timeout=max(1, round(float(parsed.params.get("connect_timeout", "5")))),
+            ) as lock_conn:
+                lock_conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"ibledger-ddl:{self.schema}",))
+                try:
+                    if not self._tables_exist():
+                        with self.datastore.transaction(commit=True) as curs:
+                            curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(self.schema)))
+                        self.recorder.create_table()
+                        self._create_side_tables()
+                finally:
+                    lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"ibledger-ddl:{self.schema}",))
+        self.datastore.register_type_adapters()
+        with self.datastore.transaction(commit=False) as curs:
+            meta = SQL("{0}.{1}").format(Identifier(self.schema), Identifier(META_TABLE))
+            curs.execute(SQL("SELECT value FROM {0} WHERE key='format'").format(meta))
+            fmt = int(curs.fetchone()["value"])  # type: ignore[index]
+        if fmt > STORE_FORMAT:
+            raise StoreError(
+                f"{self.url} has store format {fmt}, this ibledger reads up to {STORE_FORMAT}: upgrade ibledger"
+            )
+
+    def _tables_exist(self) -> bool:
+        names = [f'"{self.schema}".{t}' for t in (EVENTS_TABLE, SESSIONS_TABLE, META_TABLE)]
+        names.append(f'"{self.schema}".{self.recorder.stored_event_type_name}')
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL "
+                "AND to_regclass(%s) IS NOT NULL"
+                " AND to_regtype(%s) IS NOT NULL AS ok",
+                names,
+            )
+            return bool(curs.fetchone()["ok"])  # type: ignore[index]
+
+    def _create_side_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {0} ("
+                    "originator_id uuid PRIMARY KEY, session_id text NOT NULL UNIQUE, "
+                    "last_seq bigint NOT NULL, events bigint NOT NULL, "
+                    "first_ns bigint NOT NULL, last_ns bigint NOT NULL, "
+                    "has_start boolean NOT NULL, has_end boolean NOT NULL, chain bytea NOT NULL)"
+                ).format(SQL("{0}.{1}").format(Identifier(self.schema), Identifier(SESSIONS_TABLE)))
+            )
+            meta = SQL("{0}.{1}").format(Identifier(self.schema), Identifier(META_TABLE))
+            curs.execute(SQL("CREATE TABLE IF NOT EXISTS {0} (key text PRIMARY KEY, value text NOT NULL)").format(meta))
+            curs.execute(
+                SQL("INSERT INTO {0} VALUES ('format', %s) ON CONFLICT DO NOTHING").format(meta),
+                (str(STORE_FORMAT),),
+            )
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.datastore.get_connection() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except OperationalError as exc:
+            raise StoreError(f"{self.url}: database unavailable or busy ({self._clean(exc)})") from None
+        except PersistenceError as exc:
+            raise StoreError(f"{self.url}: {self._clean(exc)}") from None
+
+    # -- append
+
+    def _append(self, batch: Batch) -> int:
+        rec = self.recorder
+        oids = [part.originator_id for part in batch.parts.values()]  # uuid.UUID for psycopg
+        uuids = {part.originator_id.hex: part.originator_id for part in batch.parts.values()}
+        try:
+            with self._conn() as conn, conn.transaction(), conn.cursor() as curs:
+                # Write lock first (bounded by lock_timeout), then read heads: see module doc.
+                rec._lock_table(curs)
+                curs.execute(self._sql_heads_in, (oids,))
+                heads = {str(h.originator_id): h for h in map(_head, curs.fetchall())}
+                inserts, updates = plan_heads(batch, heads)
+                make = rec.construct_pg_stored_event
+                pg_events = [make(uuids[h], seq, topic, state) for h, seq, topic, state in batch.rows]
+                curs.execute(rec.insert_events_statement, (pg_events,))
+                ids = [r["notification_id"] for r in curs.fetchall()]
+                if inserts:
+                    curs.executemany(self._sql_insert_heads, [_head_params(h) for h in inserts])
+                if updates:
+                    curs.executemany(
+                        self._sql_update_heads,
+                        [
+                            (
+                                h.last_seq,
+                                h.events,
+                                h.last_ns,
+                                h.has_start,
+                                h.has_end,
+                                h.chain,
+                                uuid.UUID(h.originator_id),
+                            )
+                            for h in updates
+                        ],
+                    )
+                return max(ids)
+        except psycopg.errors.UniqueViolation as exc:
+            part = next(iter(batch.parts.values()))
+            raise SeqConflict(
+                part.session_id, -1, part.first_seq, detail=f"integrity error: {self._clean(exc)}"
+            ) from None
+        except psycopg.errors.LockNotAvailable:
+            raise StoreError(
+                f"{self.url}: another writer held the events table lock longer than lock_timeout; nothing written"
+            ) from None
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: append failed ({self._clean(exc)})") from None
+
+    # -- reads
+
+    def _head(self, originator_id: str) -> SessionHead | None:
+        with self._conn() as conn, conn.cursor() as curs:
+            curs.execute(self._sql_head, (uuid.UUID(originator_id),))
+            row = curs.fetchone()
+        return _head(row) if row is not None else None
+
+    def session_heads(self) -> list[SessionHead]:
+        self._check_open()
+        with self._conn() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT " + HEAD_COLS + " FROM {0} ORDER BY first_ns, session_id").format(self._t_sessions)
+            )
+            return [_head(r) for r in curs.fetchall()]
+
+    def _find_prefix(self, prefix: str) -> list[str]:
+        with self._conn() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT session_id FROM {0} WHERE substr(session_id, 1, %s)=%s LIMIT 50").format(self._t_sessions),
+                (len(prefix), prefix),
+            )
+            return [r["session_id"] for r in curs.fetchall()]
+
+    def _session_page(self, oid: uuid.UUID, from_seq: int, n: int) -> list[tuple[int, int, bytes]]:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_page_session, (oid, from_seq, from_seq + n))
+            return curs.fetchall()
+
+    def _next_seq(self, oid: uuid.UUID, from_seq: int) -> int | None:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_next_seq, (oid, from_seq))
+            return curs.fetchone()[0]  # type: ignore[index]
+
+    def _all_page(self, after: int, n: int) -> list[tuple[int, bytes]]:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_page_all, (after, n))
+            return curs.fetchall()
+
+    def _raw_page(self, after: int, n: int) -> list[RawRow]:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_page_raw, (after, n))
+            return [RawRow(r[0], str(r[1]), r[2], r[3], bytes(r[4])) for r in curs.fetchall()]
+
+    def max_position(self) -> int:
+        self._check_open()
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_max)
+            return curs.fetchone()[0] or 0  # type: ignore[index]
+
+    def _close_quietly(self) -> None:
+        ds = getattr(self, "datastore", None)
+        if ds is not None:
+            try:
+                ds.close()
+            except Exception:
+                pass
+
+    def _close(self) -> None:
+        self.datastore.close()
+
+
+def _whole_seconds(value: str) -> int:
+    """The library writes ``SET LOCAL lock_timeout = '<n>s'``: whole seconds, never 0 (= wait forever)."""
+    return max(1, round(float(value)))
+
+
+def _head(row: Any) -> SessionHead:
+    return SessionHead(
+        originator_id=str(row["originator_id"]),
+        session_id=row["session_id"],
+        last_seq=row["last_seq"],
+        events=row["events"],
+        first_ns=row["first_ns"],
+        last_ns=row["last_ns"],
+        has_start=row["has_start"],
+        has_end=row["has_end"],
+        chain=bytes(row["chain"]),
+    )
+
+
+def _head_params(h: SessionHead) -> tuple[Any, ...]:
+    return (
+        uuid.UUID(h.originator_id),
+        h.session_id,
+        h.last_seq,
+        h.events,
+        h.first_ns,
+        h.last_ns,
+        h.has_start,
+        h.has_end,
+        h.chain,
+    )

@@ -1,0 +1,150 @@
+"""Session files: the portable, versioned JSON-lines form of one recording session.
+
+Format (version 1), UTF-8, one JSON object per line:
+
+* line 1, the header::
+
+    {"format": "ibledger-session", "version": 1, "session_id": "...", "events": N,
+     "ibledger_version": "0.1.0"}
+
+* lines 2..N+1: one event envelope each (``ledger.core.events.Envelope`` as JSON: ``session_id``, ``seq``,
+  ``recv_ns``, ``mono_ns``, ``source``, ``v``, optional ``correlation_id`` / ``causation_id``, and
+  ``payload`` whose ``kind`` field names the event type).
+
+Rules a reader enforces: every envelope belongs to the header's session, ``seq`` runs 1, 2, 3, ...
+without gaps, the count matches the header, and every payload decodes under this ibledger's schema
+(an older schema is upcast, a newer one refused). The same files live under ``fixtures/`` and drive
+the tests, the replayer and the simulator's wire replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from ledger.core.codec import from_json, to_json
+from ledger.core.events import Envelope, SchemaError
+from ledger.version import __version__
+
+FORMAT = "ibledger-session"
+VERSION = 1
+
+
+class SessionFileError(ValueError):
+    """A session file that cannot be read: carries ``path:line`` and what is wrong."""
+
+    def __init__(self, path: str | Path, line: int, problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{path}:{line}: {problem}")
+
+
+class Header(msgspec.Struct, frozen=True, kw_only=True):
+    format: str
+    version: int
+    session_id: str
+    events: int
+    ibledger_version: str = ""
+
+
+_header_decoder = msgspec.json.Decoder(Header)
+_header_encoder = msgspec.json.Encoder()
+
+
+def write_session(path: str | Path, events: Iterable[Envelope], session_id: str, count: int) -> int:
+    """Write atomically (temp file + rename): a crash never leaves a half-written session file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    header = Header(
+        format=FORMAT, version=VERSION, session_id=session_id, events=count, ibledger_version=__version__
+    )
+    written = 0
+    try:
+        with tmp.open("wb") as out:
+            out.write(_header_encoder.encode(header) + b"\n")
+            for env in events:
+                out.write(to_json(env) + b"\n")
+                written += 1
+        if written != count:
+            raise ValueError(f"session {session_id}: expected {count} events, wrote {written}")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def read_header(path: str | Path) -> Header:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            first = f.readline()
+    except OSError as exc:
+        raise SessionFileError(path, 0, f"cannot open: {exc.strerror}") from exc
+    return _parse_header(path, first)
+
+
+def _parse_header(path: Path, line: bytes) -> Header:
+    if not line.strip():
+        raise SessionFileError(path, 1, "empty file: expected an ibledger-session header line")
+    try:
+        header = _header_decoder.decode(line)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SessionFileError(path, 1, f"bad header ({exc}); is this an ibledger session file?") from exc
+    if header.format != FORMAT:
+        raise SessionFileError(path, 1, f"format is {header.format!r}, expected {FORMAT!r}")
+    if header.version > VERSION:
+        raise SessionFileError(
+            path, 1, f"session file version {header.version} is newer than this ibledger reads ({VERSION})"
+        )
+    return header
+
+
+def iter_session(path: str | Path) -> Iterator[Envelope]:
+    """Stream and validate a session file; raises SessionFileError at the first bad line.
+
+    Streaming keeps memory flat in the session's length; callers that must not act on a partly bad
+    file (import) collect first or validate with :func:`validate` before writing anything.
+    """
+    path = Path(path)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise SessionFileError(path, 0, f"cannot open: {exc.strerror}") from exc
+    with f:
+        header = _parse_header(path, f.readline())
+        expected = 1
+        lineno = 1
+        for raw in f:
+            lineno += 1
+            if not raw.strip():
+                raise SessionFileError(path, lineno, "blank line inside a session file")
+            try:
+                env = from_json(raw)
+            except msgspec.DecodeError as exc:
+                raise SessionFileError(path, lineno, f"not valid JSON: {exc}") from exc
+            except SchemaError as exc:
+                raise SessionFileError(path, lineno, str(exc)) from exc
+            if env.session_id != header.session_id:
+                raise SessionFileError(
+                    path, lineno, f"event belongs to session {env.session_id!r}, header says {header.session_id!r}"
+                )
+            if env.seq != expected:
+                raise SessionFileError(path, lineno, f"seq {env.seq}, expected {expected} (gap or reordering)")
+            expected += 1
+            yield env
+        if expected - 1 != header.events:
+            raise SessionFileError(
+                path, lineno, f"file ends after {expected - 1} events, header promises {header.events} (truncated?)"
+            )
+
+
+def validate(path: str | Path) -> Header:
+    """Read the whole file once; raise at the first problem. Nothing is kept in memory."""
+    header = read_header(path)
+    for _ in iter_session(path):
+        pass
+    return header

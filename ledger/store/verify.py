@@ -1,0 +1,132 @@
+"""Check a store end to end: every row decodes, seqs are gapless, sessions ended, hash chains match.
+
+One streaming pass over the raw rows in global order (memory grows with the number of sessions, not
+events), then a comparison with the per-session side table that the append transaction maintains
+(last seq, event count and the ``sha256(prev + state)`` chain head). A chain or count mismatch means a row
+was altered, removed or inserted behind the store's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+from msgspec import Struct
+
+from ledger.core import codec
+from ledger.core.events import SchemaError
+from ledger.store.base import EMPTY_CHAIN, EventStore, originator_id_for
+
+
+class Gap(Struct, frozen=True):
+    session_id: str
+    after_seq: int  # last seq present before the hole (0: the session does not start at 1)
+    next_seq: int  # first seq present after it
+
+
+class Undecodable(Struct, frozen=True):
+    position: int
+    session_id: str | None
+    seq: int
+    reason: str
+
+
+class Tampered(Struct, frozen=True):
+    session_id: str
+    reason: str
+
+
+class VerifyReport(Struct, kw_only=True):
+    url: str
+    sessions_checked: int = 0
+    events: int = 0
+    max_position: int = 0
+    gaps: list[Gap] = []
+    crashed: list[str] = []  # sessions with no session_ended event (crashed, or still recording)
+    undecodable: list[Undecodable] = []
+    tampered: list[Tampered] = []
+
+    @property
+    def ok(self) -> bool:
+        """No gaps, no undecodable rows, no tampering. Crashed sessions are facts, not store damage."""
+        return not (self.gaps or self.undecodable or self.tampered)
+
+
+class _Seen(Struct):
+    session_id: str | None
+    last_seq: int = 0
+    events: int = 0
+    has_end: bool = False
+    chain: bytes = EMPTY_CHAIN
+    # once a session has a gap or an out-of-order row, its chain no longer means anything useful
+    broken: bool = False
+
+
+def verify(store: EventStore) -> VerifyReport:
+    heads = {h.originator_id: h for h in store.session_heads()}
+    report = VerifyReport(url=store.url)
+    seen: dict[str, _Seen] = {}
+    sha = hashlib.sha256
+    max_pos = 0
+    for row in store.raw_rows():
+        max_pos = row.position
+        report.events += 1
+        s = seen.get(row.originator_id)
+        if s is None:
+            h = heads.get(row.originator_id)
+            s = seen[row.originator_id] = _Seen(h.session_id if h is not None else None)
+        s.events += 1
+        s.chain = sha(s.chain + row.state).digest()
+        try:
+            env = codec.from_msgpack(row.state)
+        except (SchemaError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            report.undecodable.append(Undecodable(row.position, s.session_id, row.seq, str(exc)))
+            _advance(report, s, row.originator_id, row.seq)
+            continue
+        if s.session_id is None:
+            s.session_id = env.session_id
+        problems = []
+        if env.seq != row.seq:
+            problems.append(f"row seq {row.seq} holds an envelope with seq {env.seq}")
+        if env.session_id != s.session_id or str(originator_id_for(env.session_id)) != row.originator_id:
+            problems.append(f"row of session {s.session_id} holds an envelope of session {env.session_id}")
+        if row.topic != f"ibledger:{env.kind}:v{env.v}":
+            problems.append(f"position {row.position}: topic {row.topic!r} does not match kind {env.kind!r}")
+        for p in problems:
+            report.tampered.append(Tampered(s.session_id or row.originator_id, f"position {row.position}: {p}"))
+        if env.kind == "session_ended":
+            s.has_end = True
+        _advance(report, s, row.originator_id, row.seq)
+    report.max_position = max_pos
+    report.sessions_checked = len(seen)
+
+    for oid, s in seen.items():
+        name = s.session_id or oid
+        if not s.has_end:
+            report.crashed.append(name)
+        h = heads.get(oid)
+        if h is None:
+            report.tampered.append(
+                Tampered(name, "events stored without a session head row (written around the store)")
+            )
+            continue
+        if h.last_seq != s.last_seq or h.events != s.events:
+            report.tampered.append(
+                Tampered(
+                    name,
+                    f"head says {h.events} events up to seq {h.last_seq}, found {s.events} up to seq {s.last_seq}",
+                )
+            )
+        elif h.chain != s.chain and not s.broken:
+            report.tampered.append(Tampered(name, "hash chain mismatch: a stored event was altered"))
+    for oid, h in heads.items():
+        if oid not in seen:
+            report.tampered.append(Tampered(h.session_id, f"head says {h.events} events, none found"))
+    return report
+
+
+def _advance(report: VerifyReport, s: _Seen, oid: str, seq: int) -> None:
+    if seq != s.last_seq + 1:
+        report.gaps.append(Gap(s.session_id or oid, s.last_seq, seq))
+        s.broken = True
+    s.last_seq = max(s.last_seq, seq)

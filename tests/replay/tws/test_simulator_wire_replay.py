@@ -1,0 +1,265 @@
+"""Wire replay: a recorded session's broker messages played back to a new client, ids mapped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.core import events as ev
+from ledger.ib.library import LimitOrder, Stock
+from ledger.store.sessionfile import write_session
+from replay.tws.simulator import Simulator
+from replay.tws.wire_replay import load_playback
+from tests.support.simulator import Recorder, connect, wait_events
+
+SID = "rec-session-1"
+T0 = 1_704_205_800_000_000_000
+MS = 1_000_000
+EXEC_A = "0001f4e8.65a1b2c3.01.01"
+EXEC_B = "0001f4e8.65a1b2c4.01.01"
+
+
+def _recorded() -> list[tuple[int, str, ev.Event]]:
+    """Yesterday: order 7 (AAPL, partly filled then cancelled), order 8 (MSFT, 399 then filled)."""
+    return [
+        (0, "live", ev.SessionStarted(library="ib_insync", library_version="0.9.86", client_id=1)),
+        (1, "live", ev.NextValidId(order_id=7)),
+        # an answer to the startup reqExecutions: history, not part of any replayed order
+        (2, "reconcile", ev.ExecDetails(exec_id="0000aaaa.00000001.01.01", req_id=3, order_id=2, perm_id=99)),
+        (
+            10,
+            "live",
+            ev.PlaceOrder(
+                order_id=7,
+                client_id=1,
+                symbol="AAPL",
+                action="BUY",
+                total_qty=100,
+                order_type="LMT",
+                lmt_price=50.0,
+                order_ref="strat-a",
+            ),
+        ),  # fmt: skip
+        (
+            12,
+            "live",
+            ev.OpenOrder(order_id=7, perm_id=555, client_id=1, symbol="AAPL", total_qty=100, status="Submitted"),
+        ),  # fmt: skip
+        (13, "live", ev.OrderStatus(order_id=7, status="Submitted", remaining=100, perm_id=555, client_id=1)),
+        (
+            20,
+            "live",
+            ev.PlaceOrder(
+                order_id=8,
+                client_id=1,
+                symbol="MSFT",
+                action="SELL",
+                total_qty=10,
+                order_type="LMT",
+                lmt_price=400.0,
+                order_ref="strat-b",
+            ),
+        ),  # fmt: skip
+        (25, "live", ev.Error(req_id=8, code=399, message="Order Message:\nWarning: not placed until the open")),
+        (
+            30,
+            "live",
+            ev.ExecDetails(
+                exec_id=EXEC_A,
+                order_id=7,
+                perm_id=555,
+                client_id=1,
+                shares=60,
+                price=50.0,
+                cum_qty=60,
+                avg_price=50.0,
+                side="BOT",
+            ),
+        ),  # fmt: skip
+        (31, "live", ev.CommissionReport(exec_id=EXEC_A, commission=0.6, currency="USD")),
+        (
+            32,
+            "live",
+            ev.OrderStatus(
+                order_id=7,
+                status="Submitted",
+                filled=60,
+                remaining=40,
+                avg_fill_price=50.0,
+                perm_id=555,
+                last_fill_price=50.0,
+                client_id=1,
+            ),
+        ),  # fmt: skip
+        (33, "live", ev.CommissionReport(exec_id=EXEC_B, commission=0.1, currency="USD")),  # before its exec
+        (
+            34,
+            "live",
+            ev.ExecDetails(
+                exec_id=EXEC_B,
+                order_id=8,
+                perm_id=556,
+                client_id=1,
+                shares=10,
+                price=400.0,
+                cum_qty=10,
+                avg_price=400.0,
+                side="SLD",
+            ),
+        ),  # fmt: skip
+        (
+            35,
+            "live",
+            ev.OrderStatus(
+                order_id=8,
+                status="Filled",
+                filled=10,
+                remaining=0,
+                avg_fill_price=400.0,
+                perm_id=556,
+                last_fill_price=400.0,
+                client_id=1,
+            ),
+        ),  # fmt: skip
+        (40, "live", ev.CancelOrder(order_id=7, client_id=1, perm_id=555)),
+        (
+            41,
+            "live",
+            ev.OrderStatus(
+                order_id=7,
+                status="PendingCancel",
+                filled=60,
+                remaining=40,
+                avg_fill_price=50.0,
+                perm_id=555,
+                last_fill_price=50.0,
+                client_id=1,
+            ),
+        ),  # fmt: skip
+        (
+            45,
+            "live",
+            ev.OrderStatus(
+                order_id=7,
+                status="Cancelled",
+                filled=60,
+                remaining=40,
+                avg_fill_price=50.0,
+                perm_id=555,
+                last_fill_price=50.0,
+                client_id=1,
+            ),
+        ),  # fmt: skip
+        (46, "live", ev.Error(req_id=7, code=202, message="Order Canceled - reason:")),
+        (50, "live", ev.SessionEnded(events=19)),
+    ]
+
+
+@pytest.fixture
+def session_file(tmp_path: Path) -> Path:
+    envs = [
+        ev.envelope(SID, i + 1, payload, recv_ns=T0 + ms * MS, source=source)  # type: ignore[arg-type]
+        for i, (ms, source, payload) in enumerate(_recorded())
+    ]
+    path = tmp_path / "yesterday.jsonl"
+    write_session(path, envs, SID, len(envs))
+    return path
+
+
+def test_playback_builds_one_script_per_recorded_order(session_file: Path):
+    pb = load_playback(session_file)
+    assert [(o.order_id, o.perm_id, o.order_ref) for o in pb.orders] == [(7, 555, "strat-a"), (8, 556, "strat-b")]
+    a, b = pb.scenarios
+    assert [s.type for s in a.steps] == ["open_order", "status", "exec", "commission", "status"]
+    assert [s.after_ms for s in a.steps] == [2, 1, 17, 1, 1]  # recorded spacing, from the place intent
+    assert [s.type for s in a.on_cancel] == ["status", "status", "error"]
+    assert [s.type for s in b.steps] == ["error", "commission", "exec", "status"]
+    assert b.on_cancel is None  # never cancelled: a cancel gets the default reaction
+
+
+def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Path):
+    with Simulator(playback=load_playback(session_file)) as sim:
+        ib = connect(sim.port, client_id=4)
+        try:
+            rec = Recorder(ib)
+            stock = Stock("AAPL", "SMART", "USD")
+            a = ib.placeOrder(stock, LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
+            assert wait_events(ib, rec, 5) == [
+                ("open", "Submitted"),
+                ("status", "Submitted", 0.0, 100.0, 0.0, 0.0, ""),
+                ("exec", "A.01", 60.0, 50.0, 60.0, 50.0),
+                ("comm", "A.01", 0.6),
+                ("status", "Submitted", 60.0, 40.0, 50.0, 50.0, ""),
+            ]
+            b = ib.placeOrder(Stock("MSFT", "SMART", "USD"), LimitOrder("SELL", 10, 400.0, orderRef="strat-b"))
+            assert wait_events(ib, rec, 9)[5:] == [
+                ("error", 399),
+                ("comm", "B.01", 0.1),
+                ("exec", "B.01", 10.0, 400.0, 10.0, 400.0),
+                ("status", "Filled", 10.0, 0.0, 400.0, 400.0, ""),
+            ]
+            ib.cancelOrder(a.order)
+            assert wait_events(ib, rec, 12)[9:] == [
+                ("status", "PendingCancel", 60.0, 40.0, 50.0, 50.0, ""),
+                ("status", "Cancelled", 60.0, 40.0, 50.0, 50.0, ""),
+                ("error", 202),
+            ]
+            # recorded orderIds 7/8 became this client's ids; permIds are the simulator's; execIds verbatim
+            assert a.order.orderId != 7 and b.order.orderId != 8
+            for args in rec.raw_of("status"):
+                assert args[0] in (a.order.orderId, b.order.orderId) and args[5] not in (555, 556)
+            assert [ex.execId for _r, _c, ex in rec.raw_of("exec")] == [EXEC_A, EXEC_B]
+            assert [ex.orderId for _r, _c, ex in rec.raw_of("exec")] == [a.order.orderId, b.order.orderId]
+            assert [args[0] for args in rec.raw_of("error")] == [b.order.orderId, a.order.orderId]
+            # the broker's truth followed the replay
+            truth = sim.broker.find(4, a.order.orderId)
+            assert (truth.status, truth.filled) == ("Cancelled", 60)
+            # the recording is used up: the next order gets the normal scenarios
+            assert sim.playback.remaining() == 0
+            c = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
+            wait_events(ib, rec, 17)
+            assert c.orderStatus.status == "Filled"
+        finally:
+            ib.disconnect()
+
+
+def test_bad_session_file_is_reported(tmp_path: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "something-else", "version": 1, "session_id": "x", "events": 0}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        load_playback(bad)
+
+
+def test_cli_simulate_plays_a_session(session_file: Path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("ibledger")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from ledger.cli import main; main()"]
+    proc = subprocess.Popen(
+        [*cmd, "simulate", "--port", "0", "--session", str(session_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
+        assert m
+        ib = connect(int(m.group(1)))
+        try:
+            rec = Recorder(ib)
+            ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
+            assert wait_events(ib, rec, 5)[-1] == ("status", "Submitted", 60.0, 40.0, 50.0, 50.0, "")
+        finally:
+            ib.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

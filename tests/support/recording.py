@@ -1,0 +1,42 @@
+"""Helpers shared by the recorder and reconciliation tests (not collected)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ledger.core import events as ev
+from ledger.store import open_store
+
+
+def wait_for(ib: Any, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """Run the client's loop until ``predicate()`` holds; keeps going through a dropped connection
+    (reconnect tests wait across it), unlike ``simulator_support.wait_until``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        try:
+            ib.sleep(0.005)
+        except ConnectionError:
+            pass
+    return predicate()
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine on a fresh loop, leaving an open current loop behind for the blocking API
+    (``asyncio.run`` would leave none, and ib_insync's blocking calls need one)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def stored(url: str, session_id: str) -> list[ev.Envelope]:
+    with open_store(url) as s:
+        return list(s.read_session(session_id))
