@@ -46,7 +46,7 @@ from ledger.store import EventStore
 from projections import schema
 from projections.columns import Batch, first, register_keys, sql_str
 
-MAX_ORDER_ID = 2147483647
+MAX_ORDER_ID = ev.MANUAL_EXEC_ORDER_ID
 PROJECTION = "audit"
 DEFAULT_BATCH = 20_000
 DEFAULT_CHECKPOINT_EVERY = 100_000

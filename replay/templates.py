@@ -37,7 +37,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-MANUAL_EXEC_ORDER_ID = 2147483647
+MANUAL_EXEC_ORDER_ID = ev.MANUAL_EXEC_ORDER_ID
 T0_NS = 1_700_000_000_000_000_000
 
 # (symbol, con_id, sec_type, reference price)

@@ -22,6 +22,9 @@ SOURCES: tuple[str, ...] = ("live", "replay", "synthetic", "reconcile")
 
 Raw = dict[str, Any]
 
+MANUAL_EXEC_ORDER_ID = 2147483647
+"""The orderId IB puts on executions of manual TWS orders (IB's UNSET_INTEGER, 2**31 - 1): "no API order"."""
+
 
 class Event(Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
     """Base of every payload. The tag (``kind``) is the snake_case name used everywhere."""

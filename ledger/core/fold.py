@@ -118,7 +118,7 @@ __all__ = [
     "fold",
 ]
 
-MAX_ORDER_ID = 2147483647  # orderId of executions of manual TWS orders
+MAX_ORDER_ID = ev.MANUAL_EXEC_ORDER_ID  # orderId of executions of manual TWS orders
 EPS = 1e-9
 
 # Anomaly kinds (Anomaly.kind)

@@ -18,11 +18,12 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+# the orderId TWS puts on executions of manual (non-API) orders, re-exported for the broker
+from ledger.core.events import MANUAL_EXEC_ORDER_ID as MANUAL_EXEC_ORDER_ID
+
 SERVER_VERSION = 176
 MIN_CLIENT_VERSION = 157
 
-#: the orderId TWS puts on executions of manual (non-API) orders
-MANUAL_EXEC_ORDER_ID = 2147483647
 UNSET_INTEGER = 2**31 - 1
 UNSET_DOUBLE = 1.7976931348623157e308
 
