@@ -7,7 +7,7 @@ import pytest
 from ledger.cli.demo import DEMO_GOVERNOR, FIXTURE_NAME, run_demo
 from ledger.store import open_store
 from ledger.store.sessionfile import validate
-from tests.cli.test_cli_live import run_cli
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.ibclient
 

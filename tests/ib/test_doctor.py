@@ -21,7 +21,7 @@ from ledger.ib.doctor import (
     run_doctor,
 )
 from replay.tws.simulator import Simulator
-from tests.cli.test_cli_live import invoke, run_cli
+from tests.support.cli import invoke, run_cli
 
 pytestmark = pytest.mark.ibclient
 

@@ -14,7 +14,7 @@ from ledger.core import events as ev
 from ledger.live.monitor import MonitorResult
 from replay.tws.simulator import Simulator
 from tests.live import test_placement as tp
-from tests.live.test_placement import ACCOUNT, limit, run_session, scenarios, stock
+from tests.support.placement import ACCOUNT, limit, run_session, scenarios, stock
 
 sqlite_store = tp.sqlite_store  # the fixture (a real SQLite store in tmp_path)
 

@@ -5,54 +5,19 @@ protocol, emergency cancels with causation, cancel-all, a dropped connection, co
 from __future__ import annotations
 
 import asyncio
-import tomllib
 
 import pytest
 
 from ledger.core import events as ev
 from ledger.core.engine import event_id
 from ledger.core.governor_config import BreakerConfig, GovernorConfig
-from ledger.ib.library import LimitOrder, Stock
 from ledger.ib.settings import ConnectError, SettingsError, resolve
 from ledger.live.placement import open_session
 from ledger.store import open_store
-from replay.tws.scenarios import parse_document
 from replay.tws.simulator import Simulator
+from tests.support.placement import ACCOUNT, limit, run_session, scenarios, stock
 
 pytestmark = pytest.mark.ibclient
-
-ACCOUNT = "DU1234567"
-
-
-# --- helpers shared with the monitor and demo tests ----------------------------------------------
-
-
-def scenarios(text: str):
-    """Scenarios written inline in the documented TOML format."""
-    return parse_document(tomllib.loads(text), "test")
-
-
-def settings_for(sim: Simulator, account: str = ACCOUNT, client_id: int = 1):
-    return resolve(host="127.0.0.1", port=sim.port, client_id=client_id, account=account, env={})
-
-
-def run_session(sim: Simulator, store, body, *, account: str = ACCOUNT, **kw):
-    """``await body(session)`` inside a recorded session connected to ``sim``; returns its result."""
-
-    async def main():
-        async with open_session(settings_for(sim, account), store, **kw) as sess:
-            return await body(sess)
-
-    return asyncio.run(main())
-
-
-def stock(symbol: str = "AAPL"):
-    return Stock(symbol, "SMART", "USD")
-
-
-def limit(action: str, qty: float, price: float = 100.0, ref: str = ""):
-    return LimitOrder(action, qty, price, orderRef=ref)
-
 
 def events_of(store, session_id: str) -> list[ev.Envelope]:
     return list(store.read_session(session_id))
