@@ -32,6 +32,7 @@ from replay.scenarios import (
     Step,
     default_on_modify,
 )
+from replay.tws import requests as R
 
 log = logging.getLogger("replay.simulator")
 
@@ -139,6 +140,8 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._background: set[asyncio.Task] = set()
+        #: message id -> handler(conn, raw fields) for requests served outside the order flow
+        self._handlers: dict[int, Callable[[_Conn, list[str]], None]] = {}
 
     # ================================================================== lifecycle
 
@@ -496,7 +499,25 @@ class Simulator:
         elif isinstance(req, P.ReqManagedAccounts):
             conn.send(P.managed_accounts(self.accounts), self.wire_log)
         else:
-            log.info("connection %s: ignoring request %s", conn.number, req.msg_id)
+            self._unserved(conn, req)
+
+    def _unserved(self, conn: _Conn, req: P.Request) -> None:
+        """A request outside the order flow: a registered handler, an empty reply, or a TWS-like error."""
+        fields = list(req.fields) if isinstance(req, P.Unknown) else [str(req.msg_id)]
+        handler = self._handlers.get(req.msg_id)
+        if handler is not None:
+            handler(conn, fields)
+            return
+        kind = R.kind_of(req.msg_id)
+        if kind.handling == R.NO_REPLY:
+            log.debug("connection %s: %s needs no reply", conn.number, kind.name)
+        elif kind.handling == R.EMPTY:
+            log.warning("connection %s: %s is not simulated; sending an empty reply", conn.number, kind.name)
+            conn.send(R.empty_reply(kind, fields), self.wire_log)
+        else:
+            req_id, code, text = R.refusal(kind, fields)
+            log.warning("connection %s: %s is not simulated; answering error %s", conn.number, kind.name, code)
+            conn.send(P.error(req_id, code, text, server_version=conn.server_version), self.wire_log)
 
     def _place(self, conn: _Conn, req: P.PlaceOrder) -> None:
         cid = conn.client_id or 0
