@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from replay.protocol import MANUAL_EXEC_ORDER_ID, ContractSpec, ExecFilter, OpenOrderView, OrderSpec
@@ -213,6 +214,8 @@ class Broker:
         self._superseded: list[Execution] = []
         self._commissions: list[Commission] = []  # every report sent, duplicates included
         self._positions: dict[tuple[str, int], Position] = {}
+        #: a ``replay.tws.catalogue.Catalogue``: derivative contracts echo their definition from it
+        self.catalogue: Any = None
 
     # ------------------------------------------------------------------ ids
 
@@ -253,7 +256,7 @@ class Broker:
                 order_id=order_id,
                 client_id=client_id,
                 perm_id=self._new_perm_id(),
-                contract=normalize_contract(contract),
+                contract=normalize_contract(self._defined(contract)),
                 spec=replace(spec, account=account),
                 scenario=scenario,
             )
@@ -261,6 +264,26 @@ class Broker:
             self._by_client[key] = order.perm_id
             self._next_id[client_id] = max(self._next_id.get(client_id, 1), order_id + 1)
             return order
+
+    def _defined(self, contract: ContractSpec) -> ContractSpec:
+        """A futures/option/FX contract filled in from the catalogue (multiplier, local symbol, expiry).
+
+        Stocks are left as they came so the echoes recorded before the catalogue existed stay the same.
+        """
+        if self.catalogue is None or contract.secType in ("", "STK"):
+            return contract
+        inst = self.catalogue.resolve(contract)
+        if inst is None:
+            return contract
+        d = inst.contract()
+        return replace(
+            contract,
+            conId=contract.conId or d.conId,
+            lastTradeDateOrContractMonth=d.lastTradeDateOrContractMonth,
+            multiplier=contract.multiplier or d.multiplier,
+            localSymbol=contract.localSymbol or d.localSymbol,
+            tradingClass=contract.tradingClass or d.tradingClass,
+        )
 
     def place_manual(self, contract: ContractSpec, spec: OrderSpec, scenario: str = "manual") -> BrokerOrder:
         """An order typed into TWS by hand: orderId 0 on the wire, known by permId only."""

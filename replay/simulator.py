@@ -32,7 +32,9 @@ from replay.scenarios import (
     Step,
     default_on_modify,
 )
+from replay.tws import contracts as C
 from replay.tws import requests as R
+from replay.tws.catalogue import Catalogue
 
 log = logging.getLogger("replay.simulator")
 
@@ -110,6 +112,7 @@ class Simulator:
         master_client_id: int = 0,
         broker: Broker | None = None,
         playback: Any = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -142,6 +145,19 @@ class Simulator:
         self._background: set[asyncio.Task] = set()
         #: message id -> handler(conn, raw fields) for requests served outside the order flow
         self._handlers: dict[int, Callable[[_Conn, list[str]], None]] = {}
+        #: the instruments reqContractDetails & co. answer from; orders on them echo their definition
+        self.catalogue = catalogue or Catalogue()
+        self.broker.catalogue = self.catalogue
+        self._handlers.update(
+            {
+                P.In.REQ_CONTRACT_DETAILS: lambda c, f: self._reply(
+                    c, C.contract_details(self.catalogue, f, c.server_version)
+                ),
+                81: lambda c, f: self._reply(c, C.matching_symbols(self.catalogue, f)),
+                78: lambda c, f: self._reply(c, C.sec_def_opt_params(self.catalogue, f, c.server_version)),
+                91: lambda c, f: self._reply(c, C.market_rule(f)),
+            }
+        )
 
     # ================================================================== lifecycle
 
@@ -500,6 +516,10 @@ class Simulator:
             conn.send(P.managed_accounts(self.accounts), self.wire_log)
         else:
             self._unserved(conn, req)
+
+    def _reply(self, conn: _Conn, messages: Iterable[P.Fields]) -> None:
+        for fields in messages:
+            conn.send(fields, self.wire_log)
 
     def _unserved(self, conn: _Conn, req: P.Request) -> None:
         """A request outside the order flow: a registered handler, an empty reply, or a TWS-like error."""

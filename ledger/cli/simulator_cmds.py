@@ -31,14 +31,24 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--session", help="Recorded session file to play back on the wire to each new client."),
         ] = None,
+        instruments: Annotated[
+            list[Path] | None,
+            typer.Option("--instruments", help="Extra instruments (TOML [[instrument]] or CSV; repeatable)."),
+        ] = None,
     ) -> None:
         """Serve a TWS stand-in that ib_insync / ib_async connect to; stops on Ctrl-C or SIGTERM."""
         from replay.scenarios import BUILTIN_DIR, ScenarioError
         from replay.simulator import Simulator, serve_forever
+        from replay.tws.catalogue import BUILTIN, Catalogue, CatalogueError, load_instruments
 
         dirs = [BUILTIN_DIR, *scenarios] if scenarios else None
         try:
+            extra = [inst for path in instruments or () for inst in load_instruments(path)]
+        except CatalogueError as exc:
+            fail(f"bad instruments file: {exc}")
+        try:
             sim = Simulator(
+                catalogue=Catalogue([*BUILTIN, *extra]),
                 host=host,
                 port=port,
                 scenarios_dir=dirs,
