@@ -202,11 +202,19 @@ class BrokerSnapshot:
 class Broker:
     """Orders, fills, commissions and positions, keyed the way TWS keys them."""
 
-    def __init__(self, accounts: Iterable[str] = ("DU1234567",), clock: SimClock | None = None) -> None:
+    def __init__(
+        self, accounts: Iterable[str] = ("DU1234567",), clock: SimClock | None = None, seed: int | None = None
+    ) -> None:
         self.accounts: tuple[str, ...] = tuple(accounts) or ("DU1234567",)
         self.clock = clock or SimClock()
         self.lock = threading.RLock()
         self._c = _Counters()
+        #: the execId prefix; with a seed, permIds and execIds start from a per-run base so that
+        #: independent runs recorded into one ledger never reuse an id
+        self._exec_prefix = "0000e0d5"
+        if seed is not None:
+            self._c.perm_id = 1_000_000_000 + (seed % 100_000) * 10_000
+            self._exec_prefix = f"{seed % 0xFFFFFFFF:08x}"
         self._orders: dict[int, BrokerOrder] = {}  # permId -> order, in placement order
         self._by_client: dict[tuple[int, int], int] = {}  # (clientId, orderId) -> permId
         self._next_id: dict[int, int] = {}  # clientId -> next valid order id
@@ -235,7 +243,7 @@ class Broker:
         """A fresh execId prefix; the full id is ``<base>.<suffix>`` (suffix ``01``, a correction ``02``)."""
         with self.lock:
             self._c.exec_base += 1
-            return f"0000e0d5.{self._c.exec_base:08x}.01"
+            return f"{self._exec_prefix}.{self._c.exec_base:08x}.01"
 
     # ------------------------------------------------------------------ orders
 

@@ -35,6 +35,8 @@ from replay.scenarios import (
 from replay.tws import contracts as C
 from replay.tws import requests as R
 from replay.tws.catalogue import Catalogue
+from replay.tws.feeds import Feeds
+from replay.tws.market import Market
 
 log = logging.getLogger("replay.simulator")
 
@@ -113,12 +115,19 @@ class Simulator:
         broker: Broker | None = None,
         playback: Any = None,
         catalogue: Catalogue | None = None,
+        seed: int | None = None,
+        market_speed: float = 0.0,
+        bars: dict[str, list[tuple[int, float, float, float, float, float]]] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.trusted_ips = frozenset(trusted_ips)
         self.accounts = tuple(accounts) or ("DU1234567",)
-        self.broker = broker or Broker(self.accounts)
+        #: None keeps the historical id bases (fixtures); a number gives per-run permId/execId bases
+        self.seed = seed
+        self.broker = broker or Broker(self.accounts, seed=seed)
+        #: simulated seconds per wall second the market clock runs at; 0: it moves only via ``advance``
+        self.market_speed = market_speed
         if scenarios_dir is None:
             dirs: list[str | Path] = [BUILTIN_DIR]
         elif isinstance(scenarios_dir, str | Path):
@@ -148,6 +157,9 @@ class Simulator:
         #: the instruments reqContractDetails & co. answer from; orders on them echo their definition
         self.catalogue = catalogue or Catalogue()
         self.broker.catalogue = self.catalogue
+        self.market = Market(seed=1 if seed is None else seed, anchor=self.broker.clock.epoch(), bars=bars)
+        self.feeds = Feeds(self.catalogue, self.market, self.broker.clock, lambda c, f: c.send(f, self.wire_log))
+        fd = self.feeds
         self._handlers.update(
             {
                 P.In.REQ_CONTRACT_DETAILS: lambda c, f: self._reply(
@@ -156,6 +168,15 @@ class Simulator:
                 81: lambda c, f: self._reply(c, C.matching_symbols(self.catalogue, f)),
                 78: lambda c, f: self._reply(c, C.sec_def_opt_params(self.catalogue, f, c.server_version)),
                 91: lambda c, f: self._reply(c, C.market_rule(f)),
+                P.In.REQ_MKT_DATA: fd.mkt_data,
+                2: lambda c, f: fd.cancel(c, f, 2),
+                P.In.REQ_MARKET_DATA_TYPE: fd.market_data_type,
+                20: fd.historical_data,
+                25: lambda c, f: fd.cancel(c, f, 2),
+                87: fd.head_timestamp,
+                90: lambda c, f: fd.cancel(c, f, 1),
+                50: fd.real_time_bars,
+                51: lambda c, f: fd.cancel(c, f, 2),
             }
         )
 
@@ -173,6 +194,8 @@ class Simulator:
         self._server = await asyncio.start_server(self._on_accept, self.host, self._requested_port)
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("simulator listening on %s:%s", self.host, self._port)
+        if self.market_speed > 0:
+            self._spawn(self._pump())
 
     async def stop_async(self) -> None:
         if self._server is not None:
@@ -257,6 +280,30 @@ class Simulator:
             return fn(*args, **kwargs)
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
+
+    # ================================================================== the market clock
+
+    async def _pump(self) -> None:
+        """Run the market clock at ``market_speed`` simulated seconds per wall second."""
+        interval = 1.0 / self.market_speed
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += interval
+            await asyncio.sleep(max(due - loop.time(), 0.0))
+            self._advance(1)
+
+    def _advance(self, seconds: int) -> int:
+        sent = 0
+        for _ in range(seconds):
+            with self.broker.lock:
+                self.broker.clock.tick(1)
+            sent += self.feeds.step()
+        return sent
+
+    def advance(self, seconds: int = 1) -> int:
+        """Move the market clock ``seconds`` forward (one second at a time); returns messages pushed."""
+        return self._call(self._advance, int(seconds))
 
     # ================================================================== public hooks
 
@@ -416,6 +463,7 @@ class Simulator:
     def _close(self, conn: _Conn, abort: bool = False) -> None:
         if conn in self._conns:
             self._conns.remove(conn)
+        self.feeds.drop(conn)
         if not conn.closed:
             conn.closed = True
             log.info("connection %s (clientId %s) closed", conn.number, conn.client_id)

@@ -115,6 +115,9 @@ def test_every_request_type_gets_a_reply_or_an_error_within_a_second(caplog: pyt
                 caplog.clear()
                 with caplog.at_level(logging.INFO, logger="replay.simulator"):
                     call(req_id if req_id is not None else 0)
+                    if msg_id == 50:  # the first 5-second bar comes once 5 simulated seconds have passed
+                        ib.sleep(0.05)
+                        sim.advance(5)
                     deadline = time.monotonic() + 1.0
 
                     def answered(before: int = before, req_id: int | None = req_id) -> bool:
