@@ -37,6 +37,8 @@ from replay.tws import requests as R
 from replay.tws.catalogue import Catalogue
 from replay.tws.feeds import Feeds
 from replay.tws.market import Market
+from replay.tws.matching import order_extras
+from replay.tws.paper import Paper
 
 log = logging.getLogger("replay.simulator")
 
@@ -118,6 +120,7 @@ class Simulator:
         seed: int | None = None,
         market_speed: float = 0.0,
         bars: dict[str, list[tuple[int, float, float, float, float, float]]] | None = None,
+        slippage_ticks: int = 0,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -160,6 +163,8 @@ class Simulator:
         self.market = Market(seed=1 if seed is None else seed, anchor=self.broker.clock.epoch(), bars=bars)
         self.feeds = Feeds(self.catalogue, self.market, self.broker.clock, lambda c, f: c.send(f, self.wire_log))
         fd = self.feeds
+        #: default-scenario orders on catalogued contracts work against the market here
+        self.paper = Paper(self, slippage_ticks=slippage_ticks)
         self._handlers.update(
             {
                 P.In.REQ_CONTRACT_DETAILS: lambda c, f: self._reply(
@@ -299,6 +304,7 @@ class Simulator:
             with self.broker.lock:
                 self.broker.clock.tick(1)
             sent += self.feeds.step()
+            self.paper.step()
         return sent
 
     def advance(self, seconds: int = 1) -> int:
@@ -589,6 +595,10 @@ class Simulator:
 
     def _place(self, conn: _Conn, req: P.PlaceOrder) -> None:
         cid = conn.client_id or 0
+        extras = order_extras(req.raw)
+        if extras.what_if:
+            self.paper.what_if(conn, req)
+            return
         existing = self.broker.find(cid, req.order_id)
         if existing is not None:
             self._modify(existing, req)
@@ -602,6 +612,10 @@ class Simulator:
         log.info("order %s/%s permId %s -> scenario %s", cid, req.order_id, order.perm_id, scenario.name)
         run = _Run(order=order, scenario=scenario, exec_bases=dict(scenario.exec_bases))
         self._runs[order.perm_id] = run
+        inst = self.paper.instrument_for(order, scenario)
+        if inst is not None:
+            self.paper.place(run, inst, extras)
+            return
         run.main = self._spawn(self._run_steps(run, scenario.steps))
         run.tasks.append(run.main)
 
@@ -612,6 +626,12 @@ class Simulator:
             self._apply(run, Step("error", code=104, msg=text))
             return
         self.broker.modify(order, req.order)
+        if self.paper.owns(order):
+            self.paper.modified(order, order_extras(req.raw))
+            self._apply(run, Step("open_order"))
+            self._apply(run, Step("status"))
+            self.paper.after_modify(order)
+            return
         steps = run.scenario.on_modify if run.scenario.on_modify is not None else default_on_modify()
         run.tasks.append(self._spawn(self._run_steps(run, steps)))
 
@@ -629,6 +649,9 @@ class Simulator:
         self._start_cancel(order)
 
     def _start_cancel(self, order: BrokerOrder) -> None:
+        if self.paper.owns(order):
+            for child in self.paper.cancelling(order):
+                self._start_cancel(child)
         run = self._run_for(order)
         if run.cancelling is not None and not run.cancelling.done():
             log.info("order permId %s: cancel already in progress", order.perm_id)
@@ -735,8 +758,10 @@ class Simulator:
         o = run.order
         kind = step.type
         if kind == "status":
-            self.broker.set_status(o, step.status, step.why_held or "")
-            fields = self._status_fields(o, step.status, step)
+            # a status step without one repeats the order's current status (never an empty status)
+            status = step.status or o.status or "PreSubmitted"
+            self.broker.set_status(o, status, step.why_held or "")
+            fields = self._status_fields(o, status, step)
             self._send_order(o, lambda sv: fields)
         elif kind == "open_order":
             if step.status:
