@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -31,14 +32,50 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--session", help="Recorded session file to play back on the wire to each new client."),
         ] = None,
+        instruments: Annotated[
+            list[Path] | None,
+            typer.Option("--instruments", help="Extra instruments (TOML [[instrument]] or CSV; repeatable)."),
+        ] = None,
+        seed: Annotated[
+            int | None,
+            typer.Option("--seed", help="Seed of the market and the permId/execId bases (default: the start time)."),
+        ] = None,
+        speed: Annotated[
+            float,
+            typer.Option("--speed", help="Simulated market seconds per wall second (0: the clock stands still)."),
+        ] = 1.0,
+        bars: Annotated[
+            list[Path] | None,
+            typer.Option("--bars", help="OHLCV bars file (CSV, or Parquet with pyarrow) driving its symbols' prices."),
+        ] = None,
     ) -> None:
         """Serve a TWS stand-in that ib_insync / ib_async connect to; stops on Ctrl-C or SIGTERM."""
+        from replay.tws.catalogue import BUILTIN, Catalogue, CatalogueError, load_instruments
+        from replay.tws.market import BarsFileError, load_bars
         from replay.tws.scenarios import BUILTIN_DIR, ScenarioError
         from replay.tws.simulator import Simulator, serve_forever
 
         dirs = [BUILTIN_DIR, *scenarios] if scenarios else None
+        if speed < 0:
+            fail(f"--speed {speed}: must be 0 or more")
+        run_seed = seed if seed is not None else int(time.time())
+        paths: dict[str, list] = {}
+        try:
+            for path in bars or ():
+                for symbol, rows in load_bars(path).items():
+                    paths.setdefault(symbol, []).extend(rows)
+        except BarsFileError as exc:
+            fail(f"bad bars file: {exc}")
+        try:
+            extra = [inst for path in instruments or () for inst in load_instruments(path)]
+        except CatalogueError as exc:
+            fail(f"bad instruments file: {exc}")
         try:
             sim = Simulator(
+                catalogue=Catalogue([*BUILTIN, *extra]),
+                seed=run_seed,
+                market_speed=speed,
+                bars=paths,
                 host=host,
                 port=port,
                 scenarios_dir=dirs,
@@ -64,6 +101,9 @@ def register(app: typer.Typer) -> None:
                 f"  {len(s.scenario_names())} scenarios; trusted peers: {', '.join(sorted(s.trusted_ips))}; "
                 f"accounts: {', '.join(s.accounts)}",
                 highlight=False,
+            )
+            console.print(
+                f"  {len(s.catalogue)} instruments; seed {run_seed}; market clock x{speed:g}", highlight=False
             )
             console.file.flush()
 

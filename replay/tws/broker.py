@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from replay.tws.protocol import MANUAL_EXEC_ORDER_ID, ContractSpec, ExecFilter, OpenOrderView, OrderSpec
@@ -201,11 +202,19 @@ class BrokerSnapshot:
 class Broker:
     """Orders, fills, commissions and positions, keyed the way TWS keys them."""
 
-    def __init__(self, accounts: Iterable[str] = ("DU1234567",), clock: SimClock | None = None) -> None:
+    def __init__(
+        self, accounts: Iterable[str] = ("DU1234567",), clock: SimClock | None = None, seed: int | None = None
+    ) -> None:
         self.accounts: tuple[str, ...] = tuple(accounts) or ("DU1234567",)
         self.clock = clock or SimClock()
         self.lock = threading.RLock()
         self._c = _Counters()
+        #: the execId prefix; with a seed, permIds and execIds start from a per-run base so that
+        #: independent runs recorded into one ledger never reuse an id
+        self._exec_prefix = "0000e0d5"
+        if seed is not None:
+            self._c.perm_id = 1_000_000_000 + (seed % 100_000) * 10_000
+            self._exec_prefix = f"{seed % 0xFFFFFFFF:08x}"
         self._orders: dict[int, BrokerOrder] = {}  # permId -> order, in placement order
         self._by_client: dict[tuple[int, int], int] = {}  # (clientId, orderId) -> permId
         self._next_id: dict[int, int] = {}  # clientId -> next valid order id
@@ -213,6 +222,8 @@ class Broker:
         self._superseded: list[Execution] = []
         self._commissions: list[Commission] = []  # every report sent, duplicates included
         self._positions: dict[tuple[str, int], Position] = {}
+        #: a ``replay.tws.catalogue.Catalogue``: derivative contracts echo their definition from it
+        self.catalogue: Any = None
 
     # ------------------------------------------------------------------ ids
 
@@ -232,7 +243,7 @@ class Broker:
         """A fresh execId prefix; the full id is ``<base>.<suffix>`` (suffix ``01``, a correction ``02``)."""
         with self.lock:
             self._c.exec_base += 1
-            return f"0000e0d5.{self._c.exec_base:08x}.01"
+            return f"{self._exec_prefix}.{self._c.exec_base:08x}.01"
 
     # ------------------------------------------------------------------ orders
 
@@ -253,7 +264,7 @@ class Broker:
                 order_id=order_id,
                 client_id=client_id,
                 perm_id=self._new_perm_id(),
-                contract=normalize_contract(contract),
+                contract=normalize_contract(self._defined(contract)),
                 spec=replace(spec, account=account),
                 scenario=scenario,
             )
@@ -261,6 +272,26 @@ class Broker:
             self._by_client[key] = order.perm_id
             self._next_id[client_id] = max(self._next_id.get(client_id, 1), order_id + 1)
             return order
+
+    def _defined(self, contract: ContractSpec) -> ContractSpec:
+        """A futures/option/FX contract filled in from the catalogue (multiplier, local symbol, expiry).
+
+        Stocks are left as they came so the echoes recorded before the catalogue existed stay the same.
+        """
+        if self.catalogue is None or contract.secType in ("", "STK"):
+            return contract
+        inst = self.catalogue.resolve(contract)
+        if inst is None:
+            return contract
+        d = inst.contract()
+        return replace(
+            contract,
+            conId=contract.conId or d.conId,
+            lastTradeDateOrContractMonth=d.lastTradeDateOrContractMonth,
+            multiplier=contract.multiplier or d.multiplier,
+            localSymbol=contract.localSymbol or d.localSymbol,
+            tradingClass=contract.tradingClass or d.tradingClass,
+        )
 
     def place_manual(self, contract: ContractSpec, spec: OrderSpec, scenario: str = "manual") -> BrokerOrder:
         """An order typed into TWS by hand: orderId 0 on the wire, known by permId only."""

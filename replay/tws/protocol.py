@@ -542,6 +542,10 @@ class OpenOrderView:
     completed_time: str = ""
     completed_status: str = ""
     warning_text: str = ""
+    #: a whatIf answer: (initMarginBefore, maintMarginBefore, equityWithLoanBefore, initMarginChange,
+    #: maintMarginChange, equityWithLoanChange, initMarginAfter, maintMarginAfter, equityWithLoanAfter,
+    #: commission, minCommission, maxCommission, commissionCurrency)
+    what_if: tuple[object, ...] | None = None
 
 
 def open_order(v: OpenOrderView, *, server_version: int) -> Fields:
@@ -625,21 +629,9 @@ def open_order(v: OpenOrderView, *, server_version: int) -> Fields:
         0,  # delta-neutral contract present
         "",  # algoStrategy (empty: no params follow)
         False,  # solicited
-        False,  # whatIf
+        v.what_if is not None,  # whatIf
         v.status,
-        "",  # initMarginBefore
-        "",  # maintMarginBefore
-        "",  # equityWithLoanBefore
-        "",  # initMarginChange
-        "",  # maintMarginChange
-        "",  # equityWithLoanChange
-        "",  # initMarginAfter
-        "",  # maintMarginAfter
-        "",  # equityWithLoanAfter
-        "",  # commission
-        "",  # minCommission
-        "",  # maxCommission
-        "",  # commissionCurrency
+        *(v.what_if or ("",) * 13),  # margins before/change/after, commission, min, max, currency
         v.warning_text,
         False,  # randomizeSize
         False,  # randomizePrice

@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replay.tws import contracts as C
 from replay.tws import protocol as P
+from replay.tws import requests as R
 from replay.tws.broker import Broker, BrokerOrder, Execution
+from replay.tws.catalogue import Catalogue
+from replay.tws.feeds import Feeds
+from replay.tws.market import Market
+from replay.tws.matching import order_extras
+from replay.tws.paper import Paper
 from replay.tws.scenarios import (
     BUILTIN_DIR,
     DEFAULT_ON_CANCEL,
@@ -109,12 +116,21 @@ class Simulator:
         master_client_id: int = 0,
         broker: Broker | None = None,
         playback: Any = None,
+        catalogue: Catalogue | None = None,
+        seed: int | None = None,
+        market_speed: float = 0.0,
+        bars: dict[str, list[tuple[int, float, float, float, float, float]]] | None = None,
+        slippage_ticks: int = 0,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.trusted_ips = frozenset(trusted_ips)
         self.accounts = tuple(accounts) or ("DU1234567",)
-        self.broker = broker or Broker(self.accounts)
+        #: None keeps the historical id bases (fixtures); a number gives per-run permId/execId bases
+        self.seed = seed
+        self.broker = broker or Broker(self.accounts, seed=seed)
+        #: simulated seconds per wall second the market clock runs at; 0: it moves only via ``advance``
+        self.market_speed = market_speed
         if scenarios_dir is None:
             dirs: list[str | Path] = [BUILTIN_DIR]
         elif isinstance(scenarios_dir, str | Path):
@@ -139,6 +155,35 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._background: set[asyncio.Task] = set()
+        #: message id -> handler(conn, raw fields) for requests served outside the order flow
+        self._handlers: dict[int, Callable[[_Conn, list[str]], None]] = {}
+        #: the instruments reqContractDetails & co. answer from; orders on them echo their definition
+        self.catalogue = catalogue or Catalogue()
+        self.broker.catalogue = self.catalogue
+        self.market = Market(seed=1 if seed is None else seed, anchor=self.broker.clock.epoch(), bars=bars)
+        self.feeds = Feeds(self.catalogue, self.market, self.broker.clock, lambda c, f: c.send(f, self.wire_log))
+        fd = self.feeds
+        #: default-scenario orders on catalogued contracts work against the market here
+        self.paper = Paper(self, slippage_ticks=slippage_ticks)
+        self._handlers.update(
+            {
+                P.In.REQ_CONTRACT_DETAILS: lambda c, f: self._reply(
+                    c, C.contract_details(self.catalogue, f, c.server_version)
+                ),
+                81: lambda c, f: self._reply(c, C.matching_symbols(self.catalogue, f)),
+                78: lambda c, f: self._reply(c, C.sec_def_opt_params(self.catalogue, f, c.server_version)),
+                91: lambda c, f: self._reply(c, C.market_rule(f)),
+                P.In.REQ_MKT_DATA: fd.mkt_data,
+                2: lambda c, f: fd.cancel(c, f, 2),
+                P.In.REQ_MARKET_DATA_TYPE: fd.market_data_type,
+                20: fd.historical_data,
+                25: lambda c, f: fd.cancel(c, f, 2),
+                87: fd.head_timestamp,
+                90: lambda c, f: fd.cancel(c, f, 1),
+                50: fd.real_time_bars,
+                51: lambda c, f: fd.cancel(c, f, 2),
+            }
+        )
 
     # ================================================================== lifecycle
 
@@ -154,6 +199,8 @@ class Simulator:
         self._server = await asyncio.start_server(self._on_accept, self.host, self._requested_port)
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("simulator listening on %s:%s", self.host, self._port)
+        if self.market_speed > 0:
+            self._spawn(self._pump())
 
     async def stop_async(self) -> None:
         if self._server is not None:
@@ -238,6 +285,31 @@ class Simulator:
             return fn(*args, **kwargs)
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
+
+    # ================================================================== the market clock
+
+    async def _pump(self) -> None:
+        """Run the market clock at ``market_speed`` simulated seconds per wall second."""
+        interval = 1.0 / self.market_speed
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += interval
+            await asyncio.sleep(max(due - loop.time(), 0.0))
+            self._advance(1)
+
+    def _advance(self, seconds: int) -> int:
+        sent = 0
+        for _ in range(seconds):
+            with self.broker.lock:
+                self.broker.clock.tick(1)
+            sent += self.feeds.step()
+            self.paper.step()
+        return sent
+
+    def advance(self, seconds: int = 1) -> int:
+        """Move the market clock ``seconds`` forward (one second at a time); returns messages pushed."""
+        return self._call(self._advance, int(seconds))
 
     # ================================================================== public hooks
 
@@ -397,6 +469,7 @@ class Simulator:
     def _close(self, conn: _Conn, abort: bool = False) -> None:
         if conn in self._conns:
             self._conns.remove(conn)
+        self.feeds.drop(conn)
         if not conn.closed:
             conn.closed = True
             log.info("connection %s (clientId %s) closed", conn.number, conn.client_id)
@@ -496,10 +569,36 @@ class Simulator:
         elif isinstance(req, P.ReqManagedAccounts):
             conn.send(P.managed_accounts(self.accounts), self.wire_log)
         else:
-            log.info("connection %s: ignoring request %s", conn.number, req.msg_id)
+            self._unserved(conn, req)
+
+    def _reply(self, conn: _Conn, messages: Iterable[P.Fields]) -> None:
+        for fields in messages:
+            conn.send(fields, self.wire_log)
+
+    def _unserved(self, conn: _Conn, req: P.Request) -> None:
+        """A request outside the order flow: a registered handler, an empty reply, or a TWS-like error."""
+        fields = list(req.fields) if isinstance(req, P.Unknown) else [str(req.msg_id)]
+        handler = self._handlers.get(req.msg_id)
+        if handler is not None:
+            handler(conn, fields)
+            return
+        kind = R.kind_of(req.msg_id)
+        if kind.handling == R.NO_REPLY:
+            log.debug("connection %s: %s needs no reply", conn.number, kind.name)
+        elif kind.handling == R.EMPTY:
+            log.warning("connection %s: %s is not simulated; sending an empty reply", conn.number, kind.name)
+            conn.send(R.empty_reply(kind, fields), self.wire_log)
+        else:
+            req_id, code, text = R.refusal(kind, fields)
+            log.warning("connection %s: %s is not simulated; answering error %s", conn.number, kind.name, code)
+            conn.send(P.error(req_id, code, text, server_version=conn.server_version), self.wire_log)
 
     def _place(self, conn: _Conn, req: P.PlaceOrder) -> None:
         cid = conn.client_id or 0
+        extras = order_extras(req.raw)
+        if extras.what_if:
+            self.paper.what_if(conn, req)
+            return
         existing = self.broker.find(cid, req.order_id)
         if existing is not None:
             self._modify(existing, req)
@@ -513,6 +612,10 @@ class Simulator:
         log.info("order %s/%s permId %s -> scenario %s", cid, req.order_id, order.perm_id, scenario.name)
         run = _Run(order=order, scenario=scenario, exec_bases=dict(scenario.exec_bases))
         self._runs[order.perm_id] = run
+        inst = self.paper.instrument_for(order, scenario)
+        if inst is not None:
+            self.paper.place(run, inst, extras)
+            return
         run.main = self._spawn(self._run_steps(run, scenario.steps))
         run.tasks.append(run.main)
 
@@ -523,6 +626,12 @@ class Simulator:
             self._apply(run, Step("error", code=104, msg=text))
             return
         self.broker.modify(order, req.order)
+        if self.paper.owns(order):
+            self.paper.modified(order, order_extras(req.raw))
+            self._apply(run, Step("open_order"))
+            self._apply(run, Step("status"))
+            self.paper.after_modify(order)
+            return
         steps = run.scenario.on_modify if run.scenario.on_modify is not None else default_on_modify()
         run.tasks.append(self._spawn(self._run_steps(run, steps)))
 
@@ -540,6 +649,9 @@ class Simulator:
         self._start_cancel(order)
 
     def _start_cancel(self, order: BrokerOrder) -> None:
+        if self.paper.owns(order):
+            for child in self.paper.cancelling(order):
+                self._start_cancel(child)
         run = self._run_for(order)
         if run.cancelling is not None and not run.cancelling.done():
             log.info("order permId %s: cancel already in progress", order.perm_id)
@@ -646,8 +758,10 @@ class Simulator:
         o = run.order
         kind = step.type
         if kind == "status":
-            self.broker.set_status(o, step.status, step.why_held or "")
-            fields = self._status_fields(o, step.status, step)
+            # a status step without one repeats the order's current status (never an empty status)
+            status = step.status or o.status or "PreSubmitted"
+            self.broker.set_status(o, status, step.why_held or "")
+            fields = self._status_fields(o, status, step)
             self._send_order(o, lambda sv: fields)
         elif kind == "open_order":
             if step.status:
