@@ -88,7 +88,8 @@ def test_market_data_type_3_sends_delayed_ticks(sim: Simulator, ib):
 def test_unknown_contract_market_data_is_error_200(ib):
     errors = []
     ib.errorEvent += lambda *a: errors.append(a[1])
-    ib.reqMktData(iblib.Stock("NOSUCH", "SMART", "USD"))
+    # a conId the catalogue does not hold (ib_async refuses to subscribe a contract without one)
+    ib.reqMktData(iblib.Stock("NOSUCH", "SMART", "USD", conId=999_999_999))
     assert wait_until(ib, lambda: 200 in errors)
 
 
