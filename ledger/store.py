@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,7 @@ from ledger.session import SessionInfo, derived_id
 __all__ = [
     "EventStore",
     "Batch",
+    "NoStore",
     "RawRow",
     "SeqConflict",
     "SessionHead",
@@ -93,6 +95,10 @@ EMPTY_CHAIN = b"\x00" * 32
 
 class StoreError(Exception):
     """Anything the store refuses or cannot do. Messages never contain credentials."""
+
+
+class NoStore(StoreError):
+    """A read on a location that holds no ibledger store (missing file, foreign database)."""
 
 
 class StoreURLError(StoreError, ValueError):
@@ -191,17 +197,37 @@ _SQLITE_PARAMS = {"synchronous", "lock_timeout"}
 _PG_PARAMS = {"schema", "lock_timeout", "connect_timeout"}
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
+_PW_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^\s&;#]*)")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs, errors and ``store.url``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable store URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return parts._replace(netloc=f"{userinfo}:***@{netloc[1]}").geturl()
+    """The URL with every password replaced by ``***`` (safe for logs, errors and ``store.url``).
+
+    The one place ibledger hides passwords; it works on the raw text rather than on ``urlsplit``, which
+    gives up (or splits in the wrong place) on exactly the URLs a user mistypes: a raw ``@``, ``/`` or
+    ``?`` inside the password, a URL written without ``//`` (``postgresql:user:pw@host/db``), a
+    ``?password=`` query parameter, or a libpq keyword string (``host=h password=pw``). Everything
+    between the first ``:`` of the user info and the *last* ``@`` is treated as the password, so an
+    ambiguous URL is over-redacted, never under-redacted.
+    """
+    if not isinstance(url, str):
+        return "<store URL>"
+    text = _PW_PARAM.sub(lambda m: m.group(1) + "***", url)
+    m = _SCHEME.match(text)
+    if m is None:
+        return text
+    head, rest = text[: m.end()], text[m.end() :]
+    if m.group(1).lower().startswith("sqlite"):
+        return text  # a file path: no user info to hide
+    at = rest.rfind("@")
+    if at < 0:
+        return text
+    userinfo = rest[:at]
+    colon = userinfo.find(":")
+    if colon < 0:
+        return text
+    return f"{head}{userinfo[:colon]}:***{rest[at:]}"
 
 
 def parse_url(url: str) -> StoreURL:
@@ -215,7 +241,8 @@ def parse_url(url: str) -> StoreURL:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        reason = str(exc).replace(url, safe)
+        # the parser's reason may quote a piece of the password ("port could not be cast ... 'pw'")
+        reason = str(exc) if safe == url else "the user info or port cannot be parsed"
         raise StoreURLError(f"malformed store URL {safe!r} ({reason}): {_EXAMPLES}") from None
     scheme = parts.scheme.lower()
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -606,13 +633,19 @@ class EventStore(ABC):
         return f"<{type(self).__name__} {self.url}>"
 
 
-def open_store(url: str) -> EventStore:
-    """Open (creating tables if needed) the store named by ``url``; see the module doc for URLs."""
+def open_store(url: str, *, create: bool = True, init: bool = False) -> EventStore:
+    """Open the store named by ``url``; see the module doc for URLs.
+
+    ``create``: a writer may create a missing store; a reader (``create=False``) refuses a path that
+    holds no ibledger store, so a mistyped path never turns into a new, empty, "verified" store.
+    ``init``: allow adding ibledger's tables to an existing SQLite database that holds other tables
+    (without it such a foreign file is refused, so ibledger never writes into someone else's database).
+    """
     parsed = parse_url(url)
     if parsed.scheme == "sqlite":
         from ledger.store_sqlite import SQLiteEventStore
 
-        return SQLiteEventStore(parsed)
+        return SQLiteEventStore(parsed, create=create, init=init)
     from ledger.store_postgres import PostgresEventStore
 
-    return PostgresEventStore(parsed)
+    return PostgresEventStore(parsed, create=create)

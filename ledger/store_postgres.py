@@ -29,6 +29,7 @@ from ledger.store import (
     STORE_FORMAT,
     Batch,
     EventStore,
+    NoStore,
     RawRow,
     SeqConflict,
     SessionHead,
@@ -39,8 +40,9 @@ from ledger.store import (
 
 
 class PostgresEventStore(EventStore):
-    def __init__(self, parsed: StoreURL) -> None:
+    def __init__(self, parsed: StoreURL, *, create: bool = True) -> None:
         super().__init__(parsed.redacted)
+        self._create = create
         self._password = parsed.password
         self.schema = parsed.params.get("schema") or "public"
         lock_timeout = _whole_seconds(parsed.params.get("lock_timeout", "5"))
@@ -61,6 +63,9 @@ class PostgresEventStore(EventStore):
             )
             self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._create_tables(parsed)
+        except NoStore:
+            self._close_quietly()
+            raise
         except (PersistenceError, psycopg.Error) as exc:
             self._close_quietly()
             raise StoreError(f"cannot open {self.url}: {self._clean(exc)}") from None
@@ -109,6 +114,11 @@ class PostgresEventStore(EventStore):
         session-level advisory lock held on a dedicated connection.
         """
         if not self._tables_exist():
+            if not self._create:
+                raise NoStore(
+                    f"no ibledger store at {self.url} (schema {self.schema} has no ibledger tables): check the "
+                    f"database and ?schema=; stores are created by writers (`ibledger import`, `ibledger record`)"
+                )
             with psycopg.connect(
                 dbname=parsed.dbname,
                 host=parsed.host,

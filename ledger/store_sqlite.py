@@ -36,6 +36,7 @@ from ledger.store import (
     STORE_FORMAT,
     Batch,
     EventStore,
+    NoStore,
     RawRow,
     SeqConflict,
     SessionHead,
@@ -90,12 +91,68 @@ class _Datastore(SQLiteDatastore):
         self.pool = pool
 
 
+# Tables ibledger itself creates in a SQLite file (the library's events table, our side tables).
+_OWN_TABLES = {EVENTS_TABLE, SESSIONS_TABLE, META_TABLE, "sqlite_sequence", "sqlite_stat1", "sqlite_stat4"}
+
+
+def check_sqlite_file(path: Path, url: str, *, create: bool, init: bool) -> None:
+    """Refuse what is not (or not yet allowed to become) an ibledger store, before anything is written.
+
+    A reader never creates a file; a writer never adds ibledger's tables to a database that holds other
+    tables unless told to (``init``); a file that is not SQLite at all is named as such.
+    """
+    if not path.exists():
+        if create:
+            return
+        raise NoStore(
+            f"no ibledger store at {url}: the file {path} does not exist. Check the path (or --store / "
+            f"$IBLEDGER_STORE); stores are created by writers (`ibledger import`, `ibledger record`)"
+        )
+    if not path.is_file():
+        raise NoStore(f"no ibledger store at {url}: {path} is not a regular file")
+    try:
+        probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        raise NoStore(
+            f"no ibledger store at {url}: {path} is not a SQLite database ({exc}); choose another file"
+        ) from None
+    if META_TABLE in names:
+        return
+    if not names:
+        if create:
+            return
+        raise NoStore(
+            f"no ibledger store at {url}: {path} is an empty SQLite file. Check the path; stores are "
+            f"created by writers (`ibledger import`, `ibledger record`)"
+        )
+    foreign = sorted(names - _OWN_TABLES)
+    if not foreign:
+        return  # a store being created by another process right now
+    shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+    if not create:
+        raise NoStore(
+            f"no ibledger store at {url}: {path} is a SQLite database with other tables ({shown}) and no "
+            f"ibledger format marker; check the path"
+        )
+    if not init:
+        raise NoStore(
+            f"{url}: {path} is a SQLite database with other tables ({shown}) and no ibledger format "
+            f"marker; refusing to add ibledger tables to it. Choose another file, or pass --init to add "
+            f"them deliberately"
+        )
+
+
 class SQLiteEventStore(EventStore):
-    def __init__(self, parsed: StoreURL) -> None:
+    def __init__(self, parsed: StoreURL, *, create: bool = True, init: bool = False) -> None:
         super().__init__(parsed.redacted)
         path = Path(parsed.path)
         if not path.parent.exists():
             raise StoreError(f"cannot open {self.url}: directory {path.parent} does not exist")
+        check_sqlite_file(path, self.url, create=create, init=init)
         self.path = path
         self.synchronous = parsed.params.get("synchronous", "FULL")
         lock_timeout = float(parsed.params.get("lock_timeout", "5"))

@@ -255,14 +255,14 @@ def store_source(url: str, prefix: str = "") -> Source:
             "as the live recorder runs one engine per session (`ibledger sessions` lists them)"
         )
     try:
-        with open_store(url) as store:
+        with open_store(url, create=False) as store:
             sid = store.find_session(prefix)
             total = next((s.last_seq for s in store.sessions() if s.session_id == sid), None)
     except StoreError as exc:
         raise SourceError(str(exc)) from exc
 
     def stream() -> Iterator[Envelope]:
-        with open_store(url) as store:
+        with open_store(url, create=False) as store:
             yield from store.read_session(sid)
 
     name = f"store:{sid} ({redact_url(url)})"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +21,21 @@ DEFAULT_STORE_URL = "sqlite:///ibledger.db"
 
 
 def store_url(url: str | None) -> str:
-    """--store wins, then IBLEDGER_STORE, then the embedded default file in the current directory."""
-    return url or os.environ.get("IBLEDGER_STORE") or DEFAULT_STORE_URL
+    """--store wins, then IBLEDGER_STORE, then the embedded default file in the current directory.
+
+    An empty value is a mistake (an unset shell variable, ``--store "$STORE"``), never "the default".
+    """
+    if url is not None:
+        if not url.strip():
+            fail("--store is empty: give a store URL, e.g. --store sqlite:///ledger.db, or leave the option "
+                 "out to use $IBLEDGER_STORE or sqlite:///ibledger.db")
+        return url
+    env = os.environ.get("IBLEDGER_STORE")
+    if env is not None:
+        if not env.strip():
+            fail("$IBLEDGER_STORE is set but empty: set it to a store URL (sqlite:///ledger.db) or unset it")
+        return env
+    return DEFAULT_STORE_URL
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -33,13 +45,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def opened_store(url: str | None) -> Iterator[EventStore]:
-    """Open the store named by --store / $IBLEDGER_STORE / the default, with a clear error if it can't."""
-    from ledger.store import StoreError, open_store
+def opened_store(url: str | None, *, write: bool = False, init: bool = False) -> Iterator[EventStore]:
+    """Open the store named by --store / $IBLEDGER_STORE / the default, with a clear error if it can't.
+
+    Only writers (``write=True``) may create a store; readers refuse a path that holds none.
+    """
+    from ledger.store import NoStore, StoreError, open_store
 
     resolved = store_url(url)
     try:
-        store = open_store(resolved)
+        store = open_store(resolved, create=write, init=init)
+    except NoStore as exc:
+        fail(str(exc))
     except StoreError as exc:
         fail(f"cannot open store {redact(resolved)}: {exc}")
     with store:
@@ -47,5 +64,7 @@ def opened_store(url: str | None) -> Iterator[EventStore]:
 
 
 def redact(url: str) -> str:
-    """Hide a password in a URL before it is printed anywhere."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """Hide a password in a URL before it is printed anywhere (the store's one redaction function)."""
+    from ledger.store import redact_url
+
+    return redact_url(url)

@@ -31,9 +31,17 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify_cmd)
 
 
+InitOpt = Annotated[
+    bool,
+    typer.Option("--init", help="Allow adding ibledger's tables to an existing SQLite database that holds "
+                 "other tables"),
+]
+
+
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="Session file (.jsonl) to import")],
     store: StoreOpt = None,
+    init: InitOpt = False,
 ) -> None:
     """Import a session file. The whole file is validated first; a bad file imports nothing."""
     try:
@@ -41,7 +49,7 @@ def import_cmd(
         events = list(iter_session(path))
     except SessionFileError as exc:
         fail(f"{exc}\nNothing was imported. Fix the line or re-export the session.")
-    with opened_store(store) as st:
+    with opened_store(store, write=True, init=init) as st:
         if st.last_seq(header.session_id):
             fail(f"session {header.session_id} is already in {st.url}; nothing was imported")
         try:

@@ -109,7 +109,7 @@ def _run_session(settings, store: str | None, governor, body, **session_kw):
         async with open_session(settings, st, governor=governor, **session_kw) as sess:
             return await body(sess)
 
-    with opened_store(store) as st:
+    with opened_store(store, write=True) as st:
         try:
             return asyncio.run(main(st))
         except ConnectError as exc:
@@ -408,7 +408,7 @@ def record_cmd(
     simulate: SimulateOpt = False,
 ) -> None:
     """Record every callback into the store until Ctrl-C / SIGTERM, reconnecting and reconciling."""
-    from ledger.cli.common import redact, store_url
+    from ledger.cli.common import opened_store, redact, store_url
     from ledger.recording import run_recording
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
@@ -421,6 +421,8 @@ def record_cmd(
         sim = Simulator(accounts=(settings.account,)).start()
         settings = settings.with_endpoint("127.0.0.1", sim.port)
     url = store_url(store)
+    with opened_store(url, write=True):
+        pass  # create the store here, where a foreign or unusable path gets a clear error
 
     def ready(rec) -> None:
         console.print(f"recording session {rec.session_id} from {settings.describe()} into {redact(url)}; "
@@ -474,7 +476,7 @@ def demo_cmd(
 
     logging.getLogger("ledger").setLevel(logging.ERROR)  # the demo prints what happens itself
     out = Console(stderr=True) if as_json else console
-    with opened_store(store) as st:
+    with opened_store(store, write=True) as st:
         report = run_demo(st, console=out, export_dir=export_fixtures)
     if as_json:
         _dump(report)
