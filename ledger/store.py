@@ -43,11 +43,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -61,6 +62,8 @@ from ledger.session import SessionInfo, derived_id
 __all__ = [
     "EventStore",
     "Batch",
+    "GapError",
+    "SessionGap",
     "NoStore",
     "RawRow",
     "SeqConflict",
@@ -75,6 +78,8 @@ __all__ = [
     "redact_url",
     "topic_for",
 ]
+
+log = logging.getLogger("ledger.store")
 
 # Bumped when the on-disk layout changes; a store written by a newer ibledger is refused.
 STORE_FORMAT = 1
@@ -137,6 +142,46 @@ class UndecodableEvent(StoreError, SchemaError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.position, self.reason, self.session_id, self.seq))
+
+
+class SessionGap(Struct, frozen=True):
+    """Seqs ``first..last`` of a session are missing from what a read returned."""
+
+    session_id: str
+    first: int
+    last: int
+    tail: bool = False  # the head row records events past the last one readable
+
+    def describe(self) -> str:
+        seqs = f"seq {self.first}" if self.first == self.last else f"seqs {self.first}..{self.last}"
+        n = self.last - self.first + 1
+        where = " (after the last readable event; the head row records them)" if self.tail else ""
+        return f"session {self.session_id}: {seqs} missing ({n} event{'s' if n != 1 else ''}){where}"
+
+
+GapListener = Callable[[SessionGap], None]
+
+
+class GapError(StoreError):
+    """A read found a hole in a session's seqs: it would otherwise return less than the store holds."""
+
+    def __init__(self, gap: SessionGap) -> None:
+        self.gap = gap
+        super().__init__(
+            f"{gap.describe()}; the store is damaged or rows were removed. Run `ibledger verify` to see "
+            f"every problem; pass --allow-gaps to read on (the output is then flagged incomplete)"
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.gap,))
+
+
+def _gap(gap: SessionGap, allow: bool, on_gap: GapListener | None) -> None:
+    if not allow:
+        raise GapError(gap)
+    log.warning("reading with --allow-gaps: %s", gap.describe())
+    if on_gap is not None:
+        on_gap(gap)
 
 
 # --- value objects ------------------------------------------------------------------------------
@@ -512,11 +557,21 @@ class EventStore(ABC):
         head = self._head(str(originator_id_for(session_id)))
         return head.last_seq if head is not None else 0
 
-    def read_session(self, session_id: str, from_seq: int = 1) -> Iterator[Envelope]:
-        """The session's envelopes in seq order, from ``from_seq``, fetched in pages."""
+    def read_session(
+        self, session_id: str, from_seq: int = 1, *, allow_gaps: bool = False, on_gap: GapListener | None = None
+    ) -> Iterator[Envelope]:
+        """The session's envelopes in seq order, from ``from_seq``, fetched in pages.
+
+        Never silently less than the store holds: the seqs are checked as they stream, and at the end
+        against the last seq the session's head row recorded. A hole (rows deleted, or hidden by a
+        damaged index) raises :class:`GapError` naming the missing seqs; ``allow_gaps=True`` reads on
+        past it instead, logging a warning and calling ``on_gap(gap)`` so the caller can flag its output.
+        """
         self._check_open()
         oid = originator_id_for(session_id)
+        head = self._head(str(oid))
         nxt = max(int(from_seq), 1)
+        expected = nxt
         while True:
             # Pages are seq windows [nxt, nxt + PAGE_SIZE): a bounded index range whatever the planner
             # believes about the table (a fresh, un-analyzed PostgreSQL table otherwise gets a bitmap
@@ -524,6 +579,9 @@ class EventStore(ABC):
             n = PAGE_SIZE
             rows = self._session_page(oid, nxt, n)
             for position, seq, state in rows:
+                if seq != expected:
+                    _gap(SessionGap(session_id, expected, seq - 1), allow_gaps, on_gap)
+                expected = seq + 1
                 yield decode_row(position, state, session_id, seq)
             if len(rows) == n:
                 nxt += n
@@ -531,24 +589,55 @@ class EventStore(ABC):
             # A short window is the end of the session, unless the store is damaged (a hole): go on after it.
             later = self._next_seq(oid, nxt + n)
             if later is None:
-                return
+                break
             nxt = later
+        if head is not None and expected <= head.last_seq:
+            _gap(SessionGap(session_id, expected, head.last_seq, tail=True), allow_gaps, on_gap)
 
-    def read_all(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, Envelope]]:
-        """``(position, envelope)`` in global order, positions > ``after``, at most ``limit``."""
+    def read_all(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        allow_gaps: bool = False,
+        on_gap: GapListener | None = None,
+    ) -> Iterator[tuple[int, Envelope]]:
+        """``(position, envelope)`` in global order, positions > ``after``, at most ``limit``.
+
+        Seqs are checked per session as they stream (positions follow commit order, so each session's
+        seqs arrive in order): a session whose first event read is not seq 1 (when reading from the
+        start) or whose next event skips a seq raises :class:`GapError`; a full read from the start also
+        checks every session's last seq against its head row. ``allow_gaps`` as for :meth:`read_session`.
+        """
         self._check_open()
+        full = after <= 0 and limit is None
+        heads = {h.session_id: h.last_seq for h in self.session_heads()} if full else {}
+        last: dict[str, int] = {}
         remaining = limit
         pos = int(after)
         while remaining is None or remaining > 0:
             n = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             rows = self._all_page(pos, n)
             for position, state in rows:
-                yield position, decode_row(position, state)
+                env = decode_row(position, state)
+                sid = env.session_id
+                prev = last.get(sid)
+                if prev is None:
+                    if after <= 0 and env.seq != 1:
+                        _gap(SessionGap(sid, 1, env.seq - 1), allow_gaps, on_gap)
+                elif env.seq != prev + 1:
+                    _gap(SessionGap(sid, prev + 1, env.seq - 1), allow_gaps, on_gap)
+                last[sid] = env.seq
+                yield position, env
             if len(rows) < n:
-                return
+                break
             pos = rows[-1][0]
             if remaining is not None:
                 remaining -= len(rows)
+        for sid, head_last in heads.items():
+            got = last.get(sid, 0)
+            if got < head_last:
+                _gap(SessionGap(sid, got + 1, head_last, tail=True), allow_gaps, on_gap)
 
     def raw_rows(self, after: int = 0) -> Iterator[RawRow]:
         """Every stored row, undecoded, in global order (for verification)."""
@@ -563,6 +652,18 @@ class EventStore(ABC):
 
     @abstractmethod
     def max_position(self) -> int: ...
+
+    def integrity_problems(self) -> tuple[list[str], str]:
+        """The backend's own consistency check of its files / indexes: (problems, what was checked)."""
+        return [], "no backend integrity check"
+
+    def readable_count(self, session_id: str) -> int:
+        """How many events of the session the per-session read path (the session index) reaches."""
+        self._check_open()
+        return self._session_count(originator_id_for(session_id))
+
+    @abstractmethod
+    def _session_count(self, oid: uuid.UUID) -> int: ...
 
     def sessions(self) -> list[SessionInfo]:
         """Every session, ordered by the receive time of its first event."""

@@ -271,6 +271,37 @@ class PostgresEventStore(EventStore):
             curs.execute(self._sql_next_seq, (oid, from_seq))
             return curs.fetchone()[0]  # type: ignore[index]
 
+    def _session_count(self, oid: uuid.UUID) -> int:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                SQL("SELECT COUNT(*) FROM {0}.{1} WHERE originator_id=%s AND originator_version>=1").format(
+                    Identifier(self.schema), Identifier(EVENTS_TABLE)
+                ),
+                (oid,),
+            )
+            return curs.fetchone()[0]  # type: ignore[index]
+
+    def integrity_problems(self) -> tuple[list[str], str]:
+        """B-tree checks of the events table's indexes with ``amcheck`` when the extension is installed;
+        otherwise only what verify compares itself (table scan vs index reads vs head rows)."""
+        self._check_open()
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute("SELECT 1 FROM pg_extension WHERE extname='amcheck'")
+            if curs.fetchone() is None:
+                return [], "PostgreSQL: amcheck not installed; table scan vs index reads vs head rows compared"
+            curs.execute(
+                "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = to_regclass(%s)",
+                (f'"{self.schema}".{EVENTS_TABLE}',),
+            )
+            problems = []
+            for (name,) in curs.fetchall():
+                try:
+                    curs.execute("SELECT bt_index_check(%s::regclass, true)", (name,))
+                except psycopg.Error as exc:
+                    problems.append(f"index {name}: {self._clean(exc)}")
+                    conn.rollback()
+            return problems, "PostgreSQL amcheck bt_index_check"
+
     def _all_page(self, after: int, n: int) -> list[tuple[int, bytes]]:
         with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._sql_page_all, (after, n))

@@ -288,8 +288,11 @@ class SQLiteEventStore(EventStore):
             with self.datastore.transaction(commit=False) as c:
                 c.sqlite_cursor.row_factory = None  # type: ignore[attr-defined]
                 yield c.sqlite_cursor  # type: ignore[attr-defined]
-        except PersistenceError as exc:
-            raise StoreError(f"{self.url}: read failed ({exc})") from None
+        except (PersistenceError, sqlite3.Error) as exc:
+            hint = ""
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                hint = "; the file is damaged: run `ibledger verify` and restore it from a backup"
+            raise StoreError(f"{self.url}: read failed ({exc}){hint}") from None
 
     # -- append
 
@@ -386,6 +389,22 @@ class SQLiteEventStore(EventStore):
             c.execute(self._sql_next_seq, (oid.hex, from_seq))
             return c.fetchone()[0]
 
+    def _session_count(self, oid: uuid.UUID) -> int:
+        # the same index range the session reads use (a damaged index hides rows here too)
+        with self._read() as c:
+            c.execute(
+                f"SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE originator_id=? AND originator_version>=?",
+                (oid.hex, 1),
+            )
+            return c.fetchone()[0]
+
+    def integrity_problems(self) -> tuple[list[str], str]:
+        self._check_open()
+        with self._read() as c:
+            c.execute("PRAGMA integrity_check(100)")
+            lines = [str(r[0]) for r in c.fetchall()]
+        return [line for line in lines if line != "ok"], "SQLite PRAGMA integrity_check"
+
     def _all_page(self, after: int, n: int) -> list[tuple[int, bytes]]:
         with self._read() as c:
             c.execute(self._sql_page_all, (after, n))
@@ -394,7 +413,7 @@ class SQLiteEventStore(EventStore):
     def _raw_page(self, after: int, n: int) -> list[RawRow]:
         with self._read() as c:
             c.execute(self._sql_page_raw, (after, n))
-            return [RawRow(r[0], str(uuid.UUID(r[1])), r[2], r[3], bytes(r[4])) for r in c.fetchall()]
+            return [_raw_row(r) for r in c.fetchall()]
 
     def max_position(self) -> int:
         self._check_open()
@@ -404,6 +423,19 @@ class SQLiteEventStore(EventStore):
 
     def _close(self) -> None:
         self.datastore.close()
+
+
+def _raw_row(r: Any) -> RawRow:
+    """A stored row as found, even one written around the store (NULL or non-UUID id, NULL seq/state):
+    verify reports such rows instead of crashing on them."""
+    try:
+        oid = str(uuid.UUID(r[1]))
+    except (TypeError, ValueError, AttributeError):
+        oid = f"<invalid originator_id {r[1]!r:.60}>"
+    seq = r[2] if type(r[2]) is int else -1
+    state = bytes(r[4]) if isinstance(r[4], (bytes, bytearray, memoryview)) else b""
+    topic = r[3] if isinstance(r[3], str) else ""
+    return RawRow(r[0], oid, seq, topic, state)
 
 
 def _head(row: Any) -> SessionHead:

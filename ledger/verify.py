@@ -4,6 +4,12 @@ One streaming pass over the raw rows in global order (memory grows with the numb
 events), then a comparison with the per-session side table that the append transaction maintains
 (last seq, event count and the ``sha256(prev + state)`` chain head). A chain or count mismatch means a row
 was altered, removed or inserted behind the store's back.
+
+Besides: the backend's own integrity check (SQLite ``PRAGMA integrity_check``; PostgreSQL ``amcheck``
+when installed), holes in the global positions (SQLite never leaves any, so a hole there is a deleted
+row; PostgreSQL sequences skip numbers on rolled-back transactions, so there they are only noted), and
+per session the number of events the session read path reaches (through the session index) against the
+table scan and the head row: a damaged index that hides rows from ``read_session`` shows up here.
 """
 
 from __future__ import annotations
@@ -36,6 +42,18 @@ class Tampered(Struct, frozen=True):
     reason: str
 
 
+class PositionHole(Struct, frozen=True):
+    after: int  # last position present before the hole
+    next: int  # first position present after it
+
+
+class Unreadable(Struct, frozen=True):
+    session_id: str
+    stored: int  # rows found by the table scan
+    readable: int  # rows the session read path (index) reaches
+    head: int  # events the head row records
+
+
 class VerifyReport(Struct, kw_only=True):
     url: str
     sessions_checked: int = 0
@@ -45,11 +63,17 @@ class VerifyReport(Struct, kw_only=True):
     crashed: list[str] = []  # sessions with no session_ended event (crashed, or still recording)
     undecodable: list[Undecodable] = []
     tampered: list[Tampered] = []
+    integrity: list[str] = []  # the backend's own check (SQLite PRAGMA integrity_check lines)
+    integrity_checked: str = ""
+    position_holes: list[PositionHole] = []
+    position_holes_are_damage: bool = True  # False on PostgreSQL (sequence numbers skip on rollback)
+    unreadable: list[Unreadable] = []  # sessions whose read path reaches fewer events than stored
 
     @property
     def ok(self) -> bool:
-        """No gaps, no undecodable rows, no tampering. Crashed sessions are facts, not store damage."""
-        return not (self.gaps or self.undecodable or self.tampered)
+        """No gaps, no undecodable rows, no tampering, no damage. Crashed sessions are facts, not damage."""
+        holes = self.position_holes if self.position_holes_are_damage else []
+        return not (self.gaps or self.undecodable or self.tampered or self.integrity or holes or self.unreadable)
 
 
 class _Seen(Struct):
@@ -64,13 +88,20 @@ class _Seen(Struct):
 
 def verify(store: EventStore) -> VerifyReport:
     heads = {h.originator_id: h for h in store.session_heads()}
-    report = VerifyReport(url=store.url)
+    report = VerifyReport(url=store.url, position_holes_are_damage=type(store).__name__ != "PostgresEventStore")
+    report.integrity, report.integrity_checked = store.integrity_problems()
     seen: dict[str, _Seen] = {}
     sha = hashlib.sha256
     max_pos = 0
     for row in store.raw_rows():
+        if row.position != max_pos + 1 and len(report.position_holes) < 1000:
+            report.position_holes.append(PositionHole(max_pos, row.position))
         max_pos = row.position
         report.events += 1
+        if row.originator_id.startswith("<"):
+            report.tampered.append(Tampered(row.originator_id, f"position {row.position}: row written around the "
+                                            "store (its session id is not a UUID)"))
+            continue
         s = seen.get(row.originator_id)
         if s is None:
             h = heads.get(row.originator_id)
@@ -119,6 +150,13 @@ def verify(store: EventStore) -> VerifyReport:
             )
         elif h.chain != s.chain and not s.broken:
             report.tampered.append(Tampered(name, "hash chain mismatch: a stored event was altered"))
+        try:
+            readable = store.readable_count(h.session_id)
+        except Exception as exc:  # noqa: BLE001 - a damaged file may fail this read: that is the finding
+            report.integrity.append(f"session {h.session_id}: its events cannot be read by session ({exc})")
+            continue
+        if readable != s.events or readable != h.events:
+            report.unreadable.append(Unreadable(name, s.events, readable, h.events))
     for oid, h in heads.items():
         if oid not in seen:
             report.tampered.append(Tampered(h.session_id, f"head says {h.events} events, none found"))

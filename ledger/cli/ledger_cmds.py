@@ -9,10 +9,10 @@ from typing import Annotated
 import msgspec
 import typer
 
-from ledger.cli.common import console, fail, opened_store
+from ledger.cli.common import console, err_console, fail, opened_store
 from ledger.orders import fold
 from ledger.sessionfile import SessionFileError, iter_session, read_header, write_session
-from ledger.store import SeqConflict, StoreError
+from ledger.store import GapError, SeqConflict, StoreError
 from ledger.tables import anomalies_table, anomaly_row, order_row, orders_table, verify_summary
 from ledger.verify import verify
 
@@ -59,20 +59,49 @@ def import_cmd(
         console.print(f"imported session {header.session_id}: {len(events)} events into {st.url}")
 
 
+AllowGapsOpt = Annotated[
+    bool,
+    typer.Option("--allow-gaps", help="Read on past missing events of a damaged store (warned, output flagged "
+                 "incomplete) instead of failing"),
+]
+
+
+def _gap_note(gaps: list) -> None:
+    """The flag an --allow-gaps read carries: every hole, on stderr, so piped output stays parseable."""
+    for g in gaps:
+        err_console.print(f"[bold yellow]warning:[/] INCOMPLETE: {g.describe()}", highlight=False)
+
+
 def export_cmd(
     session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Session file to write (.jsonl)")],
     store: StoreOpt = None,
+    allow_gaps: AllowGapsOpt = False,
 ) -> None:
     """Export one session as a session file (header line + one envelope per line)."""
+    if not out.parent.is_dir():
+        fail(f"cannot export to {out}: directory {out.parent} does not exist; create it or choose another --out")
+    if out.exists() and not out.is_file():
+        fail(f"cannot export to {out}: it is not a regular file; choose another --out")
     with opened_store(store) as st:
         try:
             sid = st.find_session(session)
         except StoreError as exc:
             fail(str(exc))
-        count = st.last_seq(sid)
-        write_session(out, st.read_session(sid), sid, count)
-        console.print(f"exported session {sid}: {count} events to {out}")
+        gaps: list = []
+        try:
+            events = list(st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append)) if allow_gaps else None
+            count = len(events) if events is not None else st.last_seq(sid)
+            write_session(out, events if events is not None else st.read_session(sid), sid, count)
+        except GapError as exc:
+            fail(f"{exc}\nNothing was exported ({out} not written).", code=1)
+        except StoreError as exc:
+            fail(f"export of session {sid} failed: {exc}\nNothing was exported ({out} not written).", code=1)
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}; nothing was exported (free space or choose "
+                 f"another --out)", code=1)
+        _gap_note(gaps)
+        console.print(f"exported session {sid}: {count} events to {out}" + (" (INCOMPLETE)" if gaps else ""))
 
 
 def sessions_cmd(
@@ -101,20 +130,28 @@ def orders_cmd(
     store: StoreOpt = None,
     session: Annotated[str | None, typer.Option("--session", help="Only this session (unique prefix)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    allow_gaps: AllowGapsOpt = False,
 ) -> None:
     """Fold the store's events into orders and print them with their anomalies."""
+    gaps: list = []
     with opened_store(store) as st:
-        if session:
-            try:
-                sid = st.find_session(session)
-            except StoreError as exc:
-                fail(str(exc))
-            state = fold(st.read_session(sid))
-        else:
-            state = fold(env for _, env in st.read_all())
+        try:
+            if session:
+                try:
+                    sid = st.find_session(session)
+                except StoreError as exc:
+                    fail(str(exc))
+                state = fold(st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append))
+            else:
+                state = fold(env for _, env in st.read_all(allow_gaps=allow_gaps, on_gap=gaps.append))
+        except StoreError as exc:
+            fail(f"{exc}\nNo orders printed.", code=1)
+    _gap_note(gaps)
     orders = list(state.orders.values())
     if as_json:
         doc = {"orders": [order_row(o) for o in orders], "anomalies": [anomaly_row(a) for a in state.anomalies]}
+        if gaps:
+            doc["incomplete"] = [g.describe() for g in gaps]
         print(json.dumps(doc, indent=2))
         return
     console.print(orders_table(orders))
