@@ -83,6 +83,10 @@ def verify_summary(report: VerifyReport) -> str:
     for hole in report.position_holes[:20]:
         tag = "[red]POSITION HOLE[/]" if report.position_holes_are_damage else "[yellow]position hole[/]"
         lines.append(f"{tag} positions {hole.after + 1}..{hole.next - 1} missing")
+    for line in report.anchor_problems:
+        lines.append(f"[red]ANCHOR[/] {line}")
+    if report.anchor_file:
+        lines.append(f"anchors: {report.anchored_sessions} sessions checked against {report.anchor_file}")
     if report.integrity_checked:
         lines.append(f"integrity: {report.integrity_checked}: {'ok' if not report.integrity else 'PROBLEMS'}")
     for sid in report.crashed:

@@ -15,6 +15,7 @@ table scan and the head row: a damaged index that hides rows from ``read_session
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -68,12 +69,23 @@ class VerifyReport(Struct, kw_only=True):
     position_holes: list[PositionHole] = []
     position_holes_are_damage: bool = True  # False on PostgreSQL (sequence numbers skip on rollback)
     unreadable: list[Unreadable] = []  # sessions whose read path reaches fewer events than stored
+    anchor_file: str = ""  # set when checked against signed session heads (ledger.anchor)
+    anchored_sessions: int = 0
+    anchor_problems: list[str] = []
 
     @property
     def ok(self) -> bool:
         """No gaps, no undecodable rows, no tampering, no damage. Crashed sessions are facts, not damage."""
         holes = self.position_holes if self.position_holes_are_damage else []
-        return not (self.gaps or self.undecodable or self.tampered or self.integrity or holes or self.unreadable)
+        return not (
+            self.gaps
+            or self.undecodable
+            or self.tampered
+            or self.integrity
+            or holes
+            or self.unreadable
+            or self.anchor_problems
+        )
 
 
 class _Seen(Struct):
@@ -84,10 +96,14 @@ class _Seen(Struct):
     chain: bytes = EMPTY_CHAIN
     # once a session has a gap or an out-of-order row, its chain no longer means anything useful
     broken: bool = False
+    anchor_seq: int = 0  # the anchored seq whose chain head is recorded below (0: not anchored)
+    anchor_chain: bytes | None = None
 
 
-def verify(store: EventStore) -> VerifyReport:
+def verify(store: EventStore, anchors: dict[str, Any] | None = None) -> VerifyReport:
+    """``anchors``: the latest signed head per session id (:func:`ledger.anchor.read_anchors`), if any."""
     heads = {h.originator_id: h for h in store.session_heads()}
+    anchored = {str(originator_id_for(sid)): a for sid, a in (anchors or {}).items()}
     report = VerifyReport(url=store.url, position_holes_are_damage=type(store).__name__ != "PostgresEventStore")
     report.integrity, report.integrity_checked = store.integrity_problems()
     seen: dict[str, _Seen] = {}
@@ -106,8 +122,13 @@ def verify(store: EventStore) -> VerifyReport:
         if s is None:
             h = heads.get(row.originator_id)
             s = seen[row.originator_id] = _Seen(h.session_id if h is not None else None)
+            a = anchored.get(row.originator_id)
+            if a is not None:
+                s.anchor_seq = a.last_seq
         s.events += 1
         s.chain = sha(s.chain + row.state).digest()
+        if s.anchor_seq and s.events == s.anchor_seq:
+            s.anchor_chain = s.chain
         try:
             env = codec.from_msgpack(row.state)
         except (SchemaError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -160,6 +181,20 @@ def verify(store: EventStore) -> VerifyReport:
     for oid, h in heads.items():
         if oid not in seen:
             report.tampered.append(Tampered(h.session_id, f"head says {h.events} events, none found"))
+    if anchors is not None:
+        report.anchored_sessions = len(anchored)
+        for oid, a in anchored.items():
+            s = seen.get(oid)
+            what = f"session {a.session_id} (anchored at seq {a.last_seq}, {a.events} events)"
+            if s is None:
+                report.anchor_problems.append(f"{what}: missing from the store (deleted)")
+            elif s.events < a.last_seq:
+                report.anchor_problems.append(f"{what}: the store holds only {s.events} events (truncated)")
+            elif s.anchor_chain is None or s.anchor_chain.hex() != a.chain:
+                report.anchor_problems.append(
+                    f"{what}: events 1..{a.last_seq} differ from the anchor (altered, removed, inserted or "
+                    f"re-chained)"
+                )
     return report
 
 

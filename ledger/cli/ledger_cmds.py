@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("sessions")(sessions_cmd)
     app.command("orders")(orders_cmd)
     app.command("verify")(verify_cmd)
+    app.command("anchor")(anchor_cmd)
 
 
 InitOpt = Annotated[
@@ -161,15 +162,70 @@ def orders_cmd(
         console.print("no anomalies")
 
 
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="HMAC key for anchors (created 0600 on first use). Default: "
+                 "$IBLEDGER_KEY_FILE or ~/.config/ibledger/anchor.key"),
+]
+
+
 def verify_cmd(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    anchor: Annotated[
+        Path | None, typer.Option("--anchor", help="Also check against signed session heads (`ibledger anchor`)")
+    ] = None,
+    key_file: KeyFileOpt = None,
 ) -> None:
     """Check the store: gaps, crashed sessions, undecodable or tampered events. Exit 1 on any problem."""
+    from ledger.anchor import AnchorCheck, AnchorError, load_key, read_anchors
+
+    anchors = None
+    check = None
+    if anchor is not None:
+        try:
+            key = load_key(key_file, create=False)
+            check = AnchorCheck(file=str(anchor))
+            anchors = read_anchors(anchor, key, check)
+        except AnchorError as exc:
+            fail(str(exc))
     with opened_store(store) as st:
-        report = verify(st)
+        try:
+            report = verify(st, anchors)
+        except StoreError as exc:
+            fail(f"verify could not read {st.url}: {exc}", code=1)
+    if check is not None:
+        report.anchor_file = check.file
+        report.anchor_problems = check.problems + report.anchor_problems
     if as_json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
-        console.print(verify_summary(report))
+        console.print(verify_summary(report), highlight=False)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def anchor_cmd(
+    file: Annotated[Path, typer.Option("--file", "-f", help="Anchor file to append to (keep it outside the "
+                                       "database, append-only)")],
+    store: StoreOpt = None,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Append every session's signed head to an anchor file; `verify --anchor` later proves nothing changed."""
+    import time
+
+    from ledger.anchor import AnchorError, anchor_store, load_key
+
+    with opened_store(store) as st:
+        try:
+            report = verify(st)
+        except StoreError as exc:
+            fail(f"verify could not read {st.url}: {exc}", code=1)
+        if not report.ok:
+            console.print(verify_summary(report), highlight=False)
+            fail("the store does not verify: anchoring it would sign damage; nothing anchored", code=1)
+        try:
+            key = load_key(key_file, create=True)
+            n = anchor_store(st, file, key, time.time_ns())
+        except AnchorError as exc:
+            fail(str(exc))
+    console.print(f"anchored {n} sessions of {st.url} in {file}", highlight=False)
