@@ -88,7 +88,7 @@ from ledger import events as ev
 from ledger.events import Envelope, envelope
 from ledger.governor_config import dump_config
 from ledger.reconcile import Reconciler
-from ledger.store import EventStore, open_store
+from ledger.store import EventStore, open_store, session_id_problem
 from ledger.writer import Writer
 
 log = logging.getLogger("ledger.recorder")
@@ -146,7 +146,10 @@ class Recorder:
         self.store: EventStore = open_store(store) if isinstance(store, str) else store
         try:
             # a random id is right here: this is where a new fact-stream starts (not fold/governor/replay)
-            self.session_id = session_id or str(uuid.uuid4())
+            self.session_id = session_id if session_id is not None else str(uuid.uuid4())
+            problem = session_id_problem(self.session_id)
+            if problem is not None:
+                raise RecorderError(f"--session-id: {problem}; pass another one (or none for a new UUID)")
             if self.store.last_seq(self.session_id) > 0:
                 raise RecorderError(
                     f"session {self.session_id} already has events in {self.store.url}: "

@@ -140,6 +140,13 @@ async def record_async(
                 installed.append(sig)
 
     def state(s: str, detail: str) -> None:
+        if s == "connected":
+            from ledger.settings import live_login_problem
+
+            problem = live_login_problem(mode, list(getattr(ib.wrapper, "accounts", []) or []), f"{host}:{port}")
+            if problem is not None:
+                log.error("%s: stopping", problem)
+                finish(f"live login: {problem}")
         if s == "connected" and account:
             reported = list(getattr(ib.wrapper, "accounts", []) or [])
             if account not in reported:

@@ -57,13 +57,15 @@ from msgspec import Struct
 
 from ledger import codec
 from ledger.events import Envelope, SchemaError, SessionEnded, SessionStarted
-from ledger.session import SessionInfo, derived_id
+from ledger.session import MAX_SESSION_ID, SessionInfo, derived_id, session_id_problem
 
 __all__ = [
     "EventStore",
     "Batch",
     "GapError",
+    "MAX_SESSION_ID",
     "SessionGap",
+    "session_id_problem",
     "NoStore",
     "RawRow",
     "SeqConflict",
@@ -91,6 +93,8 @@ HEAD_COLS = "originator_id, session_id, last_seq, events, first_ns, last_ns, has
 META_TABLE = "ibledger_meta"
 
 PAGE_SIZE = 1000  # rows per query when streaming reads
+
+NS_MAX = 2**63 - 1  # both backends store times as signed 64-bit integers
 
 EMPTY_CHAIN = b"\x00" * 32
 
@@ -451,8 +455,13 @@ def prepare(envs: Sequence[Envelope]) -> Batch:
             raise StoreError(f"append takes Envelopes, got {type(env).__name__}")
         sid = env.session_id
         seq = env.seq
-        if type(seq) is not int or seq < 1:
-            raise StoreError(f"append: session {sid}: seq must be an int >= 1, got {seq!r}")
+        if type(seq) is not int or not 1 <= seq <= NS_MAX:
+            raise StoreError(f"append: session {sid:.200}: seq must be an int in 1..{NS_MAX}, got {seq!r:.40}")
+        if not (0 <= env.recv_ns <= NS_MAX and -NS_MAX <= env.mono_ns <= NS_MAX):
+            raise StoreError(
+                f"append: session {sid:.200} seq {seq}: recv_ns / mono_ns must fit a signed 64-bit integer "
+                f"(0..{NS_MAX} ns), got {env.recv_ns!r:.40} / {env.mono_ns!r:.40}; nothing of the batch written"
+            )
         state = enc(env)
         ptype = type(env.payload)
         topic = topics.get((ptype, env.v))
@@ -460,8 +469,9 @@ def prepare(envs: Sequence[Envelope]) -> Batch:
             topic = topics[(ptype, env.v)] = f"ibledger:{env.kind}:v{env.v}"
         got = by_sid.get(sid)
         if got is None:
-            if not sid:
-                raise StoreError("append: envelope has an empty session_id")
+            problem = session_id_problem(sid)
+            if problem is not None:
+                raise StoreError(f"append: {problem}; nothing of the batch written")
             u = originator_id_for(sid)
             oid = str(u)
             if oid in parts:
@@ -679,6 +689,11 @@ class EventStore(ABC):
         prefix = (prefix or "").strip()
         if not prefix:
             raise StoreError("find_session: give a session id or a prefix of one")
+        if len(prefix) > MAX_SESSION_ID:
+            raise StoreError(
+                f"session id {prefix[:40]!r}... is {len(prefix)} characters long; session ids are at most "
+                f"{MAX_SESSION_ID}: `ibledger sessions` lists them"
+            )
         matches = self._find_prefix(prefix)
         if not matches:
             raise StoreError(f"no session id starts with {prefix!r} in {self.url}")

@@ -68,7 +68,7 @@ class PostgresEventStore(EventStore):
             raise
         except (PersistenceError, psycopg.Error) as exc:
             self._close_quietly()
-            raise StoreError(f"cannot open {self.url}: {self._clean(exc)}") from None
+            raise StoreError(f"cannot open {self.url}: {self._diagnose(parsed, exc)}") from None
         s, t = Identifier(self.schema), Identifier(EVENTS_TABLE)
         self._t_sessions = SQL("{0}.{1}").format(s, Identifier(SESSIONS_TABLE))
         self._sql_page_session = SQL(
@@ -98,6 +98,22 @@ class PostgresEventStore(EventStore):
             "UPDATE {0} SET last_seq=%s, events=%s, last_ns=%s, has_start=%s, has_end=%s, chain=%s "
             "WHERE originator_id=%s"
         ).format(self._t_sessions)
+
+    def _diagnose(self, parsed: StoreURL, exc: BaseException) -> str:
+        """Name the cause of a failed open: the pool only says "initialization incomplete after N sec"
+        whatever happened, so one direct connection attempt asks the server (or the network) why."""
+        text = self._clean(exc)
+        if "pool initialization incomplete" not in text and "couldn't get a connection" not in text:
+            return text
+        timeout = max(1, round(float(parsed.params.get("connect_timeout", "5"))))
+        try:
+            psycopg.connect(
+                dbname=parsed.dbname, host=parsed.host, port=parsed.port, user=parsed.user,
+                password=parsed.password or None, connect_timeout=timeout,
+            ).close()
+        except psycopg.Error as probe:
+            return connect_failure(self._clean(probe), parsed, timeout)
+        return f"{text} (a direct connection works now: the server may be overloaded or at max_connections)"
 
     def _clean(self, exc: BaseException) -> str:
         msg = str(exc).strip()
@@ -328,6 +344,26 @@ class PostgresEventStore(EventStore):
 
     def _close(self) -> None:
         self.datastore.close()
+
+
+def connect_failure(message: str, parsed: StoreURL, timeout: float) -> str:
+    """A psycopg connection error as what went wrong and how to fix it (never the password)."""
+    where = f"{parsed.host}:{parsed.port}"
+    low = message.lower()
+    first = message.strip().splitlines()[-1] if message.strip() else message
+    if "connection refused" in low:
+        return f"connection refused by {where}: is PostgreSQL running and listening there? (check host and port)"
+    if "role" in low and "does not exist" in low:
+        return f"unknown role {parsed.user!r} on {where}: create it or put the right user in the URL"
+    if f'database "{parsed.dbname.lower()}" does not exist' in low or ("database" in low and "does not exist" in low):
+        return f"unknown database {parsed.dbname!r} on {where}: create it (createdb {parsed.dbname}) or fix the URL"
+    if "password authentication failed" in low or "no password supplied" in low:
+        return f"authentication failed for user {parsed.user!r} on {where}: check the password (PGPASSWORD)"
+    if "timeout expired" in low or "timed out" in low:
+        return f"timeout: {where} did not answer within {timeout:g} s (host down, firewall, or wrong port)"
+    if "could not translate host name" in low or "name or service not known" in low:
+        return f"unknown host {parsed.host!r}: check the host name in the URL"
+    return f"cannot connect to {where}: {first}"
 
 
 def _whole_seconds(value: str) -> int:

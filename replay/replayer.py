@@ -290,6 +290,8 @@ def open_source(spec: str | Path, store_url: str | None = None) -> Source:
 
         return store_source(resolve_url(store_url), text.removeprefix("store:"))
     path = Path(text)
+    if path.exists() and not path.is_file():
+        raise SourceError(f"{text}: not a regular file (a device, FIFO or directory): give a session file")
     if path.is_file() or text.endswith(".jsonl"):
         if not path.is_file():
             raise SourceError(f"{text}: no such session file")

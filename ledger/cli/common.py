@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
@@ -68,3 +69,37 @@ def redact(url: str) -> str:
     from ledger.store import redact_url
 
     return redact_url(url)
+
+
+def run_guarded(app: Callable[[], object]) -> None:
+    """Call ``app()``; turn any error that escaped a command into one ``error:`` line and an exit code.
+
+    Store, file-system and memory errors get their cause and a hint; anything else is named as a bug
+    (exit 70) with the exception type and message, never a traceback unless ``IBLEDGER_DEBUG`` is set.
+    """
+    from ledger.store import StoreError, redact_url
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except BrokenPipeError:  # `ibledger ... | head`: the reader left; not an error of ours
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("IBLEDGER_DEBUG"):
+            raise
+        text = redact_url(str(exc))[:2000]
+        if isinstance(exc, StoreError):
+            fail(text, 1)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            fail(f"{exc.strerror or text}{where}: check the path, permissions and free disk space", 1)
+        if isinstance(exc, MemoryError):
+            fail("out of memory: the input is larger than this machine can hold; split it or use a bigger host", 1)
+        fail(f"internal error ({type(exc).__name__}: {text}); this is a bug in ibledger, please report it with "
+             f"the command line (IBLEDGER_DEBUG=1 shows the traceback)", 70)

@@ -57,6 +57,9 @@ def import_cmd(
             st.append(events)
         except SeqConflict as exc:
             fail(f"{exc}; nothing was imported")
+        except StoreError as exc:  # disk full, lock timeout, connection lost: the append is one transaction
+            fail(f"import of session {header.session_id} into {st.url} failed: {exc}\nNothing was imported "
+                 f"(the import is one transaction); fix the cause (free disk space, retry) and run it again", code=1)
         console.print(f"imported session {header.session_id}: {len(events)} events into {st.url}")
 
 

@@ -409,7 +409,9 @@ def record_cmd(
 ) -> None:
     """Record every callback into the store until Ctrl-C / SIGTERM, reconnecting and reconciling."""
     from ledger.cli.common import opened_store, redact, store_url
+    from ledger.recorder import RecorderError
     from ledger.recording import run_recording
+    from ledger.store import StoreError
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
@@ -437,6 +439,8 @@ def record_cmd(
             config_hash=gov.digest() if gov is not None else "", governor_config=gov, session_id=session_id,
             timeout=timeout, on_ready=ready, on_state=state,
         )
+    except (RecorderError, StoreError) as exc:  # session id reuse, store refused: nothing was recorded
+        fail(esc(str(exc)))
     finally:
         if sim is not None:
             sim.stop()
@@ -445,7 +449,7 @@ def record_cmd(
         f"{result.connects} connect(s), stopped: {result.reason}"
         + (f"; FAULT {result.fault} (lost {result.lost})" if result.fault else ""), highlight=False,
     )
-    if result.reason.startswith("account mismatch"):
+    if result.reason.startswith(("account mismatch", "live login")):
         fail(esc(result.reason))
     raise typer.Exit(0 if result.ok else 1)
 
