@@ -123,6 +123,7 @@ async def record_async(
     engine = Engine(governor_config) if governor_config is not None else None
     rec = Recorder.attach(ib, store_url, engine=engine, session_id=session_id, config_hash=config_hash,
                           mode=mode, queue_size=queue_size, account=account or "", switch_interval=switch_interval)
+    rec.on_fatal.append(lambda why: finish(f"fault: {why}"))  # seq conflict, store file lost: stop now
     try:
         if on_event is not None:
             rec.subscribe(on_event)

@@ -70,6 +70,7 @@ __all__ = [
     "RawRow",
     "SeqConflict",
     "SessionHead",
+    "StoreFileLost",
     "StoreError",
     "StoreURL",
     "StoreURLError",
@@ -108,6 +109,11 @@ class StoreError(Exception):
 
 class NoStore(StoreError):
     """A read on a location that holds no ibledger store (missing file, foreign database)."""
+
+
+class StoreFileLost(StoreError):
+    """The store's file was deleted or replaced under an open store: appending would write into a file
+    nobody will ever read again (or into someone else's), so every append is refused from then on."""
 
 
 class StoreURLError(StoreError, ValueError):

@@ -41,6 +41,7 @@ from ledger.store import (
     SeqConflict,
     SessionHead,
     StoreError,
+    StoreFileLost,
     StoreURL,
     plan_heads,
 )
@@ -163,6 +164,7 @@ class SQLiteEventStore(EventStore):
             self._create_tables_when_free(lock_timeout)
         except (PersistenceError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.url}: {exc}") from None
+        self._identity = _file_identity(path)
         t = EVENTS_TABLE
         self._sql_page_session = (
             f"SELECT rowid, originator_version, state FROM {t} "
@@ -296,7 +298,23 @@ class SQLiteEventStore(EventStore):
 
     # -- append
 
+    def check_file(self) -> None:
+        """Raise :class:`StoreFileLost` if the file at the store's path is gone or is another file.
+
+        An open SQLite connection keeps writing into a deleted (or renamed-over) file without an error;
+        each append checks the path's device and inode first, one ``stat`` per group commit.
+        """
+        now = _file_identity(self.path)
+        if now != self._identity:
+            what = "was deleted" if now is None else "was replaced by another file"
+            raise StoreFileLost(
+                f"{self.url}: the store file {self.path} {what} while the store was open; nothing more is "
+                f"written (events committed before went with the old file). Restore the file from a "
+                f"backup, or start a new session on a new store"
+            )
+
     def _append(self, batch: Batch) -> int:
+        self.check_file()
         # The library's table and INSERT columns, as multi-row statements instead of its per-row loop
         # (which exists to return every rowid): writers are serialized, so the batch's positions are
         # contiguous and the last one is last_insert_rowid() after the last chunk.
@@ -423,6 +441,14 @@ class SQLiteEventStore(EventStore):
 
     def _close(self) -> None:
         self.datastore.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _raw_row(r: Any) -> RawRow:
