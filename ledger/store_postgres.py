@@ -36,6 +36,7 @@ from ledger.store import (
     StoreError,
     StoreURL,
     plan_heads,
+    redact_url,
 )
 
 
@@ -119,7 +120,7 @@ class PostgresEventStore(EventStore):
         msg = str(exc).strip()
         if self._password:
             msg = msg.replace(self._password, "***")
-        return msg
+        return redact_url(msg)  # a driver message may quote a connection string: the one redaction rule
 
     def _create_tables(self, parsed: StoreURL) -> None:
         """Create schema, library tables/types/function and our side tables, once.
