@@ -254,14 +254,14 @@ def store_source(url: str, prefix: str = "") -> Source:
             "as the live recorder runs one engine per session (`ibledger sessions` lists them)"
         )
     try:
-        with open_store(url) as store:
+        with open_store(url, create=False) as store:
             sid = store.find_session(prefix)
             total = next((s.last_seq for s in store.sessions() if s.session_id == sid), None)
     except StoreError as exc:
         raise SourceError(str(exc)) from exc
 
     def stream() -> Iterator[Envelope]:
-        with open_store(url) as store:
+        with open_store(url, create=False) as store:
             yield from store.read_session(sid)
 
     name = f"store:{sid} ({redact_url(url)})"
@@ -287,6 +287,8 @@ def open_source(spec: str | Path, store_url: str | None = None) -> Source:
     if text.startswith("store:"):
         return store_source(resolve_store_url(store_url), text.removeprefix("store:"))
     path = Path(text)
+    if path.exists() and not path.is_file():
+        raise SourceError(f"{text}: not a regular file (a device, FIFO or directory): give a session file")
     if path.is_file() or text.endswith(".jsonl"):
         if not path.is_file():
             raise SourceError(f"{text}: no such session file")

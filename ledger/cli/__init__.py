@@ -33,4 +33,8 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    """Run the CLI. Commands catch the errors they expect; this is the backstop for the rest, so a user
+    never sees a traceback (set IBLEDGER_DEBUG=1 to get one)."""
+    from ledger.cli.common import run_guarded
+
+    run_guarded(app)

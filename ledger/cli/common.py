@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
+import contextlib
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-store_url = resolve_store_url
+def store_url(url: str | None) -> str:
+    """--store wins, then IBLEDGER_STORE, then the embedded default; an empty value is an error."""
+    from ledger.store import StoreURLError
+
+    try:
+        return resolve_store_url(url)
+    except StoreURLError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -29,13 +37,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def opened_store(url: str | None) -> Iterator[EventStore]:
-    """Open the store named by --store / $IBLEDGER_STORE / the default, with a clear error if it can't."""
-    from ledger.store import StoreError, open_store
+def opened_store(url: str | None, *, write: bool = False, init: bool = False) -> Iterator[EventStore]:
+    """Open the store named by --store / $IBLEDGER_STORE / the default, with a clear error if it can't.
+
+    Only writers (``write=True``) may create a store; readers refuse a path that holds none.
+    """
+    from ledger.store import NoStore, StoreError, open_store
 
     resolved = store_url(url)
     try:
-        store = open_store(resolved)
+        store = open_store(resolved, create=write, init=init)
+    except NoStore as exc:
+        fail(str(exc))
     except StoreError as exc:
         fail(f"cannot open store {redact(resolved)}: {exc}")
     with store:
@@ -43,5 +56,41 @@ def opened_store(url: str | None) -> Iterator[EventStore]:
 
 
 def redact(url: str) -> str:
-    """Hide a password in a URL before it is printed anywhere."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """Hide a password in a URL before it is printed anywhere (the store's one redaction function)."""
+    from ledger.store import redact_url
+
+    return redact_url(url)
+
+
+def run_guarded(app: Callable[[], object]) -> None:
+    """Call ``app()``; turn any error that escaped a command into one ``error:`` line and an exit code.
+
+    Store, file-system and memory errors get their cause and a hint; anything else is named as a bug
+    (exit 70) with the exception type and message, never a traceback unless ``IBLEDGER_DEBUG`` is set.
+    """
+    from ledger.store import StoreError, redact_url
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except BrokenPipeError:  # `ibledger ... | head`: the reader left; not an error of ours
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("IBLEDGER_DEBUG"):
+            raise
+        text = redact_url(str(exc))[:2000]
+        if isinstance(exc, StoreError):
+            fail(text, 1)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            fail(f"{exc.strerror or text}{where}: check the path, permissions and free disk space", 1)
+        if isinstance(exc, MemoryError):
+            fail("out of memory: the input is larger than this machine can hold; split it or use a bigger host", 1)
+        fail(f"internal error ({type(exc).__name__}: {text}); this is a bug in ibledger, please report it with "
+             f"the command line (IBLEDGER_DEBUG=1 shows the traceback)", 70)

@@ -9,11 +9,11 @@ from typing import Annotated
 import msgspec
 import typer
 
-from ledger.cli.common import console, fail, opened_store
+from ledger.cli.common import console, err_console, fail, opened_store
 from ledger.cli.render import anomalies_table, orders_table, verify_summary
 from ledger.core.fold import fold
 from ledger.core.rows import anomaly_row, order_row
-from ledger.store import SeqConflict, StoreError
+from ledger.store import GapError, SeqConflict, StoreError
 from ledger.store.sessionfile import SessionFileError, iter_session, read_header, write_session
 from ledger.store.verify import verify
 
@@ -30,11 +30,20 @@ def register(app: typer.Typer) -> None:
     app.command("sessions")(sessions_cmd)
     app.command("orders")(orders_cmd)
     app.command("verify")(verify_cmd)
+    app.command("anchor")(anchor_cmd)
+
+
+InitOpt = Annotated[
+    bool,
+    typer.Option("--init", help="Allow adding ibledger's tables to an existing SQLite database that holds "
+                 "other tables"),
+]
 
 
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="Session file (.jsonl) to import")],
     store: StoreOpt = None,
+    init: InitOpt = False,
 ) -> None:
     """Import a session file. The whole file is validated first; a bad file imports nothing."""
     try:
@@ -42,30 +51,62 @@ def import_cmd(
         events = list(iter_session(path))
     except SessionFileError as exc:
         fail(f"{exc}\nNothing was imported. Fix the line or re-export the session.")
-    with opened_store(store) as st:
+    with opened_store(store, write=True, init=init) as st:
         if st.last_seq(header.session_id):
             fail(f"session {header.session_id} is already in {st.url}; nothing was imported")
         try:
             st.append(events)
         except SeqConflict as exc:
             fail(f"{exc}; nothing was imported")
+        except StoreError as exc:  # disk full, lock timeout, connection lost: the append is one transaction
+            fail(f"import of session {header.session_id} into {st.url} failed: {exc}\nNothing was imported "
+                 f"(the import is one transaction); fix the cause (free disk space, retry) and run it again", code=1)
         console.print(f"imported session {header.session_id}: {len(events)} events into {st.url}")
+
+
+AllowGapsOpt = Annotated[
+    bool,
+    typer.Option("--allow-gaps", help="Read on past missing events of a damaged store (warned, output flagged "
+                 "incomplete) instead of failing"),
+]
+
+
+def _gap_note(gaps: list) -> None:
+    """The flag an --allow-gaps read carries: every hole, on stderr, so piped output stays parseable."""
+    for g in gaps:
+        err_console.print(f"[bold yellow]warning:[/] INCOMPLETE: {g.describe()}", highlight=False)
 
 
 def export_cmd(
     session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Session file to write (.jsonl)")],
     store: StoreOpt = None,
+    allow_gaps: AllowGapsOpt = False,
 ) -> None:
     """Export one session as a session file (header line + one envelope per line)."""
+    if not out.parent.is_dir():
+        fail(f"cannot export to {out}: directory {out.parent} does not exist; create it or choose another --out")
+    if out.exists() and not out.is_file():
+        fail(f"cannot export to {out}: it is not a regular file; choose another --out")
     with opened_store(store) as st:
         try:
             sid = st.find_session(session)
         except StoreError as exc:
             fail(str(exc))
-        count = st.last_seq(sid)
-        write_session(out, st.read_session(sid), sid, count)
-        console.print(f"exported session {sid}: {count} events to {out}")
+        gaps: list = []
+        try:
+            events = list(st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append)) if allow_gaps else None
+            count = len(events) if events is not None else st.last_seq(sid)
+            write_session(out, events if events is not None else st.read_session(sid), sid, count)
+        except GapError as exc:
+            fail(f"{exc}\nNothing was exported ({out} not written).", code=1)
+        except StoreError as exc:
+            fail(f"export of session {sid} failed: {exc}\nNothing was exported ({out} not written).", code=1)
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}; nothing was exported (free space or choose "
+                 f"another --out)", code=1)
+        _gap_note(gaps)
+        console.print(f"exported session {sid}: {count} events to {out}" + (" (INCOMPLETE)" if gaps else ""))
 
 
 def sessions_cmd(
@@ -94,20 +135,28 @@ def orders_cmd(
     store: StoreOpt = None,
     session: Annotated[str | None, typer.Option("--session", help="Only this session (unique prefix)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    allow_gaps: AllowGapsOpt = False,
 ) -> None:
     """Fold the store's events into orders and print them with their anomalies."""
+    gaps: list = []
     with opened_store(store) as st:
-        if session:
-            try:
-                sid = st.find_session(session)
-            except StoreError as exc:
-                fail(str(exc))
-            state = fold(st.read_session(sid))
-        else:
-            state = fold(env for _, env in st.read_all())
+        try:
+            if session:
+                try:
+                    sid = st.find_session(session)
+                except StoreError as exc:
+                    fail(str(exc))
+                state = fold(st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append))
+            else:
+                state = fold(env for _, env in st.read_all(allow_gaps=allow_gaps, on_gap=gaps.append))
+        except StoreError as exc:
+            fail(f"{exc}\nNo orders printed.", code=1)
+    _gap_note(gaps)
     orders = list(state.orders.values())
     if as_json:
         doc = {"orders": [order_row(o) for o in orders], "anomalies": [anomaly_row(a) for a in state.anomalies]}
+        if gaps:
+            doc["incomplete"] = [g.describe() for g in gaps]
         print(json.dumps(doc, indent=2))
         return
     console.print(orders_table(orders))
@@ -117,15 +166,70 @@ def orders_cmd(
         console.print("no anomalies")
 
 
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="HMAC key for anchors (created 0600 on first use). Default: "
+                 "$IBLEDGER_KEY_FILE or ~/.config/ibledger/anchor.key"),
+]
+
+
 def verify_cmd(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    anchor: Annotated[
+        Path | None, typer.Option("--anchor", help="Also check against signed session heads (`ibledger anchor`)")
+    ] = None,
+    key_file: KeyFileOpt = None,
 ) -> None:
     """Check the store: gaps, crashed sessions, undecodable or tampered events. Exit 1 on any problem."""
+    from ledger.store.anchor import AnchorCheck, AnchorError, load_key, read_anchors
+
+    anchors = None
+    check = None
+    if anchor is not None:
+        try:
+            key = load_key(key_file, create=False)
+            check = AnchorCheck(file=str(anchor))
+            anchors = read_anchors(anchor, key, check)
+        except AnchorError as exc:
+            fail(str(exc))
     with opened_store(store) as st:
-        report = verify(st)
+        try:
+            report = verify(st, anchors)
+        except StoreError as exc:
+            fail(f"verify could not read {st.url}: {exc}", code=1)
+    if check is not None:
+        report.anchor_file = check.file
+        report.anchor_problems = check.problems + report.anchor_problems
     if as_json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
-        console.print(verify_summary(report))
+        console.print(verify_summary(report), highlight=False)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def anchor_cmd(
+    file: Annotated[Path, typer.Option("--file", "-f", help="Anchor file to append to (keep it outside the "
+                                       "database, append-only)")],
+    store: StoreOpt = None,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Append every session's signed head to an anchor file; `verify --anchor` later proves nothing changed."""
+    import time
+
+    from ledger.store.anchor import AnchorError, anchor_store, load_key
+
+    with opened_store(store) as st:
+        try:
+            report = verify(st)
+        except StoreError as exc:
+            fail(f"verify could not read {st.url}: {exc}", code=1)
+        if not report.ok:
+            console.print(verify_summary(report), highlight=False)
+            fail("the store does not verify: anchoring it would sign damage; nothing anchored", code=1)
+        try:
+            key = load_key(key_file, create=True)
+            n = anchor_store(st, file, key, time.time_ns())
+        except AnchorError as exc:
+            fail(str(exc))
+    console.print(f"anchored {n} sessions of {st.url} in {file}", highlight=False)

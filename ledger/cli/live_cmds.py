@@ -110,7 +110,7 @@ def _run_session(settings, store: str | None, governor, body, **session_kw):
         async with open_session(settings, st, governor=governor, start_simulator=start_simulator, **session_kw) as sess:
             return await body(sess)
 
-    with opened_store(store) as st:
+    with opened_store(store, write=True) as st:
         try:
             return asyncio.run(main(st))
         except ConnectError as exc:
@@ -410,8 +410,10 @@ def record_cmd(
     simulate: SimulateOpt = False,
 ) -> None:
     """Record every callback into the store until Ctrl-C / SIGTERM, reconnecting and reconciling."""
-    from ledger.cli.common import redact, store_url
+    from ledger.cli.common import opened_store, redact, store_url
+    from ledger.live.recorder import RecorderError
     from ledger.live.recording import run_recording
+    from ledger.store import StoreError
 
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
@@ -423,6 +425,8 @@ def record_cmd(
         sim = Simulator(accounts=(settings.account,)).start()
         settings = settings.with_endpoint("127.0.0.1", sim.port)
     url = store_url(store)
+    with opened_store(url, write=True):
+        pass  # create the store here, where a foreign or unusable path gets a clear error
 
     def ready(rec) -> None:
         console.print(f"recording session {rec.session_id} from {settings.describe()} into {redact(url)}; "
@@ -437,6 +441,8 @@ def record_cmd(
             config_hash=gov.digest() if gov is not None else "", governor_config=gov, session_id=session_id,
             timeout=timeout, on_ready=ready, on_state=state,
         )
+    except (RecorderError, StoreError) as exc:  # session id reuse, store refused: nothing was recorded
+        fail(esc(str(exc)))
     finally:
         if sim is not None:
             sim.stop()
@@ -445,7 +451,7 @@ def record_cmd(
         f"{result.connects} connect(s), stopped: {result.reason}"
         + (f"; FAULT {result.fault} (lost {result.lost})" if result.fault else ""), highlight=False,
     )
-    if result.reason.startswith("account mismatch"):
+    if result.reason.startswith(("account mismatch", "live login")):
         fail(esc(result.reason))
     raise typer.Exit(0 if result.ok else 1)
 
@@ -476,7 +482,7 @@ def demo_cmd(
 
     logging.getLogger("ledger").setLevel(logging.ERROR)  # the demo prints what happens itself
     out = Console(stderr=True) if as_json else console
-    with opened_store(store) as st:
+    with opened_store(store, write=True) as st:
         report = run_demo(st, console=out, export_dir=export_fixtures)
     if as_json:
         _dump(report)

@@ -57,6 +57,22 @@ def verify_summary(report: VerifyReport) -> str:
         lines.append(f"[red]UNDECODABLE[/] {msgspec.to_builtins(u)}")
     for t in report.tampered:
         lines.append(f"[red]TAMPERED[/] {msgspec.to_builtins(t)}")
+    for line in report.integrity:
+        lines.append(f"[red]INTEGRITY[/] {line}")
+    for u in report.unreadable:
+        lines.append(
+            f"[red]UNREADABLE[/] session {u.session_id}: {u.stored} rows stored, {u.readable} reachable by "
+            f"session reads, head records {u.head} (a damaged index or rows changed behind the store)"
+        )
+    for hole in report.position_holes[:20]:
+        tag = "[red]POSITION HOLE[/]" if report.position_holes_are_damage else "[yellow]position hole[/]"
+        lines.append(f"{tag} positions {hole.after + 1}..{hole.next - 1} missing")
+    for line in report.anchor_problems:
+        lines.append(f"[red]ANCHOR[/] {line}")
+    if report.anchor_file:
+        lines.append(f"anchors: {report.anchored_sessions} sessions checked against {report.anchor_file}")
+    if report.integrity_checked:
+        lines.append(f"integrity: {report.integrity_checked}: {'ok' if not report.integrity else 'PROBLEMS'}")
     for sid in report.crashed:
         lines.append(f"[yellow]CRASHED[/] session {sid} has no end event (crashed, or still recording)")
     lines.append("[green]OK[/]" if report.ok else "[red]PROBLEMS FOUND[/]")

@@ -108,6 +108,7 @@ def replay_cmd(
     With --governor, replay yesterday's session under today's limits: the decisions that differ are listed
     (with --check, as divergences: event seq, recorded vs replayed, and exit code 1).
     """
+    from ledger.store import GapError, StoreError
     from replay.replayer import Replayer, SourceError, open_source
 
     config: GovernorConfig | None = None
@@ -142,6 +143,11 @@ def replay_cmd(
             result = Replayer(config, check=check, progress=progress_cb).run(src)
     except SourceError as exc:
         fail(str(exc))
+    except GapError as exc:  # a hole met while streaming a store session: never a short replay
+        fail(f"{src.name}: {exc.gap.describe()}; the store is damaged or rows were removed (run `ibledger "
+             f"verify`). Nothing was replayed to completion.", code=1)
+    except StoreError as exc:
+        fail(f"{src.name}: {exc}\nNothing was replayed to completion.", code=1)
     except ValueError as exc:  # a session file that turns out bad half-way (SessionFileError), schema errors
         fail(f"{src.name}: {exc}")
     finally:

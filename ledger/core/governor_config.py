@@ -135,10 +135,18 @@ def _type_name(v: Any) -> str:
     )
 
 
+# TOML integers are 64-bit signed (Python's parser accepts any size): anything outside is refused here, so
+# a typo never reaches the governor or the encoder (which would overflow) as a number.
+INT_MAX = 2**63 - 1
+MAX_FILE_BYTES = 1_000_000  # a governor config is a few hundred bytes; refuse anything that could not be one
+
+
 def _num(key: str, v: Any, *, integer: bool = False, positive: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         want = "an integer" if integer else "a number"
-        raise GovernorConfigError(key, f"expected {want}, got {_type_name(v)} {v!r}")
+        raise GovernorConfigError(key, f"expected {want}, got {_type_name(v)} {v!r:.80}")
+    if isinstance(v, int) and not -INT_MAX - 1 <= v <= INT_MAX:
+        raise GovernorConfigError(key, f"integer out of range (TOML integers are 64-bit: at most {INT_MAX})")
     if integer and not isinstance(v, int):
         raise GovernorConfigError(key, f"expected an integer, got float {v!r}")
     if isinstance(v, float) and not math.isfinite(v):
@@ -175,12 +183,39 @@ def _value(key: str, kind: str, v: Any) -> Any:
                 if not isinstance(item, str) or not item.strip():
                     raise GovernorConfigError(ik, f"expected a non-empty string, got {_type_name(item)} {item!r}")
                 out.append(item.strip().upper() if kind == "symbol_list" else item.strip())
+                if kind == "symbol_list" and out[-1] in out[:-1]:
+                    first = out.index(out[-1])
+                    raise GovernorConfigError(
+                        ik, f"duplicate of {key}[{first}] ({out[-1]}; symbols are case-insensitive): list it once"
+                    )
         return tuple(out)
     if kind == "num_map":
         if not isinstance(v, dict):
             raise GovernorConfigError(key, f"expected a table of SYMBOL = number, got {_type_name(v)} {v!r}")
-        return {str(sym).upper(): float(_num(f"{key}.{sym}", x, positive=True)) for sym, x in v.items()}
+        return {sym: float(_num(f"{key}.{raw}", x, positive=True)) for sym, raw, x in _symbol_items(key, v)}
     raise AssertionError(kind)  # pragma: no cover
+
+
+def _symbol_items(key: str, table: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """``(SYMBOL, key as written, value)`` per entry of a per-symbol table.
+
+    Symbols are case-insensitive (IB reports them upper case): ``ES`` and ``es`` in one file would be two
+    entries of which one silently wins, so a duplicate after normalisation is refused instead.
+    """
+    out: list[tuple[str, str, Any]] = []
+    seen: dict[str, str] = {}
+    for raw, value in table.items():
+        sym = str(raw).strip().upper()
+        if not sym:
+            raise GovernorConfigError(f"{key}.{raw!r}", "empty symbol")
+        if sym in seen:
+            raise GovernorConfigError(
+                f"{key}.{raw}",
+                f"duplicate of {key}.{seen[sym]} (symbols are case-insensitive, both mean {sym}): keep one",
+            )
+        seen[sym] = str(raw)
+        out.append((sym, str(raw), value))
+    return out
 
 
 def _table(key: str, v: Any) -> dict[str, Any]:
@@ -221,11 +256,11 @@ def _parse(data: dict[str, Any]) -> GovernorConfig:
         _check_keys(f"{section}.", tbl, spec)
         parsed[section] = {k: _value(f"{section}.{k}", spec[k], v) for k, v in tbl.items()}
     symbol_limits: dict[str, SymbolLimit] = {}
-    for sym, tbl in _table("symbol_limits", data.get("symbol_limits", {})).items():
-        key = f"symbol_limits.{sym}"
+    for sym, raw, tbl in _symbol_items("symbol_limits", _table("symbol_limits", data.get("symbol_limits", {}))):
+        key = f"symbol_limits.{raw}"
         tbl = _table(key, tbl)
         _check_keys(f"{key}.", tbl, ("max_qty", "max_notional"))
-        symbol_limits[str(sym).upper()] = SymbolLimit(**{k: float(_num(f"{key}.{k}", v)) for k, v in tbl.items()})
+        symbol_limits[sym] = SymbolLimit(**{k: float(_num(f"{key}.{k}", v)) for k, v in tbl.items()})
     breakers = parsed["breakers"]
     if "window_s" in breakers and breakers["window_s"] <= 0:
         raise GovernorConfigError("breakers.window_s", "must be greater than 0")
@@ -250,9 +285,24 @@ def load_config(path: str | Path) -> GovernorConfig:
     """Read and validate a governor TOML file; :class:`GovernorConfigError` names the key and the reason."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():
+            raise GovernorConfigError("", "not a regular file (a governor config is a TOML text file)", str(path))
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise GovernorConfigError("", f"cannot read: {exc.strerror or exc}", str(path)) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise GovernorConfigError("", f"larger than {MAX_FILE_BYTES} bytes: not a governor config", str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GovernorConfigError(
+            "", f"not a UTF-8 text file (byte {exc.start} is {raw[exc.start:exc.start + 1]!r}): a governor config "
+            "is TOML text", str(path)
+        ) from None
+    if "\x00" in text:
+        raise GovernorConfigError("", f"binary data (a NUL byte at offset {text.index(chr(0))}): not TOML text",
+                                  str(path))
     return parse_config(text, str(path))
 
 

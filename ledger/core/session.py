@@ -29,3 +29,21 @@ class SessionInfo(Struct, frozen=True, kw_only=True):
     def crashed(self) -> bool:
         """A session without an end event: the recorder died (or is still running)."""
         return not self.has_end
+
+
+# Limits every writer enforces (a session id ends up in every message, table and file name; the times are
+# stored as signed 64-bit integers by both backends).
+MAX_SESSION_ID = 200
+
+
+def session_id_problem(session_id: object) -> str | None:
+    """Why ``session_id`` cannot name a session (None: it can). Checked by every writer and input."""
+    if not isinstance(session_id, str):
+        return f"session id must be a string, got {type(session_id).__name__}"
+    if not session_id.strip():
+        return "session id is empty"
+    if len(session_id) > MAX_SESSION_ID:
+        return f"session id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID}"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in session_id):
+        return "session id contains control characters (newline, tab, ...)"
+    return None

@@ -327,13 +327,26 @@ def check_account(settings: ConnectionSettings, managed: str | list[str] | tuple
             f"{settings.host}:{settings.port} manages {', '.join(accounts)}; disconnected. Fix "
             f"{how_to_set('account')}, or connect to the right TWS / Gateway login"
         )
-    if settings.mode == "paper":
-        live_accounts = [a for a in accounts if not is_paper_account(a)]
-        if live_accounts:
-            raise SettingsError(
-                f"{settings.host}:{settings.port} is logged in to live account(s) {', '.join(live_accounts)}; "
-                f"ibledger trades paper by default (pass --live with ${ENV_ALLOW_LIVE}={ALLOW_LIVE_VALUE})"
-            )
+    problem = live_login_problem(settings.mode, accounts, f"{settings.host}:{settings.port}")
+    if problem is not None:
+        raise SettingsError(problem)
+
+
+def live_login_problem(mode: str, managed: str | list[str] | tuple[str, ...], where: str) -> str | None:
+    """Why a paper-mode session must not go on with this login (any live account in it), else None.
+
+    One check for every command that connects (order, positions, cancel-all and record): a login that
+    mixes paper and live accounts is a live login.
+    """
+    if mode != "paper":
+        return None
+    live_accounts = [a for a in parse_accounts(managed) if not is_paper_account(a)]
+    if not live_accounts:
+        return None
+    return (
+        f"{where} is logged in to live account(s) {', '.join(live_accounts)}; "
+        f"ibledger trades paper by default (pass --live with ${ENV_ALLOW_LIVE}={ALLOW_LIVE_VALUE})"
+    )
 
 
 # --- connecting ------------------------------------------------------------------------------------

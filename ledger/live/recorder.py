@@ -55,8 +55,13 @@ skipped batch would leave a seq gap); the first failure sets ``fault``, logs an 
 ``RecorderFault`` (delivered on the IB loop, or with the next event when no loop runs). A fault is
 sticky: ``healthy`` stays False, the governor blocks new orders from the ``RecorderFault`` event on, and
 ``flush()`` / ``close()`` re-raise the error. ``close(timeout)`` gives up on a store that stays down and
-counts what it could not commit as lost. A ``SeqConflict`` (another process writing the same session)
-stops the writer for good.
+counts what it could not commit as lost. While the store fails (disk full, database down) callbacks
+never wait for queue room: they are counted as lost at once, and the waiting a merely slow store may
+cause is bounded in total (``max_block_s`` per burst); when the store takes events again, one
+``RecorderFault`` carries the exact count lost. A ``SeqConflict`` (another process writing the same
+session) or a lost store file (deleted or replaced under the recorder: the path's device and inode are
+checked at each group commit) stops the session for good: one fault, one log line, ``stopped`` says
+why, ``on_fatal`` listeners are told (``ibledger record`` exits), and nothing more is attempted.
 
 What ``kill -9`` can lose
 -------------------------
@@ -87,7 +92,7 @@ from ledger.core.events import Envelope, envelope
 from ledger.core.governor_config import dump_config
 from ledger.ib import adapter
 from ledger.ib.reconcile import Reconciler
-from ledger.store import EventStore, open_store
+from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
 from ledger.version import __version__ as IBLEDGER_VERSION
 
@@ -133,6 +138,7 @@ class Recorder:
         reconcile: bool = True,
         account: str = "",
         full_block_s: float = 1.0,
+        max_block_s: float = 5.0,
         reconcile_timeout: float = 10.0,
         max_batch: int = 100,
         switch_interval: float | None = None,
@@ -146,7 +152,10 @@ class Recorder:
         self.store: EventStore = open_store(store) if isinstance(store, str) else store
         try:
             # a random id is right here: this is where a new fact-stream starts (not fold/governor/replay)
-            self.session_id = session_id or str(uuid.uuid4())
+            self.session_id = session_id if session_id is not None else str(uuid.uuid4())
+            problem = session_id_problem(self.session_id)
+            if problem is not None:
+                raise RecorderError(f"--session-id: {problem}; pass another one (or none for a new UUID)")
             if self.store.last_seq(self.session_id) > 0:
                 raise RecorderError(
                     f"session {self.session_id} already has events in {self.store.url}: "
@@ -162,6 +171,10 @@ class Recorder:
         self.mode = mode
         self.account = account
         self.full_block_s = full_block_s
+        self.max_block_s = max_block_s  # total IB-loop blocking allowed per loss burst (see _enqueue)
+        self.blocked_s = 0.0  # IB-loop time spent waiting for queue room in the current burst
+        self.stopped: str = ""  # why recording stopped for good (seq conflict, store file lost); "" = recording
+        self.on_fatal: list[Callable[[str], None]] = []  # told once, on the IB loop when there is one
         self._lock = threading.RLock()
         self._seq = 0
         self._depth = 0
@@ -195,6 +208,7 @@ class Recorder:
             self.store, capacity=queue_size, max_batch=max_batch, on_error=self._on_writer_error,
             name=f"ibledger-writer-{self.session_id[:8]}",
         )
+        self._writer.add_listener(self._after_commit)
         self._writer.start()
 
     # --- construction ----------------------------------------------------------------------------
@@ -216,7 +230,9 @@ class Recorder:
         """Start recording ``ib`` (connected or not) into ``store`` (an EventStore or a URL).
 
         Extra options: ``account`` (for ``session_started`` when attached before connect),
-        ``full_block_s``, ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
+        ``full_block_s`` (longest wait of one callback for queue room), ``max_block_s`` (total such waiting
+        per loss burst: a store that stays full or slow never freezes the strategy for longer),
+        ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
         ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
         GIL hand-offs between the IB loop and the writer thread; not touched by default).
         """
@@ -530,21 +546,31 @@ class Recorder:
         self, payload: ev.Event, source: ev.Source, correlation_id: str | None, causation_id: str | None,
         recv_ns: int, mono_ns: int, reserve: bool = False,
     ) -> Envelope | None:
+        if self.stopped:  # the session is over for good: count, do not retry, do not report again
+            kind = ev.kind_of(payload)
+            self.lost += 1
+            self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
+            return None
         seq = self._seq + 1
         env = envelope(self.session_id, seq, payload, recv_ns=recv_ns, mono_ns=mono_ns, source=source,
                        correlation_id=correlation_id, causation_id=causation_id)
         w = self._writer
         if not w.put(env, 0.0, reserve=reserve):
-            if not w.dead:
+            # Wait for room only while the writer is making progress (behind, not failing: a full disk or
+            # a dead database will not drain in a second) and within the burst's total budget, so the
+            # IB loop is never frozen for more than max_block_s whatever the store does.
+            budget = min(self.full_block_s, self.max_block_s - self.blocked_s)
+            if not w.dead and not w.failing and budget > 0:
                 now = time.monotonic()
                 if now - self._full_warned_at > 5.0:
                     self._full_warned_at = now
                     log.warning(
-                        "recorder queue FULL (%d events waiting, writer %s): blocking the IB loop up to "
-                        "%.1fs so nothing is lost", w.capacity - w.free(),
-                        "failing" if w.failing else "behind", self.full_block_s,
+                        "recorder queue FULL (%d events waiting, writer behind): blocking the IB loop up to "
+                        "%.1fs (%.1fs left of %.1fs per burst) so nothing is lost", w.capacity - w.free(),
+                        budget, self.max_block_s - self.blocked_s, self.max_block_s,
                     )
-                ok = w.put(env, self.full_block_s, reserve=reserve)
+                ok = w.put(env, budget, reserve=reserve)
+                self.blocked_s += time.monotonic() - now
             else:
                 ok = False
             if not ok:
@@ -672,9 +698,44 @@ class Recorder:
         if report:
             self._faults_inbox.append((f"{type(exc).__name__}: {exc}", 0))
 
+    def _after_commit(self, batch: Any, commit_ns: int) -> None:
+        """Writer thread, after each commit: once the store takes events again, report what was lost
+        (on the IB loop) without waiting for the next callback."""
+        if self._lost_unreported and not self._closed:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._drain_faults)
+
+    def _stop_for_good(self, exc: BaseException) -> None:
+        """The writer cannot go on (another writer owns the session's seqs, or the store file is gone):
+        stop the session with one fault, one log line and no more attempts."""
+        if isinstance(exc, SeqConflict):
+            why = (f"another writer appended to session {self.session_id} (expected seq {exc.expected}, got "
+                   f"{exc.got}): two recorders must not share a session id; this recorder stopped")
+        else:
+            why = f"{exc}; this recorder stopped"
+        self.stopped = why
+        self._fault = RecorderError(why)
+        self._fault.__cause__ = exc
+        log.error("RECORDER STOPPED (session %s): %s — new orders are blocked", self.session_id, why)
+        for fn in list(self.on_fatal):
+            loop = self._loop
+            try:
+                if loop is not None and not loop.is_closed():
+                    loop.call_soon_threadsafe(fn, why)
+                else:
+                    fn(why)
+            except Exception:  # noqa: BLE001 - a listener never breaks the stop
+                log.exception("on_fatal listener failed")
+
     def _on_writer_error(self, exc: BaseException) -> None:
         # writer thread: never take the recorder lock here (the loop thread may hold it while waiting
         # for queue room that only this thread can make)
+        if isinstance(exc, (SeqConflict, StoreFileLost)):
+            if not self.stopped:
+                self._stop_for_good(exc)
+            return
         first = self._fault is None
         if first:
             self._fault = exc
@@ -697,12 +758,16 @@ class Recorder:
     def _drain_faults_locked(self, force: bool = False) -> None:
         """Record pending faults. Lost events are reported in one ``RecorderFault`` once the queue has
         room again (or at close), with the exact count since the previous report."""
+        if self.stopped:  # nothing can be recorded any more: the fault was told once, at the stop
+            self._faults_inbox.clear()
+            return
         while self._faults_inbox or self._lost_unreported:
             if self._faults_inbox:
                 message, lost = self._faults_inbox.popleft()
-            elif force or self._writer.free() > 0:
+            elif force or (self._writer.free() > 0 and not self._writer.failing):
                 message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
                 self._loss_burst = False
+                self.blocked_s = 0.0  # the store keeps up again: a new burst gets a new budget
             else:
                 return
             lost += self._lost_unreported

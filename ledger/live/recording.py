@@ -123,6 +123,7 @@ async def record_async(
     engine = Engine(governor_config) if governor_config is not None else None
     rec = Recorder.attach(ib, store_url, engine=engine, session_id=session_id, config_hash=config_hash,
                           mode=mode, queue_size=queue_size, account=account or "", switch_interval=switch_interval)
+    rec.on_fatal.append(lambda why: finish(f"fault: {why}"))  # seq conflict, store file lost: stop now
     try:
         if on_event is not None:
             rec.subscribe(on_event)
@@ -140,6 +141,13 @@ async def record_async(
                 installed.append(sig)
 
     def state(s: str, detail: str) -> None:
+        if s == "connected":
+            from ledger.ib.settings import live_login_problem
+
+            problem = live_login_problem(mode, list(getattr(ib.wrapper, "accounts", []) or []), f"{host}:{port}")
+            if problem is not None:
+                log.error("%s: stopping", problem)
+                finish(f"live login: {problem}")
         if s == "connected" and account:
             reported = list(getattr(ib.wrapper, "accounts", []) or [])
             if account not in reported:

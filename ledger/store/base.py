@@ -43,10 +43,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
+import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -55,14 +57,20 @@ from msgspec import Struct
 
 from ledger.core import codec
 from ledger.core.events import Envelope, SchemaError, SessionEnded, SessionStarted
-from ledger.core.session import SessionInfo, derived_id
+from ledger.core.session import MAX_SESSION_ID, SessionInfo, derived_id, session_id_problem
 
 __all__ = [
     "EventStore",
     "Batch",
+    "GapError",
+    "MAX_SESSION_ID",
+    "SessionGap",
+    "session_id_problem",
+    "NoStore",
     "RawRow",
     "SeqConflict",
     "SessionHead",
+    "StoreFileLost",
     "StoreError",
     "StoreURL",
     "StoreURLError",
@@ -72,6 +80,8 @@ __all__ = [
     "redact_url",
     "topic_for",
 ]
+
+log = logging.getLogger("ledger.store")
 
 # Bumped when the on-disk layout changes; a store written by a newer ibledger is refused.
 STORE_FORMAT = 1
@@ -84,6 +94,8 @@ META_TABLE = "ibledger_meta"
 
 PAGE_SIZE = 1000  # rows per query when streaming reads
 
+NS_MAX = 2**63 - 1  # both backends store times as signed 64-bit integers
+
 EMPTY_CHAIN = b"\x00" * 32
 
 
@@ -92,6 +104,15 @@ EMPTY_CHAIN = b"\x00" * 32
 
 class StoreError(Exception):
     """Anything the store refuses or cannot do. Messages never contain credentials."""
+
+
+class NoStore(StoreError):
+    """A read on a location that holds no ibledger store (missing file, foreign database)."""
+
+
+class StoreFileLost(StoreError):
+    """The store's file was deleted or replaced under an open store: appending would write into a file
+    nobody will ever read again (or into someone else's), so every append is refused from then on."""
 
 
 class StoreURLError(StoreError, ValueError):
@@ -130,6 +151,46 @@ class UndecodableEvent(StoreError, SchemaError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.position, self.reason, self.session_id, self.seq))
+
+
+class SessionGap(Struct, frozen=True):
+    """Seqs ``first..last`` of a session are missing from what a read returned."""
+
+    session_id: str
+    first: int
+    last: int
+    tail: bool = False  # the head row records events past the last one readable
+
+    def describe(self) -> str:
+        seqs = f"seq {self.first}" if self.first == self.last else f"seqs {self.first}..{self.last}"
+        n = self.last - self.first + 1
+        where = " (after the last readable event; the head row records them)" if self.tail else ""
+        return f"session {self.session_id}: {seqs} missing ({n} event{'s' if n != 1 else ''}){where}"
+
+
+GapListener = Callable[[SessionGap], None]
+
+
+class GapError(StoreError):
+    """A read found a hole in a session's seqs: it would otherwise return less than the store holds."""
+
+    def __init__(self, gap: SessionGap) -> None:
+        self.gap = gap
+        super().__init__(
+            f"{gap.describe()}; the store is damaged or rows were removed. Run `ibledger verify` to see "
+            f"every problem; pass --allow-gaps to read on (the output is then flagged incomplete)"
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.gap,))
+
+
+def _gap(gap: SessionGap, allow: bool, on_gap: GapListener | None) -> None:
+    if not allow:
+        raise GapError(gap)
+    log.warning("reading with --allow-gaps: %s", gap.describe())
+    if on_gap is not None:
+        on_gap(gap)
 
 
 # --- value objects ------------------------------------------------------------------------------
@@ -190,17 +251,37 @@ _SQLITE_PARAMS = {"synchronous", "lock_timeout"}
 _PG_PARAMS = {"schema", "lock_timeout", "connect_timeout"}
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
+_PW_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^\s&;#]*)")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs, errors and ``store.url``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable store URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return parts._replace(netloc=f"{userinfo}:***@{netloc[1]}").geturl()
+    """The URL with every password replaced by ``***`` (safe for logs, errors and ``store.url``).
+
+    The one place ibledger hides passwords; it works on the raw text rather than on ``urlsplit``, which
+    gives up (or splits in the wrong place) on exactly the URLs a user mistypes: a raw ``@``, ``/`` or
+    ``?`` inside the password, a URL written without ``//`` (``postgresql:user:pw@host/db``), a
+    ``?password=`` query parameter, or a libpq keyword string (``host=h password=pw``). Everything
+    between the first ``:`` of the user info and the *last* ``@`` is treated as the password, so an
+    ambiguous URL is over-redacted, never under-redacted.
+    """
+    if not isinstance(url, str):
+        return "<store URL>"
+    text = _PW_PARAM.sub(lambda m: m.group(1) + "***", url)
+    m = _SCHEME.match(text)
+    if m is None:
+        return text
+    head, rest = text[: m.end()], text[m.end() :]
+    if m.group(1).lower().startswith("sqlite"):
+        return text  # a file path: no user info to hide
+    at = rest.rfind("@")
+    if at < 0:
+        return text
+    userinfo = rest[:at]
+    colon = userinfo.find(":")
+    if colon < 0:
+        return text
+    return f"{head}{userinfo[:colon]}:***{rest[at:]}"
 
 
 def parse_url(url: str) -> StoreURL:
@@ -214,7 +295,8 @@ def parse_url(url: str) -> StoreURL:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        reason = str(exc).replace(url, safe)
+        # the parser's reason may quote a piece of the password ("port could not be cast ... 'pw'")
+        reason = str(exc) if safe == url else "the user info or port cannot be parsed"
         raise StoreURLError(f"malformed store URL {safe!r} ({reason}): {_EXAMPLES}") from None
     scheme = parts.scheme.lower()
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -378,8 +460,13 @@ def prepare(envs: Sequence[Envelope]) -> Batch:
             raise StoreError(f"append takes Envelopes, got {type(env).__name__}")
         sid = env.session_id
         seq = env.seq
-        if type(seq) is not int or seq < 1:
-            raise StoreError(f"append: session {sid}: seq must be an int >= 1, got {seq!r}")
+        if type(seq) is not int or not 1 <= seq <= NS_MAX:
+            raise StoreError(f"append: session {sid:.200}: seq must be an int in 1..{NS_MAX}, got {seq!r:.40}")
+        if not (0 <= env.recv_ns <= NS_MAX and -NS_MAX <= env.mono_ns <= NS_MAX):
+            raise StoreError(
+                f"append: session {sid:.200} seq {seq}: recv_ns / mono_ns must fit a signed 64-bit integer "
+                f"(0..{NS_MAX} ns), got {env.recv_ns!r:.40} / {env.mono_ns!r:.40}; nothing of the batch written"
+            )
         state = enc(env)
         ptype = type(env.payload)
         topic = topics.get((ptype, env.v))
@@ -387,8 +474,9 @@ def prepare(envs: Sequence[Envelope]) -> Batch:
             topic = topics[(ptype, env.v)] = f"ibledger:{env.kind}:v{env.v}"
         got = by_sid.get(sid)
         if got is None:
-            if not sid:
-                raise StoreError("append: envelope has an empty session_id")
+            problem = session_id_problem(sid)
+            if problem is not None:
+                raise StoreError(f"append: {problem}; nothing of the batch written")
             u = originator_id_for(sid)
             oid = str(u)
             if oid in parts:
@@ -484,11 +572,21 @@ class EventStore(ABC):
         head = self._head(str(originator_id_for(session_id)))
         return head.last_seq if head is not None else 0
 
-    def read_session(self, session_id: str, from_seq: int = 1) -> Iterator[Envelope]:
-        """The session's envelopes in seq order, from ``from_seq``, fetched in pages."""
+    def read_session(
+        self, session_id: str, from_seq: int = 1, *, allow_gaps: bool = False, on_gap: GapListener | None = None
+    ) -> Iterator[Envelope]:
+        """The session's envelopes in seq order, from ``from_seq``, fetched in pages.
+
+        Never silently less than the store holds: the seqs are checked as they stream, and at the end
+        against the last seq the session's head row recorded. A hole (rows deleted, or hidden by a
+        damaged index) raises :class:`GapError` naming the missing seqs; ``allow_gaps=True`` reads on
+        past it instead, logging a warning and calling ``on_gap(gap)`` so the caller can flag its output.
+        """
         self._check_open()
         oid = originator_id_for(session_id)
+        head = self._head(str(oid))
         nxt = max(int(from_seq), 1)
+        expected = nxt
         while True:
             # Pages are seq windows [nxt, nxt + PAGE_SIZE): a bounded index range whatever the planner
             # believes about the table (a fresh, un-analyzed PostgreSQL table otherwise gets a bitmap
@@ -496,6 +594,9 @@ class EventStore(ABC):
             n = PAGE_SIZE
             rows = self._session_page(oid, nxt, n)
             for position, seq, state in rows:
+                if seq != expected:
+                    _gap(SessionGap(session_id, expected, seq - 1), allow_gaps, on_gap)
+                expected = seq + 1
                 yield decode_row(position, state, session_id, seq)
             if len(rows) == n:
                 nxt += n
@@ -503,24 +604,55 @@ class EventStore(ABC):
             # A short window is the end of the session, unless the store is damaged (a hole): go on after it.
             later = self._next_seq(oid, nxt + n)
             if later is None:
-                return
+                break
             nxt = later
+        if head is not None and expected <= head.last_seq:
+            _gap(SessionGap(session_id, expected, head.last_seq, tail=True), allow_gaps, on_gap)
 
-    def read_all(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, Envelope]]:
-        """``(position, envelope)`` in global order, positions > ``after``, at most ``limit``."""
+    def read_all(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        allow_gaps: bool = False,
+        on_gap: GapListener | None = None,
+    ) -> Iterator[tuple[int, Envelope]]:
+        """``(position, envelope)`` in global order, positions > ``after``, at most ``limit``.
+
+        Seqs are checked per session as they stream (positions follow commit order, so each session's
+        seqs arrive in order): a session whose first event read is not seq 1 (when reading from the
+        start) or whose next event skips a seq raises :class:`GapError`; a full read from the start also
+        checks every session's last seq against its head row. ``allow_gaps`` as for :meth:`read_session`.
+        """
         self._check_open()
+        full = after <= 0 and limit is None
+        heads = {h.session_id: h.last_seq for h in self.session_heads()} if full else {}
+        last: dict[str, int] = {}
         remaining = limit
         pos = int(after)
         while remaining is None or remaining > 0:
             n = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             rows = self._all_page(pos, n)
             for position, state in rows:
-                yield position, decode_row(position, state)
+                env = decode_row(position, state)
+                sid = env.session_id
+                prev = last.get(sid)
+                if prev is None:
+                    if after <= 0 and env.seq != 1:
+                        _gap(SessionGap(sid, 1, env.seq - 1), allow_gaps, on_gap)
+                elif env.seq != prev + 1:
+                    _gap(SessionGap(sid, prev + 1, env.seq - 1), allow_gaps, on_gap)
+                last[sid] = env.seq
+                yield position, env
             if len(rows) < n:
-                return
+                break
             pos = rows[-1][0]
             if remaining is not None:
                 remaining -= len(rows)
+        for sid, head_last in heads.items():
+            got = last.get(sid, 0)
+            if got < head_last:
+                _gap(SessionGap(sid, got + 1, head_last, tail=True), allow_gaps, on_gap)
 
     def raw_rows(self, after: int = 0) -> Iterator[RawRow]:
         """Every stored row, undecoded, in global order (for verification)."""
@@ -536,6 +668,18 @@ class EventStore(ABC):
     @abstractmethod
     def max_position(self) -> int: ...
 
+    def integrity_problems(self) -> tuple[list[str], str]:
+        """The backend's own consistency check of its files / indexes: (problems, what was checked)."""
+        return [], "no backend integrity check"
+
+    def readable_count(self, session_id: str) -> int:
+        """How many events of the session the per-session read path (the session index) reaches."""
+        self._check_open()
+        return self._session_count(originator_id_for(session_id))
+
+    @abstractmethod
+    def _session_count(self, oid: uuid.UUID) -> int: ...
+
     def sessions(self) -> list[SessionInfo]:
         """Every session, ordered by the receive time of its first event."""
         self._check_open()
@@ -550,6 +694,11 @@ class EventStore(ABC):
         prefix = (prefix or "").strip()
         if not prefix:
             raise StoreError("find_session: give a session id or a prefix of one")
+        if len(prefix) > MAX_SESSION_ID:
+            raise StoreError(
+                f"session id {prefix[:40]!r}... is {len(prefix)} characters long; session ids are at most "
+                f"{MAX_SESSION_ID}: `ibledger sessions` lists them"
+            )
         matches = self._find_prefix(prefix)
         if not matches:
             raise StoreError(f"no session id starts with {prefix!r} in {self.url}")

@@ -29,18 +29,21 @@ from ledger.store.base import (
     STORE_FORMAT,
     Batch,
     EventStore,
+    NoStore,
     RawRow,
     SeqConflict,
     SessionHead,
     StoreError,
     StoreURL,
     plan_heads,
+    redact_url,
 )
 
 
 class PostgresEventStore(EventStore):
-    def __init__(self, parsed: StoreURL) -> None:
+    def __init__(self, parsed: StoreURL, *, create: bool = True) -> None:
         super().__init__(parsed.redacted)
+        self._create = create
         self._password = parsed.password
         self.schema = parsed.params.get("schema") or "public"
         lock_timeout = _whole_seconds(parsed.params.get("lock_timeout", "5"))
@@ -61,9 +64,12 @@ class PostgresEventStore(EventStore):
             )
             self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._create_tables(parsed)
+        except NoStore:
+            self._close_quietly()
+            raise
         except (PersistenceError, psycopg.Error) as exc:
             self._close_quietly()
-            raise StoreError(f"cannot open {self.url}: {self._clean(exc)}") from None
+            raise StoreError(f"cannot open {self.url}: {self._diagnose(parsed, exc)}") from None
         s, t = Identifier(self.schema), Identifier(EVENTS_TABLE)
         self._t_sessions = SQL("{0}.{1}").format(s, Identifier(SESSIONS_TABLE))
         self._sql_page_session = SQL(
@@ -94,11 +100,27 @@ class PostgresEventStore(EventStore):
             "WHERE originator_id=%s"
         ).format(self._t_sessions)
 
+    def _diagnose(self, parsed: StoreURL, exc: BaseException) -> str:
+        """Name the cause of a failed open: the pool only says "initialization incomplete after N sec"
+        whatever happened, so one direct connection attempt asks the server (or the network) why."""
+        text = self._clean(exc)
+        if "pool initialization incomplete" not in text and "couldn't get a connection" not in text:
+            return text
+        timeout = max(1, round(float(parsed.params.get("connect_timeout", "5"))))
+        try:
+            psycopg.connect(
+                dbname=parsed.dbname, host=parsed.host, port=parsed.port, user=parsed.user,
+                password=parsed.password or None, connect_timeout=timeout,
+            ).close()
+        except psycopg.Error as probe:
+            return connect_failure(self._clean(probe), parsed, timeout)
+        return f"{text} (a direct connection works now: the server may be overloaded or at max_connections)"
+
     def _clean(self, exc: BaseException) -> str:
         msg = str(exc).strip()
         if self._password:
             msg = msg.replace(self._password, "***")
-        return msg
+        return redact_url(msg)  # a driver message may quote a connection string: the one redaction rule
 
     def _create_tables(self, parsed: StoreURL) -> None:
         """Create schema, library tables/types/function and our side tables, once.
@@ -109,6 +131,11 @@ class PostgresEventStore(EventStore):
         session-level advisory lock held on a dedicated connection.
         """
         if not self._tables_exist():
+            if not self._create:
+                raise NoStore(
+                    f"no ibledger store at {self.url} (schema {self.schema} has no ibledger tables): check the "
+                    f"database and ?schema=; stores are created by writers (`ibledger import`, `ibledger record`)"
+                )
             with psycopg.connect(
                 dbname=parsed.dbname,
                 host=parsed.host,
@@ -261,6 +288,37 @@ class PostgresEventStore(EventStore):
             curs.execute(self._sql_next_seq, (oid, from_seq))
             return curs.fetchone()[0]  # type: ignore[index]
 
+    def _session_count(self, oid: uuid.UUID) -> int:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                SQL("SELECT COUNT(*) FROM {0}.{1} WHERE originator_id=%s AND originator_version>=1").format(
+                    Identifier(self.schema), Identifier(EVENTS_TABLE)
+                ),
+                (oid,),
+            )
+            return curs.fetchone()[0]  # type: ignore[index]
+
+    def integrity_problems(self) -> tuple[list[str], str]:
+        """B-tree checks of the events table's indexes with ``amcheck`` when the extension is installed;
+        otherwise only what verify compares itself (table scan vs index reads vs head rows)."""
+        self._check_open()
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute("SELECT 1 FROM pg_extension WHERE extname='amcheck'")
+            if curs.fetchone() is None:
+                return [], "PostgreSQL: amcheck not installed; table scan vs index reads vs head rows compared"
+            curs.execute(
+                "SELECT i.indexrelid::regclass::text FROM pg_index i WHERE i.indrelid = to_regclass(%s)",
+                (f'"{self.schema}".{EVENTS_TABLE}',),
+            )
+            problems = []
+            for (name,) in curs.fetchall():
+                try:
+                    curs.execute("SELECT bt_index_check(%s::regclass, true)", (name,))
+                except psycopg.Error as exc:
+                    problems.append(f"index {name}: {self._clean(exc)}")
+                    conn.rollback()
+            return problems, "PostgreSQL amcheck bt_index_check"
+
     def _all_page(self, after: int, n: int) -> list[tuple[int, bytes]]:
         with self._conn() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._sql_page_all, (after, n))
@@ -287,6 +345,26 @@ class PostgresEventStore(EventStore):
 
     def _close(self) -> None:
         self.datastore.close()
+
+
+def connect_failure(message: str, parsed: StoreURL, timeout: float) -> str:
+    """A psycopg connection error as what went wrong and how to fix it (never the password)."""
+    where = f"{parsed.host}:{parsed.port}"
+    low = message.lower()
+    first = message.strip().splitlines()[-1] if message.strip() else message
+    if "connection refused" in low:
+        return f"connection refused by {where}: is PostgreSQL running and listening there? (check host and port)"
+    if "role" in low and "does not exist" in low:
+        return f"unknown role {parsed.user!r} on {where}: create it or put the right user in the URL"
+    if f'database "{parsed.dbname.lower()}" does not exist' in low or ("database" in low and "does not exist" in low):
+        return f"unknown database {parsed.dbname!r} on {where}: create it (createdb {parsed.dbname}) or fix the URL"
+    if "password authentication failed" in low or "no password supplied" in low:
+        return f"authentication failed for user {parsed.user!r} on {where}: check the password (PGPASSWORD)"
+    if "timeout expired" in low or "timed out" in low:
+        return f"timeout: {where} did not answer within {timeout:g} s (host down, firewall, or wrong port)"
+    if "could not translate host name" in low or "name or service not known" in low:
+        return f"unknown host {parsed.host!r}: check the host name in the URL"
+    return f"cannot connect to {where}: {first}"
 
 
 def _whole_seconds(value: str) -> int:

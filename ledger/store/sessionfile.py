@@ -26,10 +26,13 @@ import msgspec
 
 from ledger.core.codec import from_json, to_json
 from ledger.core.events import Envelope, SchemaError
+from ledger.core.session import session_id_problem
 from ledger.version import __version__
 
 FORMAT = "ibledger-session"
 VERSION = 1
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one envelope is a few hundred bytes; a longer line is not one
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class SessionFileError(ValueError):
@@ -50,6 +53,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
     ibledger_version: str = ""
 
 
+_NS_MAX = 2**63 - 1  # both store backends keep times as signed 64-bit integers
 _header_decoder = msgspec.json.Decoder(Header)
 _header_encoder = msgspec.json.Encoder()
 
@@ -77,13 +81,26 @@ def write_session(path: str | Path, events: Iterable[Envelope], session_id: str,
     return written
 
 
+def _open(path: Path):
+    """Open a session file for reading; refuse what could hang or exhaust memory (a device, a FIFO)."""
+    try:
+        if path.exists() and not path.is_file():
+            raise SessionFileError(path, 0, "not a regular file (a device, FIFO or directory): give a session file")
+        return path.open("rb")
+    except OSError as exc:
+        raise SessionFileError(path, 0, f"cannot open: {exc.strerror or exc}") from exc
+
+
+def _line(path: Path, lineno: int, raw: bytes, limit: int) -> bytes:
+    if len(raw) > limit:
+        raise SessionFileError(path, lineno, f"line longer than {limit} bytes: not a session file line")
+    return raw
+
+
 def read_header(path: str | Path) -> Header:
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            first = f.readline()
-    except OSError as exc:
-        raise SessionFileError(path, 0, f"cannot open: {exc.strerror}") from exc
+    with _open(path) as f:
+        first = _line(path, 1, f.readline(MAX_HEADER_BYTES + 1), MAX_HEADER_BYTES)
     return _parse_header(path, first)
 
 
@@ -100,6 +117,9 @@ def _parse_header(path: Path, line: bytes) -> Header:
         raise SessionFileError(
             path, 1, f"session file version {header.version} is newer than this ibledger reads ({VERSION})"
         )
+    problem = session_id_problem(header.session_id)
+    if problem is not None:
+        raise SessionFileError(path, 1, f"header: {problem}")
     return header
 
 
@@ -110,16 +130,14 @@ def iter_session(path: str | Path) -> Iterator[Envelope]:
     file (import) collect first or validate with :func:`validate` before writing anything.
     """
     path = Path(path)
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise SessionFileError(path, 0, f"cannot open: {exc.strerror}") from exc
+    f = _open(path)
     with f:
-        header = _parse_header(path, f.readline())
+        header = _parse_header(path, _line(path, 1, f.readline(MAX_HEADER_BYTES + 1), MAX_HEADER_BYTES))
         expected = 1
         lineno = 1
-        for raw in f:
+        for raw in iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""):
             lineno += 1
+            _line(path, lineno, raw, MAX_LINE_BYTES)
             if not raw.strip():
                 raise SessionFileError(path, lineno, "blank line inside a session file")
             try:
@@ -134,6 +152,10 @@ def iter_session(path: str | Path) -> Iterator[Envelope]:
                 )
             if env.seq != expected:
                 raise SessionFileError(path, lineno, f"seq {env.seq}, expected {expected} (gap or reordering)")
+            if not (0 <= env.recv_ns <= _NS_MAX and -_NS_MAX <= env.mono_ns <= _NS_MAX):
+                raise SessionFileError(
+                    path, lineno, f"recv_ns / mono_ns out of range (0..{_NS_MAX} ns): {env.recv_ns} / {env.mono_ns}"
+                )
             expected += 1
             yield env
         if expected - 1 != header.events:

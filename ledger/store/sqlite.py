@@ -36,10 +36,12 @@ from ledger.store.base import (
     STORE_FORMAT,
     Batch,
     EventStore,
+    NoStore,
     RawRow,
     SeqConflict,
     SessionHead,
     StoreError,
+    StoreFileLost,
     StoreURL,
     plan_heads,
 )
@@ -90,12 +92,68 @@ class _Datastore(SQLiteDatastore):
         self.pool = pool
 
 
+# Tables ibledger itself creates in a SQLite file (the library's events table, our side tables).
+_OWN_TABLES = {EVENTS_TABLE, SESSIONS_TABLE, META_TABLE, "sqlite_sequence", "sqlite_stat1", "sqlite_stat4"}
+
+
+def check_sqlite_file(path: Path, url: str, *, create: bool, init: bool) -> None:
+    """Refuse what is not (or not yet allowed to become) an ibledger store, before anything is written.
+
+    A reader never creates a file; a writer never adds ibledger's tables to a database that holds other
+    tables unless told to (``init``); a file that is not SQLite at all is named as such.
+    """
+    if not path.exists():
+        if create:
+            return
+        raise NoStore(
+            f"no ibledger store at {url}: the file {path} does not exist. Check the path (or --store / "
+            f"$IBLEDGER_STORE); stores are created by writers (`ibledger import`, `ibledger record`)"
+        )
+    if not path.is_file():
+        raise NoStore(f"no ibledger store at {url}: {path} is not a regular file")
+    try:
+        probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        raise NoStore(
+            f"no ibledger store at {url}: {path} is not a SQLite database ({exc}); choose another file"
+        ) from None
+    if META_TABLE in names:
+        return
+    if not names:
+        if create:
+            return
+        raise NoStore(
+            f"no ibledger store at {url}: {path} is an empty SQLite file. Check the path; stores are "
+            f"created by writers (`ibledger import`, `ibledger record`)"
+        )
+    foreign = sorted(names - _OWN_TABLES)
+    if not foreign:
+        return  # a store being created by another process right now
+    shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+    if not create:
+        raise NoStore(
+            f"no ibledger store at {url}: {path} is a SQLite database with other tables ({shown}) and no "
+            f"ibledger format marker; check the path"
+        )
+    if not init:
+        raise NoStore(
+            f"{url}: {path} is a SQLite database with other tables ({shown}) and no ibledger format "
+            f"marker; refusing to add ibledger tables to it. Choose another file, or pass --init to add "
+            f"them deliberately"
+        )
+
+
 class SQLiteEventStore(EventStore):
-    def __init__(self, parsed: StoreURL) -> None:
+    def __init__(self, parsed: StoreURL, *, create: bool = True, init: bool = False) -> None:
         super().__init__(parsed.redacted)
         path = Path(parsed.path)
         if not path.parent.exists():
             raise StoreError(f"cannot open {self.url}: directory {path.parent} does not exist")
+        check_sqlite_file(path, self.url, create=create, init=init)
         self.path = path
         self.synchronous = parsed.params.get("synchronous", "FULL")
         lock_timeout = float(parsed.params.get("lock_timeout", "5"))
@@ -106,6 +164,7 @@ class SQLiteEventStore(EventStore):
             self._create_tables_when_free(lock_timeout)
         except (PersistenceError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.url}: {exc}") from None
+        self._identity = _file_identity(path)
         t = EVENTS_TABLE
         self._sql_page_session = (
             f"SELECT rowid, originator_version, state FROM {t} "
@@ -231,12 +290,31 @@ class SQLiteEventStore(EventStore):
             with self.datastore.transaction(commit=False) as c:
                 c.sqlite_cursor.row_factory = None  # type: ignore[attr-defined]
                 yield c.sqlite_cursor  # type: ignore[attr-defined]
-        except PersistenceError as exc:
-            raise StoreError(f"{self.url}: read failed ({exc})") from None
+        except (PersistenceError, sqlite3.Error) as exc:
+            hint = ""
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                hint = "; the file is damaged: run `ibledger verify` and restore it from a backup"
+            raise StoreError(f"{self.url}: read failed ({exc}){hint}") from None
 
     # -- append
 
+    def check_file(self) -> None:
+        """Raise :class:`StoreFileLost` if the file at the store's path is gone or is another file.
+
+        An open SQLite connection keeps writing into a deleted (or renamed-over) file without an error;
+        each append checks the path's device and inode first, one ``stat`` per group commit.
+        """
+        now = _file_identity(self.path)
+        if now != self._identity:
+            what = "was deleted" if now is None else "was replaced by another file"
+            raise StoreFileLost(
+                f"{self.url}: the store file {self.path} {what} while the store was open; nothing more is "
+                f"written (events committed before went with the old file). Restore the file from a "
+                f"backup, or start a new session on a new store"
+            )
+
     def _append(self, batch: Batch) -> int:
+        self.check_file()
         # The library's table and INSERT columns, as multi-row statements instead of its per-row loop
         # (which exists to return every rowid): writers are serialized, so the batch's positions are
         # contiguous and the last one is last_insert_rowid() after the last chunk.
@@ -329,6 +407,22 @@ class SQLiteEventStore(EventStore):
             c.execute(self._sql_next_seq, (oid.hex, from_seq))
             return c.fetchone()[0]
 
+    def _session_count(self, oid: uuid.UUID) -> int:
+        # the same index range the session reads use (a damaged index hides rows here too)
+        with self._read() as c:
+            c.execute(
+                f"SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE originator_id=? AND originator_version>=?",
+                (oid.hex, 1),
+            )
+            return c.fetchone()[0]
+
+    def integrity_problems(self) -> tuple[list[str], str]:
+        self._check_open()
+        with self._read() as c:
+            c.execute("PRAGMA integrity_check(100)")
+            lines = [str(r[0]) for r in c.fetchall()]
+        return [line for line in lines if line != "ok"], "SQLite PRAGMA integrity_check"
+
     def _all_page(self, after: int, n: int) -> list[tuple[int, bytes]]:
         with self._read() as c:
             c.execute(self._sql_page_all, (after, n))
@@ -337,7 +431,7 @@ class SQLiteEventStore(EventStore):
     def _raw_page(self, after: int, n: int) -> list[RawRow]:
         with self._read() as c:
             c.execute(self._sql_page_raw, (after, n))
-            return [RawRow(r[0], str(uuid.UUID(r[1])), r[2], r[3], bytes(r[4])) for r in c.fetchall()]
+            return [_raw_row(r) for r in c.fetchall()]
 
     def max_position(self) -> int:
         self._check_open()
@@ -347,6 +441,27 @@ class SQLiteEventStore(EventStore):
 
     def _close(self) -> None:
         self.datastore.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _raw_row(r: Any) -> RawRow:
+    """A stored row as found, even one written around the store (NULL or non-UUID id, NULL seq/state):
+    verify reports such rows instead of crashing on them."""
+    try:
+        oid = str(uuid.UUID(r[1]))
+    except (TypeError, ValueError, AttributeError):
+        oid = f"<invalid originator_id {r[1]!r:.60}>"
+    seq = r[2] if type(r[2]) is int else -1
+    state = bytes(r[4]) if isinstance(r[4], (bytes, bytearray, memoryview)) else b""
+    topic = r[3] if isinstance(r[3], str) else ""
+    return RawRow(r[0], oid, seq, topic, state)
 
 
 def _head(row: Any) -> SessionHead:

@@ -13,8 +13,9 @@ Invariants:
 * ``committed_seq`` only moves after ``append`` returned: it is exactly what a ``kill -9`` cannot lose.
 * A failed batch is never skipped (a skipped batch would leave a seq gap that makes every later append
   fail): transient store errors are retried with backoff until they succeed or the writer is closed;
-  :class:`SeqConflict` (another writer owns the session) stops the writer. Every event that could not
-  be committed is counted in ``lost``; nothing disappears without being counted.
+  :class:`SeqConflict` (another writer owns the session) and :class:`StoreFileLost` (the store file was
+  deleted or replaced) stop the writer (``fatal``). Every event that could not be committed is counted in
+  ``lost``; nothing disappears without being counted.
 * An event that cannot be encoded is replaced, under the same seq, by a ``RecorderFault`` that carries
   its kind and ``repr`` — the stream stays gapless and the fact stays readable.
 * Capacity: ``capacity`` events for normal puts plus a small reserve only fault reports may use, so a
@@ -33,7 +34,7 @@ from typing import Any
 import msgspec
 
 from ledger.core.events import Envelope, RecorderFault, kind_of
-from ledger.store.base import EventStore, SeqConflict, StoreError
+from ledger.store.base import EventStore, SeqConflict, StoreError, StoreFileLost
 
 log = logging.getLogger("ledger.store.writer")
 
@@ -91,6 +92,7 @@ class Writer:
         self.error: BaseException | None = None  # first error seen (sticky)
         self.dead = False  # the writer stopped for good (nothing more will be committed)
         self.failing = False  # the last append failed and is being retried
+        self.fatal: BaseException | None = None  # the error that stopped the writer for good, if any
 
     # --- producer side ---------------------------------------------------------------------------
 
@@ -191,7 +193,8 @@ class Writer:
         while True:
             try:
                 position = self.store.append(batch)
-            except SeqConflict as exc:
+            except (SeqConflict, StoreFileLost) as exc:  # retrying cannot help: stop for good, loudly
+                self.fatal = exc
                 self._fail(exc)
                 return False
             except (msgspec.EncodeError, TypeError, OverflowError, ValueError) as exc:

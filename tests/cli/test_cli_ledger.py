@@ -96,5 +96,6 @@ def test_bad_store_url_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cmd", [["export", "nosuch", "--out", "x.jsonl"], ["orders", "--session", "nosuch"]])
 def test_unknown_session_is_a_clear_error(sqlite_url: str, cmd: list[str]) -> None:
+    open_store(sqlite_url).close()  # an existing, empty store
     r = run(*cmd, store=sqlite_url)
     assert r.returncode != 0 and "nosuch" in r.stderr and "Traceback" not in r.stderr

@@ -72,6 +72,10 @@ def test_bad_sources_are_refused(tmp_path: Path) -> None:
         open_source(tmp_path / "nope.jsonl")
     with pytest.raises(SourceError, match="synthetic:SEED"):
         open_source("synthetic:x")
+    with pytest.raises(SourceError, match="no ibledger store"):
+        open_source("store:zzz", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert not (tmp_path / "empty.db").exists()  # a reader creates no store
+    open_store(f"sqlite:///{tmp_path / 'empty.db'}").close()
     with pytest.raises(SourceError, match="no session id starts with"):
         open_source("store:zzz", f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(SourceError, match="one recording session"):

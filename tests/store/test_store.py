@@ -390,9 +390,14 @@ def test_verify_clean_and_tampered(store: EventStore, monkeypatch):
     report = verify(store)
     assert [(g.session_id, g.after_seq, g.next_seq) for g in report.gaps] == [(SID_A, 3, 5)]
     assert not report.ok
-    # reads go on past a hole in a damaged store (pages are seq windows)
+    # a read never silently skips the hole; with allow_gaps it reads on past it (pages are seq windows)
     monkeypatch.setattr(store_mod, "PAGE_SIZE", 2)
-    assert [e.seq for e in store.read_session(SID_A)] == [1, 2, 3] + list(range(5, len(envs) + 1))
+    with pytest.raises(store_mod.GapError, match=f"session {SID_A}: seq 4 missing"):
+        list(store.read_session(SID_A))
+    gaps: list = []
+    got = [e.seq for e in store.read_session(SID_A, allow_gaps=True, on_gap=gaps.append)]
+    assert got == [1, 2, 3] + list(range(5, len(envs) + 1))
+    assert gaps == [store_mod.SessionGap(SID_A, 4, 4)]
 
 
 def _execute(store: EventStore, sql: str, *params) -> None:
