@@ -35,20 +35,22 @@ def import_cmd(
     path: Annotated[Path, typer.Argument(help="Session file (.jsonl) to import")],
     store: StoreOpt = None,
 ) -> None:
-    """Import a session file. The whole file is validated first; a bad file imports nothing."""
+    """Import a session file, all or nothing: it is streamed into one store transaction (memory stays flat
+    in the file's length) and validated on the way; a bad line anywhere rolls the whole import back."""
     try:
         header = read_header(path)
-        events = list(iter_session(path))
     except SessionFileError as exc:
         fail(f"{exc}\nNothing was imported. Fix the line or re-export the session.")
     with opened_store(store) as st:
         if st.last_seq(header.session_id):
             fail(f"session {header.session_id} is already in {st.url}; nothing was imported")
         try:
-            st.append(events)
+            count, _last = st.append_stream(iter_session(path))
+        except SessionFileError as exc:
+            fail(f"{exc}\nNothing was imported. Fix the line or re-export the session.")
         except SeqConflict as exc:
             fail(f"{exc}; nothing was imported")
-        console.print(f"imported session {header.session_id}: {len(events)} events into {st.url}")
+        console.print(f"imported session {header.session_id}: {count} events into {st.url}")
 
 
 def export_cmd(
