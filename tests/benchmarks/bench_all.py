@@ -284,12 +284,6 @@ def bench_replay_events(path: Path) -> int:
 
 
 def row_recorder(rate: int, reps: int, work: Path) -> None:
-    cmd = [sys.executable, str(HERE / "bench_recorder.py"), "--rate", str(rate), "--seconds", "2",
-           "--reps", str(reps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    text = out.stdout
-    m = re.search(r"commit latency\s+p50 ([\d.]+) ms\s+p99 ([\d.]+) ms", text)
-    d = re.search(r"takes p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
     raw99 = []
     for rep in range(reps):
         db = work / f"raw{rep}.db"
@@ -301,15 +295,24 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
         for f in work.glob(f"raw{rep}.db*"):
             f.unlink()
     print(f"\n[recorder] commit latency at {rate} callbacks/s through Recorder.attach (median of {reps})")
-    if not m:
-        print(f"  bench_recorder.py failed: {out.stderr.strip().splitlines()[-1:]}")
-        return
-    p99 = float(m.group(2))
-    line("commit p99 (callback -> committed)", f"{p99:.2f} ms", f"bare sqlite3 p99 {med(raw99):.2f} ms",
-         p99 / med(raw99), "<= 2 ms", p99 <= 2)
-    if d:
-        print(f"    (commit p50 {float(m.group(1)):.2f} ms; disk write+fsync p50 {float(d.group(1)):.2f} ms, "
-              f"p99 {float(d.group(2)):.2f} ms)")
+    for writer in ("thread", "process"):
+        cmd = [sys.executable, str(HERE / "bench_recorder.py"), "--rate", str(rate), "--seconds", "2",
+               "--reps", str(reps), "--writer", writer]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        text = out.stdout
+        m = re.search(r"commit latency\s+p50 ([\d.]+) ms\s+p99 ([\d.]+) ms", text)
+        d = re.search(r"takes p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+        c = re.search(r"loop CPU per callback\s+mean baseline ([\d.]+) us\s+recorder ([\d.]+) us", text)
+        if not m:
+            print(f"  bench_recorder.py --writer {writer} failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        p99 = float(m.group(2))
+        line(f"commit p99, writer {writer}", f"{p99:.2f} ms", f"bare sqlite3 p99 {med(raw99):.2f} ms",
+             p99 / med(raw99), "<= 2 ms", p99 <= 2)
+        extra = f"; loop CPU per callback {c.group(2)} us (no recorder {c.group(1)} us)" if c else ""
+        if d:
+            print(f"    (commit p50 {float(m.group(1)):.2f} ms; disk write+fsync p50 {float(d.group(1)):.2f} ms, "
+                  f"p99 {float(d.group(2)):.2f} ms{extra})")
 
 
 def row_pg(url: str, n_bulk: int, n_single: int, reps: int) -> None:
