@@ -29,7 +29,7 @@ import gc
 import hashlib
 import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -166,8 +166,13 @@ class AuditProjection:
     """The audit read model of one store in one DuckDB file (one writer at a time)."""
 
     def __init__(self, store: EventStore, path: str | Path, *, batch_events: int = DEFAULT_BATCH,
-                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, payloads: bool | None = None) -> None:
         self.store = store
+        # the per-event JSON payload column (65 % of an events ingest): off unless asked for; an existing
+        # projection keeps the choice it was built with unless ``payloads`` says otherwise (then rebuilds)
+        self._payloads_arg = payloads
+        self.payloads = bool(payloads)
+        self._defer_orders = False  # set by rebuild(): orders and fills are written once, at the end
         self.path = Path(path)
         self.batch_events = batch_events
         self.checkpoint_every = checkpoint_every
@@ -240,6 +245,10 @@ class AuditProjection:
             return f"schema version {meta.get('schema_version')} -> {schema.SCHEMA_VERSION}"
         if meta.get("store") != schema.store_identity(self.store.url):
             return f"it was built from {meta.get('store_url')}, not {self.store.url}"
+        built_with = meta.get("payloads") == "1"
+        if self._payloads_arg is not None and self._payloads_arg != built_with:
+            return "payload column " + ("requested" if self._payloads_arg else "no longer requested")
+        self.payloads = built_with
         row = first(con.execute("SELECT position, events, fingerprint FROM audit_tracking WHERE projection=?",
                           [PROJECTION]))
         if row is None:
@@ -263,6 +272,7 @@ class AuditProjection:
             ["store_url", self.store.url],  # already redacted by the store: never a password
             ["store", schema.store_identity(self.store.url)],
             ["projection", PROJECTION],
+            ["payloads", "1" if self.payloads else "0"],
         ])
 
     def _reset(self) -> None:
@@ -378,11 +388,18 @@ class AuditProjection:
     def _fold_batch(self, fold: LedgerFold, batch: list[tuple[int, Envelope]]) -> _Rows:
         rows = _Rows()
         encode = _json.encode
-        rows.events.rows = [
-            (pos, env.session_id, env.seq, env.payload.__struct_config__.tag, env.recv_ns,  # type: ignore[attr-defined]
-             env.mono_ns, env.source, env.v, env.correlation_id, env.causation_id, encode(env.payload).decode())
-            for pos, env in batch
-        ]
+        if self.payloads:
+            rows.events.rows = [
+                (pos, env.session_id, env.seq, env.payload.__struct_config__.tag, env.recv_ns,  # type: ignore[attr-defined]
+                 env.mono_ns, env.source, env.v, env.correlation_id, env.causation_id, encode(env.payload).decode())
+                for pos, env in batch
+            ]
+        else:  # the payloads stay in the store (``ibledger export`` / ``read_all`` give them on demand)
+            rows.events.rows = [
+                (pos, env.session_id, env.seq, env.payload.__struct_config__.tag, env.recv_ns,  # type: ignore[attr-defined]
+                 env.mono_ns, env.source, env.v, env.correlation_id, env.causation_id, None)
+                for pos, env in batch
+            ]
         oe = rows.order_events.rows
         tr = rows.transitions.rows
         an = rows.anomalies.rows
@@ -494,11 +511,31 @@ class AuditProjection:
         self._n_anomalies = n_anom
         # the current rows of every touched order; ``lower`` bounds the stored rows' first_seen_ns (it
         # only ever decreases, on a merge) so the deletes can skip old row groups by their zone maps
+        if self._defer_orders:
+            # a rebuild writes orders and fills once, at the end; commissions still need the fills' owners
+            orders = fold.orders
+            for key in dirty:
+                v = orders.get(key)
+                if v is not None:
+                    for f in v.fills:
+                        exec_owner[f.exec_id] = key
+            rows.dirty = {}
+        else:
+            rows.lower = self._order_rows(fold, dirty, rows)
+        rows.sessions_batch.rows = [sessions[sid].row() for sid in touched]
+        rows.last = batch[-1]
+        rows.count = len(batch)
+        return rows
+
+    def _order_rows(self, fold: LedgerFold, keys: Iterable[str], rows: _Rows) -> int:
+        """Append the current orders and fills rows of ``keys``; return the bound for the deletes."""
         orders = fold.orders
+        marks = self._marks
+        exec_owner = self._exec_owner
         orow = rows.orders.rows
         frow = rows.fills.rows
         lower: int | None = None
-        for key in dirty:
+        for key in keys:
             v = orders.get(key)
             if v is None:
                 lower = -1  # merged away: its stored first_seen_ns is not known any more, no bound
@@ -516,11 +553,25 @@ class AuditProjection:
                              f.price, f.side, f.account, f.time, f.commission, f.currency, f.realized_pnl,
                              f.session_id, f.seq, f.recv_ns, since, r.exec_id if r is not None else None,
                              r.shares if r is not None else None, r.price if r is not None else None))
-        rows.lower = -1 if lower is None else lower
-        rows.sessions_batch.rows = [sessions[sid].row() for sid in touched]
-        rows.last = batch[-1]
-        rows.count = len(batch)
-        return rows
+        return -1 if lower is None else lower
+
+    def write_orders(self) -> None:
+        """Write every order and fill row in one transaction (after a rebuild that deferred them)."""
+        fold = self._ensure_fold()
+        rows = _Rows()
+        self._order_rows(fold, list(fold.orders), rows)
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM orders")
+            con.execute("DELETE FROM fills")
+            rows.orders.flush(con)
+            rows.fills.flush(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._defer_orders = False
 
     def _write(self, rows: _Rows) -> None:
         """One transaction: every row of the batch, the tracking position, maybe a fold checkpoint.
@@ -843,15 +894,15 @@ def _no_gc() -> Iterator[None]:
 
 
 def update(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
-           batch_events: int = DEFAULT_BATCH) -> tuple[int, list[str]]:
+           batch_events: int = DEFAULT_BATCH, payloads: bool | None = None) -> tuple[int, list[str]]:
     """Bring the projection at ``path`` up to date; return (events applied, notes)."""
-    with AuditProjection(store, path, batch_events=batch_events) as proj:
+    with AuditProjection(store, path, batch_events=batch_events, payloads=payloads) as proj:
         n = proj.catch_up(progress=progress)
         return n, proj.notes
 
 
 def rebuild(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
-            batch_events: int = DEFAULT_BATCH, checkpoint: bool = True) -> int:
+            batch_events: int = DEFAULT_BATCH, checkpoint: bool = True, payloads: bool = False) -> int:
     """Build the projection from scratch into a temporary file, then replace ``path`` atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".rebuild")
@@ -859,8 +910,11 @@ def rebuild(store: EventStore, path: str | Path, *, progress: Callable[[int], No
         if p.exists():
             p.unlink()
     # no intermediate fold checkpoints (each costs time proportional to the fold state): one at the end
-    with AuditProjection(store, tmp, batch_events=batch_events, checkpoint_every=1 << 62) as proj:
+    with AuditProjection(store, tmp, batch_events=batch_events, checkpoint_every=1 << 62,
+                         payloads=payloads) as proj:
+        proj._defer_orders = True
         n = proj.catch_up(progress=progress)
+        proj.write_orders()
         if checkpoint:
             proj.checkpoint()
     wal = Path(str(path) + ".wal")

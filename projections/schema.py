@@ -17,7 +17,7 @@ from pathlib import Path
 from ledger.store import parse_url
 
 # Bump when a table's shape or meaning changes: an older file is rebuilt automatically.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Error codes that the IB client libraries turn into a failed / cancelled order (ib_insync: 201, 10147,
 # 10148, 10349, 161; ib_async also 202, 110, and 399 / 404 as 'ValidationError'), and the statuses that
@@ -48,8 +48,8 @@ TABLES: dict[str, str] = {
         fold_version VARCHAR NOT NULL,
         state BLOB NOT NULL
     """,
-    # Every stored event, with the whole payload as JSON: any field is queryable, e.g.
-    # SELECT payload->>'$.status' FROM events WHERE kind = 'order_status'.
+    # Every stored event; with ``--payloads`` also the whole payload as JSON, so any field is queryable,
+    # e.g. SELECT payload->>'$.status' FROM events WHERE kind = 'order_status'.
     "events": """
         position BIGINT NOT NULL,          -- global store position
         session_id VARCHAR NOT NULL,
@@ -62,7 +62,7 @@ TABLES: dict[str, str] = {
         v BIGINT NOT NULL,
         correlation_id VARCHAR,
         causation_id VARCHAR,
-        payload JSON NOT NULL
+        payload JSON                       -- NULL unless built with payloads (ibledger audit --payloads)
     """,
     # The fold's orders, one row per OrderView, equal to ledger.core.fold.fold(...) field for field.
     "orders": """

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report_cmd)
 
 
-def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool) -> Path:
+def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool, payloads: bool | None = None) -> Path:
     """Bring the projection up to date (or rebuild it) and return its path."""
     from ledger.store import StoreError
     from projections.projector import ProjectionError, update
@@ -41,13 +41,13 @@ def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool) -> Path
         path = duckdb_path or default_duckdb_path(st.url)
         try:
             if rebuild:
-                n = do_rebuild(st, path)
+                n = do_rebuild(st, path, payloads=bool(payloads))
                 err_console.print(f"rebuilt {path} from {st.url}: {n} events", highlight=False)
             else:
                 pending = _pending(st, path)
                 if pending > 50_000:
                     err_console.print(f"updating {path}: {pending} new events...", highlight=False)
-                _n, notes = update(st, path)
+                _n, notes = update(st, path, payloads=payloads)
                 for note in notes:
                     err_console.print(note, highlight=False)
         except (ProjectionError, StoreError) as exc:
@@ -84,6 +84,9 @@ def audit_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the result to a .parquet, .csv, .json "
                                              "or .jsonl file instead of printing it")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Recreate the projection from the store")] = False,
+    payloads: Annotated[bool | None, typer.Option("--payloads/--no-payloads", help="Keep every event's payload "
+                                                  "as JSON in events.payload (off by default; changing it "
+                                                  "rebuilds)")] = None,
     store: StoreOpt = None,
     duckdb_path: DuckOpt = None,
 ) -> None:
@@ -102,12 +105,12 @@ def audit_cmd(
         fail(f"unknown audit query {name!r}; named queries: {', '.join(q.name for q in QUERIES)}")
     if not name and not sql:
         if rebuild:
-            _refresh(store, duckdb_path, True)
+            _refresh(store, duckdb_path, True, payloads)
         _list_queries(fmt)
         return
     query = BY_NAME[name].sql if name else sql
     assert query is not None
-    path = _refresh(store, duckdb_path, rebuild)
+    path = _refresh(store, duckdb_path, rebuild, payloads)
     try:
         if out is not None:
             n = export(path, query, out)

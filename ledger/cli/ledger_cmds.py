@@ -45,23 +45,25 @@ def import_cmd(
     store: StoreOpt = None,
     init: InitOpt = False,
 ) -> None:
-    """Import a session file. The whole file is validated first; a bad file imports nothing."""
+    """Import a session file, all or nothing: it is streamed into one store transaction (memory stays flat
+    in the file's length) and validated on the way; a bad line anywhere rolls the whole import back."""
     try:
         header = read_header(path)
-        events = list(iter_session(path))
     except SessionFileError as exc:
         fail(f"{exc}\nNothing was imported. Fix the line or re-export the session.")
     with opened_store(store, write=True, init=init) as st:
         if st.last_seq(header.session_id):
             fail(f"session {header.session_id} is already in {st.url}; nothing was imported")
         try:
-            st.append(events)
+            count, _last = st.append_stream(iter_session(path))
+        except SessionFileError as exc:
+            fail(f"{exc}\nNothing was imported. Fix the line or re-export the session.")
         except SeqConflict as exc:
             fail(f"{exc}; nothing was imported")
         except StoreError as exc:  # disk full, lock timeout, connection lost: the append is one transaction
             fail(f"import of session {header.session_id} into {st.url} failed: {exc}\nNothing was imported "
                  f"(the import is one transaction); fix the cause (free disk space, retry) and run it again", code=1)
-        console.print(f"imported session {header.session_id}: {len(events)} events into {st.url}")
+        console.print(f"imported session {header.session_id}: {count} events into {st.url}")
 
 
 AllowGapsOpt = Annotated[

@@ -142,7 +142,10 @@ class Recorder:
         reconcile_timeout: float = 10.0,
         max_batch: int = 100,
         switch_interval: float | None = None,
+        writer: str = "thread",
     ) -> None:
+        if writer not in ("thread", "process"):
+            raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         if switch_interval is not None:
             # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
             # default 5 ms switch interval each of those can wait for a busy IB loop (commit latency)
@@ -204,7 +207,12 @@ class Recorder:
         self._restore: list[tuple[Any, str, Any]] = []  # (object, attribute, our hook)
         self._event_hooks: list[tuple[Any, Any]] = []  # (eventkit Event, handler)
         self.reconciler = Reconciler(self, ib, timeout=reconcile_timeout, enabled=reconcile)
-        self._writer = Writer(
+        writer_cls: Any = Writer
+        if writer == "process":
+            from ledger.store.writer_process import ProcessWriter
+
+            writer_cls = ProcessWriter
+        self._writer = writer_cls(
             self.store, capacity=queue_size, max_batch=max_batch, on_error=self._on_writer_error,
             name=f"ibledger-writer-{self.session_id[:8]}",
         )
@@ -234,7 +242,9 @@ class Recorder:
         per loss burst: a store that stays full or slow never freezes the strategy for longer),
         ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
         ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
-        GIL hand-offs between the IB loop and the writer thread; not touched by default).
+        GIL hand-offs between the IB loop and the writer thread; not touched by default), ``writer``
+        (``"thread"``, the default, or ``"process"``: commits in a child process that never waits for
+        this process's GIL, see :mod:`ledger.store.writer_process`).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,
                   queue_size=queue_size, reconcile=reconcile, **options)

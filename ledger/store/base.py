@@ -48,7 +48,7 @@ import os
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -560,10 +560,39 @@ class EventStore(ABC):
         if not envs:
             return self.max_position()
         batch = prepare(envs)
-        return self._append(batch)
+        return self._append_batches(iter((batch,)))
+
+    def append_stream(self, envs: Iterable[Envelope], chunk: int = 5_000) -> tuple[int, int]:
+        """Append a stream of envelopes in ONE transaction; return (events appended, last position).
+
+        The stream is encoded and checked ``chunk`` envelopes at a time, so memory stays flat in its
+        length (a 1M-event import), and it is still all-or-nothing: an exception from the stream itself
+        (a bad line of a session file), a :class:`SeqConflict` or a failed write rolls everything back.
+        The write lock is held for the whole stream: meant for imports, not for live recording.
+        """
+        self._check_open()
+        count = 0
+
+        def batches() -> Iterator[Batch]:
+            nonlocal count
+            buf: list[Envelope] = []
+            for env in envs:
+                buf.append(env)
+                if len(buf) >= chunk:
+                    count += len(buf)
+                    yield prepare(buf)
+                    buf = []
+            if buf:
+                count += len(buf)
+                yield prepare(buf)
+
+        last = self._append_batches(batches())
+        return count, (last if count else self.max_position())
 
     @abstractmethod
-    def _append(self, batch: Batch) -> int: ...
+    def _append_batches(self, batches: Iterator[Batch]) -> int:
+        """Write every batch in one transaction (heads checked under the write lock before each insert);
+        return the position of the last event written."""
 
     # reading
 

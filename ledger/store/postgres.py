@@ -1,11 +1,13 @@
 """PostgreSQL backend: several recorders / hosts writing one ledger.
 
-Uses the eventsourcing library's ``PostgresDatastore`` (psycopg 3 pool) and ``PostgresApplicationRecorder``
-(table with a ``bigserial`` notification id, composite-type bulk insert, and ``_lock_table``: ``SET LOCAL
-lock_timeout`` + ``LOCK TABLE ... IN EXCLUSIVE MODE``). The append transaction takes that lock first, then
-reads the session heads, checks seqs, inserts and updates the heads: writers are serialized, so position
-order equals commit order and a racing writer on the same session gets :class:`SeqConflict`. The lock
-wait is bounded by ``lock_timeout`` (default 5 s, never "forever"); a timeout is a loud :class:`StoreError`.
+Keeps the eventsourcing library's datastore (``PostgresDatastore``: psycopg 3 pool, type adapters) and its
+events table (``PostgresApplicationRecorder.create_table``: ``bigserial`` notification id), and owns the
+few statements it runs on them: an append is one call of the ``ibledger_append`` SQL function created
+next to the tables (one round trip). The function takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` first
+(bounded by ``lock_timeout``, default 5 s, never "forever"; a timeout is a loud :class:`StoreError`), so
+writers are serialized and position order equals commit order; it then checks that the session heads
+are the ones the batch was planned on (seq check and hash chain, in Python), inserts and moves the heads.
+A racing writer on the same session gets :class:`SeqConflict`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -71,6 +74,13 @@ class PostgresEventStore(EventStore):
             self._close_quietly()
             raise StoreError(f"cannot open {self.url}: {self._diagnose(parsed, exc)}") from None
         s, t = Identifier(self.schema), Identifier(EVENTS_TABLE)
+        self._lock_timeout = f"{lock_timeout}s"
+        self._known_heads: dict[str, SessionHead | None] = {}  # as this store last wrote or read them
+        self._sql_append = SQL(
+            "SELECT {0}.ibledger_append(%s, %s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::uuid[], "
+            "%s::bigint[], %s::bytea[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+            "%s::boolean[], %s::boolean[], %s::bytea[])"
+        ).format(s)
         self._t_sessions = SQL("{0}.{1}").format(s, Identifier(SESSIONS_TABLE))
         self._sql_page_session = SQL(
             "SELECT notification_id, originator_version, state FROM {0}.{1} "
@@ -92,13 +102,6 @@ class PostgresEventStore(EventStore):
             self._t_sessions
         )
         self._sql_head = SQL("SELECT " + HEAD_COLS + " FROM {0} WHERE originator_id = %s").format(self._t_sessions)
-        self._sql_insert_heads = SQL("INSERT INTO {0} (" + HEAD_COLS + ") VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)").format(
-            self._t_sessions
-        )
-        self._sql_update_heads = SQL(
-            "UPDATE {0} SET last_seq=%s, events=%s, last_ns=%s, has_start=%s, has_end=%s, chain=%s "
-            "WHERE originator_id=%s"
-        ).format(self._t_sessions)
 
     def _diagnose(self, parsed: StoreURL, exc: BaseException) -> str:
         """Name the cause of a failed open: the pool only says "initialization incomplete after N sec"
@@ -152,6 +155,8 @@ class PostgresEventStore(EventStore):
                             curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(self.schema)))
                         self.recorder.create_table()
                         self._create_side_tables()
+                        with self.datastore.transaction(commit=True) as curs:
+                            curs.execute(_append_function(self.schema))
                 finally:
                     lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"ibledger-ddl:{self.schema}",))
         self.datastore.register_type_adapters()
@@ -171,8 +176,8 @@ class PostgresEventStore(EventStore):
             curs.execute(
                 "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL "
                 "AND to_regclass(%s) IS NOT NULL"
-                " AND to_regtype(%s) IS NOT NULL AS ok",
-                names,
+                " AND to_regtype(%s) IS NOT NULL AND to_regproc(%s) IS NOT NULL AS ok",
+                [*names, f'"{self.schema}".ibledger_append'],
             )
             return bool(curs.fetchone()["ok"])  # type: ignore[index]
 
@@ -208,51 +213,78 @@ class PostgresEventStore(EventStore):
 
     # -- append
 
-    def _append(self, batch: Batch) -> int:
-        rec = self.recorder
-        oids = [part.originator_id for part in batch.parts.values()]  # uuid.UUID for psycopg
-        uuids = {part.originator_id.hex: part.originator_id for part in batch.parts.values()}
+    def _append_batches(self, batches: Iterator[Batch]) -> int:
+        """Each batch is ONE call of ``ibledger_append`` (see :data:`_APPEND_FN`): one round trip that
+        takes the table lock, checks the session heads the batch was planned on, inserts the events in
+        order and moves the heads. The heads are planned (seq check, hash chain) against the heads this
+        store last wrote or read; when another writer moved them, the function refuses (``IBL01``) and the
+        batch is planned again on fresh heads, so a racing writer on the same session still gets
+        :class:`SeqConflict` and nothing is written. A stream (import) runs all its calls in one
+        transaction."""
+        it = iter(batches)
+        first = next(it, None)
+        if first is None:
+            return 0
+        second = next(it, None)
         try:
-            with self._conn() as conn, conn.transaction(), conn.cursor() as curs:
-                # Write lock first (bounded by lock_timeout), then read heads: see module doc.
-                rec._lock_table(curs)
-                curs.execute(self._sql_heads_in, (oids,))
-                heads = {str(h.originator_id): h for h in map(_head, curs.fetchall())}
-                inserts, updates = plan_heads(batch, heads)
-                make = rec.construct_pg_stored_event
-                pg_events = [make(uuids[h], seq, topic, state) for h, seq, topic, state in batch.rows]
-                curs.execute(rec.insert_events_statement, (pg_events,))
-                ids = [r["notification_id"] for r in curs.fetchall()]
-                if inserts:
-                    curs.executemany(self._sql_insert_heads, [_head_params(h) for h in inserts])
-                if updates:
-                    curs.executemany(
-                        self._sql_update_heads,
-                        [
-                            (
-                                h.last_seq,
-                                h.events,
-                                h.last_ns,
-                                h.has_start,
-                                h.has_end,
-                                h.chain,
-                                uuid.UUID(h.originator_id),
-                            )
-                            for h in updates
-                        ],
-                    )
-                return max(ids)
-        except psycopg.errors.UniqueViolation as exc:
-            part = next(iter(batch.parts.values()))
-            raise SeqConflict(
-                part.session_id, -1, part.first_seq, detail=f"integrity error: {self._clean(exc)}"
-            ) from None
+            with self._conn() as conn:
+                if second is None:
+                    return self._append_one(conn, first, retry=True)
+                with conn.transaction():
+                    last = self._append_one(conn, first, retry=False)
+                    for batch in chain((second,), it):
+                        last = self._append_one(conn, batch, retry=False)
+                    return last
         except psycopg.errors.LockNotAvailable:
             raise StoreError(
                 f"{self.url}: another writer held the events table lock longer than lock_timeout; nothing written"
             ) from None
+        except SeqConflict:
+            raise
         except psycopg.Error as exc:
+            self._known_heads.clear()
             raise StoreError(f"{self.url}: append failed ({self._clean(exc)})") from None
+
+    def _append_one(self, conn: psycopg.Connection[Any], batch: Batch, *, retry: bool) -> int:
+        known = self._known_heads
+        oids = list(batch.parts)
+        fresh = not retry or any(o not in known for o in oids)
+        while True:
+            if fresh:
+                with conn.cursor(row_factory=tuple_row) as curs:
+                    curs.execute(self._sql_heads_in, ([batch.parts[o].originator_id for o in oids],))
+                    got = {str(r[0]): _head_t(r) for r in curs.fetchall()}
+                for o in oids:
+                    known[o] = got.get(o)
+            prev = {o: known.get(o) for o in oids}
+            try:
+                inserts, updates = plan_heads(batch, {o: h for o, h in prev.items() if h is not None})
+            except SeqConflict:
+                if fresh:
+                    raise
+                fresh = True  # planned on heads another writer may have moved: ask the database
+                continue
+            try:
+                with conn.cursor(row_factory=tuple_row) as curs:
+                    curs.execute(self._sql_append, _append_params(batch, prev, inserts + updates, self._lock_timeout))
+                    last = curs.fetchone()[0]  # type: ignore[index]
+            except psycopg.Error as exc:
+                for o in oids:
+                    known.pop(o, None)
+                if exc.sqlstate == _STALE and not fresh:
+                    fresh = True  # another writer moved a head since we last saw it: plan again
+                    continue
+                part = batch.parts[oids[0]]
+                if exc.sqlstate == _STALE:  # moved between our read and the lock: a racing writer
+                    raise SeqConflict(part.session_id, -1, part.first_seq,
+                                      detail="another writer appended to the session meanwhile") from None
+                if isinstance(exc, psycopg.errors.UniqueViolation):
+                    raise SeqConflict(part.session_id, -1, part.first_seq,
+                                      detail=f"integrity error: {self._clean(exc)}") from None
+                raise
+            for h in inserts + updates:
+                known[h.originator_id] = h
+            return int(last)
 
     # -- reads
 
@@ -367,9 +399,98 @@ def connect_failure(message: str, parsed: StoreURL, timeout: float) -> str:
     return f"cannot connect to {where}: {first}"
 
 
+_STALE = "IBL01"  # SQLSTATE raised by ibledger_append when a session head is not the one planned on
+
+# One append = one statement: the EXCLUSIVE table lock (bounded by lock_timeout) serializes writers so
+# that notification ids are issued in commit order -- a reader tailing read_all never passes a gap that
+# a slower transaction fills later -- then the heads are checked and moved and the events inserted in
+# batch order (ORDER BY the arrays' ordinality: the bigserial is drawn row by row in that order).
+_APPEND_FN = """
+CREATE OR REPLACE FUNCTION {schema}.ibledger_append(
+    p_lock_timeout text, e_oid uuid[], e_ver bigint[], e_topic text[], e_state bytea[],
+    h_oid uuid[], h_prev bigint[], h_prev_chain bytea[], h_sid text[], h_last bigint[], h_events bigint[],
+    h_first_ns bigint[], h_last_ns bigint[], h_start boolean[], h_end boolean[], h_chain bytea[])
+RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    last_id bigint;
+BEGIN
+    PERFORM set_config('lock_timeout', p_lock_timeout, true);
+    LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE;
+    FOR i IN 1 .. coalesce(array_length(h_oid, 1), 0) LOOP
+        IF h_prev[i] = 0 THEN
+            INSERT INTO {schema}.{sessions} ({head_cols}) VALUES (h_oid[i], h_sid[i], h_last[i], h_events[i],
+                h_first_ns[i], h_last_ns[i], h_start[i], h_end[i], h_chain[i]);
+        ELSE
+            UPDATE {schema}.{sessions} SET last_seq = h_last[i], events = h_events[i], last_ns = h_last_ns[i],
+                has_start = h_start[i], has_end = h_end[i], chain = h_chain[i]
+             WHERE originator_id = h_oid[i] AND last_seq = h_prev[i] AND chain = h_prev_chain[i];
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'session head % moved', h_oid[i] USING ERRCODE = 'IBL01';
+            END IF;
+        END IF;
+    END LOOP;
+    WITH ins AS (
+        INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state)
+        SELECT o, v, t, s FROM unnest(e_oid, e_ver, e_topic, e_state) WITH ORDINALITY AS u(o, v, t, s, n)
+        ORDER BY n
+        RETURNING notification_id)
+    SELECT max(notification_id) INTO last_id FROM ins;
+    RETURN last_id;
+END
+$fn$
+"""
+
+
+def _append_function(schema: str) -> str:
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    return _APPEND_FN.format(schema=q(schema), events=q(EVENTS_TABLE), sessions=q(SESSIONS_TABLE),
+                             head_cols=HEAD_COLS)
+
+
+def _append_params(batch: Batch, prev: dict[str, SessionHead | None], new: list[SessionHead],
+                   lock_timeout: str) -> tuple[Any, ...]:
+    by_hex = {part.originator_id.hex: part.originator_id for part in batch.parts.values()}
+    oids = [by_hex[r[0]] for r in batch.rows]
+    p = [prev[h.originator_id] for h in new]
+    return (
+        lock_timeout,
+        oids,
+        [r[1] for r in batch.rows],
+        [r[2] for r in batch.rows],
+        [r[3] for r in batch.rows],
+        [uuid.UUID(h.originator_id) for h in new],
+        [x.last_seq if x is not None else 0 for x in p],
+        [x.chain if x is not None else b"" for x in p],
+        [h.session_id for h in new],
+        [h.last_seq for h in new],
+        [h.events for h in new],
+        [h.first_ns for h in new],
+        [h.last_ns for h in new],
+        [h.has_start for h in new],
+        [h.has_end for h in new],
+        [h.chain for h in new],
+    )
+
+
 def _whole_seconds(value: str) -> int:
     """The library writes ``SET LOCAL lock_timeout = '<n>s'``: whole seconds, never 0 (= wait forever)."""
     return max(1, round(float(value)))
+
+
+def _head_t(row: tuple[Any, ...]) -> SessionHead:
+    return SessionHead(
+        originator_id=str(row[0]),
+        session_id=row[1],
+        last_seq=row[2],
+        events=row[3],
+        first_ns=row[4],
+        last_ns=row[5],
+        has_start=row[6],
+        has_end=row[7],
+        chain=bytes(row[8]),
+    )
 
 
 def _head(row: Any) -> SessionHead:
@@ -383,18 +504,4 @@ def _head(row: Any) -> SessionHead:
         has_start=row["has_start"],
         has_end=row["has_end"],
         chain=bytes(row["chain"]),
-    )
-
-
-def _head_params(h: SessionHead) -> tuple[Any, ...]:
-    return (
-        uuid.UUID(h.originator_id),
-        h.session_id,
-        h.last_seq,
-        h.events,
-        h.first_ns,
-        h.last_ns,
-        h.has_start,
-        h.has_end,
-        h.chain,
     )

@@ -1,10 +1,12 @@
 """SQLite backend: one file, WAL journal, durable commits (``synchronous=FULL`` unless the URL says so).
 
-Uses the eventsourcing library's ``SQLiteDatastore`` (connection pool, WAL switch) and
-``SQLiteApplicationRecorder`` (table layout, ``_insert_events``); the append transaction is opened here
-with ``BEGIN IMMEDIATE`` so the write lock is taken *before* the session heads are read: the gapless check
-and the insert then see the same state, and a second process racing on the same session waits for the
-lock and then gets :class:`SeqConflict` instead of interleaving.
+Keeps the eventsourcing library's ``SQLiteDatastore`` (connection pool, WAL switch) and the table that
+``SQLiteApplicationRecorder.create_table`` makes; the pool is subclassed the way the library's own
+backends do (implementing its ``_create_connection`` hook), and the few statements the store runs are
+its own. The append transaction is opened with ``BEGIN IMMEDIATE`` so the write lock is taken *before*
+the session heads are read: the gapless check and the insert then see the same state, and a second
+process racing on the same session waits for the lock and then gets :class:`SeqConflict` instead of
+interleaving.
 """
 
 from __future__ import annotations
@@ -179,22 +181,15 @@ class SQLiteEventStore(EventStore):
         )
 
     def _init_insert(self) -> None:
-        """Split the library's ``INSERT INTO <table> VALUES (?,?,?,?)`` into its head and row group, to
-        build multi-row statements on the same table and columns."""
-        stmt = self.recorder.insert_events_statement
-        head, sep, group = stmt.rpartition(" VALUES ")
-        group = group.strip()
-        ncols = group.count("?")
-        if not sep or not ncols or not (group.startswith("(") and group.endswith(")")):
-            raise StoreError(f"cannot open {self.url}: unexpected insert statement from eventsourcing: {stmt!r}")
+        """Our own multi-row INSERT on the library's events table (its columns, named)."""
         probe = sqlite3.connect(":memory:")
         try:
             max_vars = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         finally:
             probe.close()
-        self._insert_head = f"{head} VALUES "
-        self._insert_group = group
-        self._insert_chunk = max(1, min(_INSERT_CHUNK, max_vars // ncols))
+        self._insert_head = f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) VALUES "
+        self._insert_group = "(?,?,?,?)"
+        self._insert_chunk = max(1, min(_INSERT_CHUNK, max_vars // 4))
         self._insert_sql: dict[int, str] = {}
 
     def _insert_statement(self, n: int) -> str:
@@ -313,48 +308,56 @@ class SQLiteEventStore(EventStore):
                 f"backup, or start a new session on a new store"
             )
 
-    def _append(self, batch: Batch) -> int:
+    def _append_batches(self, batches: Iterator[Batch]) -> int:
         self.check_file()
         # The library's table and INSERT columns, as multi-row statements instead of its per-row loop
         # (which exists to return every rowid): writers are serialized, so the batch's positions are
         # contiguous and the last one is last_insert_rowid() after the last chunk.
-        oids = list(batch.parts)
+        batch: Batch | None = None
+        last = 0
         try:
             with self._write() as c:
-                heads = self._heads_in(c, oids)
-                inserts, updates = plan_heads(batch, heads)
-                last = self._insert_rows(c, batch.rows)
-                if inserts:
-                    c.executemany(
-                        f"INSERT INTO {SESSIONS_TABLE} ({HEAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                        [_head_params(h) for h in inserts],
-                    )
-                if updates:
-                    c.executemany(
-                        f"UPDATE {SESSIONS_TABLE} SET last_seq=?, events=?, last_ns=?, has_start=?, "
-                        "has_end=?, "
-                        "chain=? WHERE originator_id=?",
-                        [
-                            (
-                                h.last_seq,
-                                h.events,
-                                h.last_ns,
-                                h.has_start,
-                                h.has_end,
-                                h.chain,
-                                h.originator_id,
-                            )
-                            for h in updates
-                        ],
-                    )
+                for batch in batches:
+                    last = self._append_in(c, batch)
                 return last
         except sqlite3.IntegrityError as exc:
             # The heads check runs under the write lock, so this is a backstop (e.g. a row written
             # around the store's API): report it as a conflict on the first event of the batch.
+            assert batch is not None
             part = next(iter(batch.parts.values()))
             raise SeqConflict(part.session_id, -1, part.first_seq, detail=f"integrity error: {exc}") from None
         except sqlite3.Error as exc:
             raise StoreError(f"{self.url}: append failed ({exc})") from None
+
+    def _append_in(self, c: sqlite3.Cursor, batch: Batch) -> int:
+        """One batch inside the open write transaction: heads check, rows, heads update."""
+        heads = self._heads_in(c, list(batch.parts))
+        inserts, updates = plan_heads(batch, heads)
+        last = self._insert_rows(c, batch.rows)
+        if inserts:
+            c.executemany(
+                f"INSERT INTO {SESSIONS_TABLE} ({HEAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                [_head_params(h) for h in inserts],
+            )
+        if updates:
+            c.executemany(
+                f"UPDATE {SESSIONS_TABLE} SET last_seq=?, events=?, last_ns=?, has_start=?, "
+                "has_end=?, "
+                "chain=? WHERE originator_id=?",
+                [
+                    (
+                        h.last_seq,
+                        h.events,
+                        h.last_ns,
+                        h.has_start,
+                        h.has_end,
+                        h.chain,
+                        h.originator_id,
+                    )
+                    for h in updates
+                ],
+            )
+        return last
 
     def _heads_in(self, c: sqlite3.Cursor, oids: list[str]) -> dict[str, SessionHead]:
         out: dict[str, SessionHead] = {}

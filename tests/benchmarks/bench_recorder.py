@@ -151,7 +151,7 @@ class SimProcess:
 
 async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespace, exec_base: int) -> dict:
     ib = IB()
-    rec = Recorder.attach(ib, store_url, max_batch=args.max_batch) if store_url else None
+    rec = Recorder.attach(ib, store_url, max_batch=args.max_batch, writer=args.writer) if store_url else None
     latencies: list[int] = []
     if rec is not None:
         def on_commit(batch, commit_ns: int) -> None:
@@ -264,6 +264,8 @@ def main() -> None:
     ap.add_argument("--store", default="sqlite",
                     help="sqlite (synchronous=FULL) | sqlite-normal (WAL, synchronous=NORMAL) | pg | a store URL")
     ap.add_argument("--max-batch", type=int, default=100, help="writer: most events per commit")
+    ap.add_argument("--writer", default="thread", choices=("thread", "process"),
+                    help="Recorder.attach(writer=...): the writer thread or the writer process")
     ap.add_argument("--switch-ms", type=float, default=0.0,
                     help="sys.setswitchinterval in ms for this process (0: Python's default, 5 ms; "
                     "`ibledger record` uses 0.5)")
@@ -330,7 +332,7 @@ def main() -> None:
     print()
     print(f"library {LIBRARY_NAME}, store {args.store}, {med(rec_runs, 'rate'):.0f} callbacks/s for {args.seconds:g}s,"
           f" {args.reps} reps (medians), GIL switch interval {sys.getswitchinterval() * 1e3:g} ms,"
-          f" max batch {args.max_batch}")
+          f" max batch {args.max_batch}, writer {args.writer}")
     print(f"commit latency      p50 {p50:.2f} ms   p99 {p99:.2f} ms   (target p99 <= 5 ms: "
           f"{'met' if p99 <= 5 else 'MISSED'})")
     print(f"  disk: a bare write+fsync on this file system takes p50 {fs50:.2f} ms, p99 {fs99:.2f} ms "

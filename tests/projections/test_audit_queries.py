@@ -43,7 +43,7 @@ def projection(request, stream: Stream, tmp_path_factory) -> Iterator[Path]:
     try:
         with open_store(url) as store:
             store.append(stream.envelopes)
-            update(store, path)
+            update(store, path, payloads=True)
         yield path
     finally:
         if schema:

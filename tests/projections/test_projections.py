@@ -93,7 +93,7 @@ def test_incremental_equals_fold_and_rebuild(store_url: str, tmp_path: Path) -> 
         # appends and catch-ups interleaved, odd batch sizes: batch boundaries fall everywhere
         for chunk in iter_batches(stream.envelopes, 211):
             store.append(chunk)
-            with AuditProjection(store, path, batch_events=37, checkpoint_every=150) as proj:
+            with AuditProjection(store, path, batch_events=37, checkpoint_every=150, payloads=True) as proj:
                 proj.catch_up()
         assert_equal_to_fold(path, stream.envelopes)
         incremental = dump(path)
@@ -105,7 +105,7 @@ def test_incremental_equals_fold_and_rebuild(store_url: str, tmp_path: Path) -> 
             env.session_id, env.seq, env.kind, env.recv_ns, env.source)
         assert msgspec.json.decode(first["payload"]) == msgspec.to_builtins(env.payload)
         rebuilt = tmp_path / "rebuilt.duckdb"
-        assert rebuild(store, rebuilt) == len(stream.envelopes)
+        assert rebuild(store, rebuilt, payloads=True) == len(stream.envelopes)
     assert dump(rebuilt) == incremental
 
 
