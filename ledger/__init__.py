@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Recorder", "__version__"]
+__all__ = ["OrderBlocked", "Recorder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from ledger.recorder import Recorder
 
         return Recorder
+    if name == "OrderBlocked":
+        from ledger.guard import OrderBlocked
+
+        return OrderBlocked
     raise AttributeError(f"module 'ledger' has no attribute {name!r}")

@@ -92,6 +92,7 @@ _CANCELLABLE = frozenset(
     {sm.UNCONFIRMED, sm.UNKNOWN, sm.PENDING_SUBMIT_STATE, sm.WORKING, sm.PARTIALLY_FILLED, sm.INACTIVE_STATE}
 )
 _PRECHECK_ACTIONS = frozenset({"place", "modify", "cancel"})
+_SHADOW = frozenset({"shadow_place", "shadow_modify"})
 # Contracts whose notional depends on a multiplier: never priced x1 by guess.
 _NEEDS_MULTIPLIER = frozenset({"FUT", "OPT", "FOP", "FWD", "WAR", "IOPT"})
 # Order types whose aux price is a trigger price (a fair estimate of where they execute); for the others
@@ -104,7 +105,7 @@ _NO_PRICE_ABOVE = 1e300
 
 def is_precheck(d: GovernorDecision) -> bool:
     """An ALLOW / BLOCK answer to an intent (as opposed to a state change or an emergency cancel)."""
-    return d.decision in ("ALLOW", "BLOCK") and d.action in _PRECHECK_ACTIONS
+    return d.decision in ("ALLOW", "BLOCK") and (d.action in _PRECHECK_ACTIONS or d.action in _SHADOW)
 
 
 _INF = math.inf
@@ -280,8 +281,9 @@ class Governor:
                 self._wire_multiplier[con_id] = m
 
     def _on_decision(self, p: GovernorDecision, ns: int) -> None:
-        if p.decision == "ALLOW":
-            if p.action == "place" or p.action == "modify":
+        if p.decision == "ALLOW" or p.action in _SHADOW:
+            # a shadow BLOCK (state.enforce = false) did not stop the order: it counts like an ALLOW
+            if p.action == "place" or p.action == "modify" or p.action in _SHADOW:
                 self._rate_sec.add(ns)
                 self._rate_min.add(ns)
         elif p.decision == "STATE_CHANGE" and p.reason in _INPUT:
@@ -527,6 +529,10 @@ class Governor:
         self, decision: str, reason: str, msg: str, base: tuple[str, int, int, int, str], details: dict[str, Any]
     ) -> GovernorDecision:
         action, order_id, client_id, perm_id, symbol = base
+        if decision == "BLOCK" and not self.config.state.enforce:
+            # shadow mode: "would have blocked"; the order goes out, and the fold does not take it for blocked
+            action = f"shadow_{action}"
+            details["shadow"] = 1
         for v in details.values():
             if type(v) is float and not math.isfinite(v):
                 details = _clean(details)

@@ -68,6 +68,8 @@ class StateConfig(Struct, frozen=True, kw_only=True):
     initial: str = "ACTIVE"
     block_while_reconciling: bool = True
     block_after_recorder_fault: bool = True
+    # false = shadow mode: a BLOCK is recorded (action shadow_place / shadow_modify) but nothing is refused
+    enforce: bool = True
 
 
 _DEFAULT_IGNORED_ERRORS = (
@@ -120,7 +122,9 @@ _SPEC: dict[str, dict[str, str]] = {
     "symbols": {"allow": "symbol_list", "deny": "symbol_list"},
     "symbol_limits": {},  # symbol -> {max_qty, max_notional}
     "prices": {"reference": "num_map", "multipliers": "num_map", "observe_interval_s": "num", "observe_move": "num"},
-    "state": {"initial": "state", "block_while_reconciling": "bool", "block_after_recorder_fault": "bool"},
+    "state": {
+        "initial": "state", "block_while_reconciling": "bool", "block_after_recorder_fault": "bool", "enforce": "bool",
+    },
     "breakers": {
         "window_s": "num",
         "max_rejections": "int",

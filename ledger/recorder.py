@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import sys
 import threading
@@ -87,6 +88,8 @@ from ledger import adapter
 from ledger import events as ev
 from ledger.events import Envelope, envelope
 from ledger.governor_config import dump_config
+from ledger.guard import DROPPED_UNSENT, OrderBlocked, resolve_governor, send_ahead, take_unsent_placements
+from ledger.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.reconcile import Reconciler
 from ledger.store import EventStore, open_store
 from ledger.writer import Writer
@@ -98,6 +101,7 @@ __all__ = ["Recorder", "RecorderError", "event_ref"]
 Subscriber = Callable[[Envelope, list, list], None]
 
 _MAX_DECISION_DEPTH = 8
+_PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
 
 
 class RecorderError(RuntimeError):
@@ -111,10 +115,10 @@ def event_ref(env: Envelope) -> str:
     return event_id(env)
 
 
-def _default_engine() -> Any:
+def _default_engine(config: Any = None) -> Any:
     from ledger.engine import Engine
 
-    return Engine()
+    return Engine(config)
 
 
 class Recorder:
@@ -136,6 +140,8 @@ class Recorder:
         reconcile_timeout: float = 10.0,
         max_batch: int = 100,
         switch_interval: float | None = None,
+        governor: Any = None,
+        enforce: bool = True,
     ) -> None:
         if switch_interval is not None:
             # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
@@ -152,7 +158,13 @@ class Recorder:
                     f"session {self.session_id} already has events in {self.store.url}: "
                     f"a recording session id is used once; pass a new one (or none)"
                 )
-            self.engine = engine if engine is not None else _default_engine()
+            gov_config = resolve_governor(governor, enforce)
+            if gov_config is not None and engine is not None:
+                raise ValueError("pass either governor= (the recorder builds the engine) or engine=, not both")
+            self.engine = engine if engine is not None else _default_engine(gov_config)
+            self.governed = gov_config is not None
+            if self.governed and not config_hash:
+                config_hash = gov_config.digest()  # type: ignore[union-attr]
         except BaseException:
             if self._own_store:
                 self.store.close()
@@ -195,7 +207,14 @@ class Recorder:
             self.store, capacity=queue_size, max_batch=max_batch, on_error=self._on_writer_error,
             name=f"ibledger-writer-{self.session_id[:8]}",
         )
+        cfg = getattr(self.engine, "config", None)
+        self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
+        self._kill_pending: list[tuple[str, ev.GovernorDecision]] = []
+        self.dropped_unsent: set[tuple[int, int]] = set()  # (client id, order id) dropped by the kill switch
         self._writer.start()
+        if self.governed:
+            self.engine.sink = self._record_operator_decisions
+            self._subscribers.append(self._on_governed_event)
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -211,9 +230,17 @@ class Recorder:
         mode: str = "paper",
         queue_size: int = 10_000,
         reconcile: bool = True,
+        governor: Any = None,
+        enforce: bool = True,
         **options: Any,
     ) -> Recorder:
         """Start recording ``ib`` (connected or not) into ``store`` (an EventStore or a URL).
+
+        ``governor``: ``None`` (record only), ``"default"`` (built-in limits), a TOML path or a
+        :class:`~ledger.governor_config.GovernorConfig`. With one, every ``ib.placeOrder`` (new or
+        modify) is pre-checked before it is sent; a BLOCK raises :class:`ledger.OrderBlocked` (nothing
+        sent; intent and decision recorded). ``enforce=False``: shadow mode (recorded, never refused).
+        Emergency cancels (breakers, ``engine.halt(..., cancel_all=True)``) go out through ``ib``.
 
         Extra options: ``account`` (for ``session_started`` when attached before connect),
         ``full_block_s``, ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
@@ -221,7 +248,7 @@ class Recorder:
         GIL hand-offs between the IB loop and the writer thread; not touched by default).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,
-                  queue_size=queue_size, reconcile=reconcile, **options)
+                  queue_size=queue_size, reconcile=reconcile, governor=governor, enforce=enforce, **options)
         try:
             rec._install()
         except BaseException:
@@ -238,6 +265,8 @@ class Recorder:
             original = getattr(w, name, None)
             if original is not None:
                 self._hook(w, name, self._callback_hook(name, builder, original))
+        if getattr(w, _PRICE_TICK, None) is not None:
+            self._hook(w, _PRICE_TICK, self._tick_hook(getattr(w, _PRICE_TICK)))
         self._hook(w, adapter.CONNECT_ACK, self._connect_ack_hook(getattr(w, adapter.CONNECT_ACK)))
         self._hook(w, adapter.CONNECTION_CLOSED, self._closed_hook(getattr(w, adapter.CONNECTION_CLOSED)))
         self._hook(ib, "placeOrder", self._place_hook(ib.placeOrder))
@@ -860,6 +889,7 @@ class Recorder:
 
     def _place_hook(self, original: Callable[..., Any]) -> Any:
         def placeOrder(contract: Any, order: Any, *args: Any, **kwargs: Any) -> Any:
+            blocked: ev.GovernorDecision | None = None
             if not self._closed and self.ib.client.isReady():
                 try:
                     if not getattr(order, "orderId", 0):
@@ -870,24 +900,166 @@ class Recorder:
                     key = (cid, oid)
                     modify = key in self._placed or key in getattr(self.ib.wrapper, "trades", {})
                     payload = adapter.place_order(contract, order, oid, cid, modify=modify)
-                    self._record_intent(payload)
-                    self._placed[key] = None
+                    if self.governed and self._intent_key(payload) not in self._prerecorded:
+                        decision = self._govern_intent(payload)
+                        if decision.decision == "BLOCK" and not decision.action.startswith("shadow_"):
+                            blocked = decision
+                    else:
+                        self._record_intent(payload)
+                    if blocked is None:
+                        self._placed[key] = None
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("placeOrder", exc, (contract, order))
+                    if self.governed and self.engine.config.state.enforce:
+                        # fail closed: an order the governor could not check is not sent
+                        blocked = ev.GovernorDecision(
+                            decision="BLOCK", reason="RECORDER_FAULT", action="place",
+                            order_id=int(getattr(order, "orderId", 0) or 0),
+                            symbol=str(getattr(contract, "symbol", "") or ""),
+                            message=f"the order could not be checked and recorded ({type(exc).__name__}: {exc})",
+                        )
+            if blocked is not None:
+                raise OrderBlocked(blocked)
             return original(contract, order, *args, **kwargs)
 
         return placeOrder
+
+    def _govern_intent(self, payload: ev.Event) -> ev.GovernorDecision:
+        """The engine's protocol for one intent: pre-check on the state before it, record the intent,
+        then its decision (caused by the intent), one stamp for both. Returns the decision."""
+        ctx = getattr(self._intent_local, "ctx", None)
+        correlation_id, causation_id = ctx if ctx is not None else (None, None)
+        with self._lock:
+            recv_ns, mono_ns = self._stamp()
+            decision = self.engine.pre_check(payload, recv_ns)  # type: ignore[arg-type]
+            i_env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id,
+                                 recv_ns=recv_ns, mono_ns=mono_ns)
+            if i_env is None:
+                raise RecorderError(f"the intent could not be recorded: {self._fault}")
+            self.last_intent = i_env
+            self._record(decision, correlation_id=correlation_id, causation_id=event_ref(i_env),
+                         recv_ns=recv_ns, mono_ns=mono_ns)
+        return decision
 
     def _cancel_hook(self, original: Callable[..., Any]) -> Any:
         def cancelOrder(order: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
                 try:
-                    self._record_intent(adapter.cancel_order(order, self._client_id()))
+                    payload = adapter.cancel_order(order, self._client_id())
+                    if self.governed and self._intent_key(payload) not in self._prerecorded:
+                        self._govern_intent(payload)
+                    else:
+                        self._record_intent(payload)
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("cancelOrder", exc, (order,))
+            if self.governed and self.ib.client.isConnected():
+                # a cancel reduces risk: it goes out now, not behind the client's request throttle
+                return send_ahead(self.ib.client, lambda: original(order, *args, **kwargs))
             return original(order, *args, **kwargs)
 
         return cancelOrder
+
+    # --- market prices ---------------------------------------------------------------------------------
+
+    def _tick_hook(self, original: Callable[..., Any]) -> Any:
+        """Price ticks of the strategy's own subscriptions become ``price_observed`` (sampled, see
+        :class:`~ledger.prices.PriceSampler`): the governor prices market orders from them."""
+        sampler = self.prices
+        wrapper = self.ib.wrapper
+
+        def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self._closed and tickType in PRICE_TICKS:
+                try:
+                    ticker = getattr(wrapper, "reqId2Ticker", {}).get(reqId)
+                    contract = getattr(ticker, "contract", None)
+                    mdt = int(getattr(ticker, "marketDataType", 0) or 0)
+                    obs = observation(contract, int(tickType), price, mdt)
+                    mono_ns = time.monotonic_ns()
+                    if obs is not None and sampler.keep(obs, mono_ns):
+                        with self._lock:
+                            self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
+                except Exception as exc:  # noqa: BLE001 - the library must still see the tick
+                    self._internal_error(_PRICE_TICK, exc, (reqId, tickType, price))
+            return original(reqId, tickType, price, *args, **kwargs)
+
+        return hook
+
+    def record_price(self, contract: Any, price: float, *, tick: str = "last", market_data_type: int = 1,
+                     origin: str = "snapshot") -> Envelope | None:
+        """Record one price for ``contract`` (e.g. a snapshot quote taken before a market order); not
+        sampled. Returns the envelope, or None when ``price`` is no price (unset, NaN, <= 0)."""
+        tick_type = {v: k for k, v in PRICE_TICKS.items() if k < 60}.get(tick, 4)
+        obs = observation(contract, tick_type, price, market_data_type, origin)
+        if obs is None:
+            return None
+        obs = msgspec.structs.replace(obs, tick=tick)
+        return self.record(obs)
+
+    # --- governor actions through this IB ------------------------------------------------------------
+
+    def _record_operator_decisions(self, decisions: list[ev.GovernorDecision]) -> None:
+        """``Engine.halt`` / ``resume`` / ``reduce`` on a governed recorder's engine: recorded here (and
+        an emergency cancel carried out at once)."""
+        for d in decisions:
+            self.record(d)
+
+    def _on_governed_event(self, env: Envelope, transitions: list, decisions: list) -> None:
+        p = env.payload
+        if type(p) is not ev.GovernorDecision or p.decision != "EMERGENCY_CANCEL":
+            return
+        self._kill_pending.append((event_ref(env), p))
+        loop = self._loop
+        if self._ctx is not None and loop is not None and not loop.is_closed():
+            # decided while recording a broker callback: cancel once the library has handled it
+            loop.call_soon(self._run_kills)
+        else:
+            self._run_kills()
+
+    def _run_kills(self) -> None:
+        """Carry out pending EMERGENCY_CANCELs: drop placements still queued in the client (never sent;
+        recorded as cancelled locally), then cancel each order ahead of the request queue."""
+        pending, self._kill_pending = self._kill_pending, []
+        if not pending or self._closed:
+            return
+        ib = self.ib
+        cid = self._client_id()
+        for oid in take_unsent_placements(ib.client):
+            log.warning("kill switch: order %s:%s was still queued in the client: dropped, never sent", cid, oid)
+            intent = ev.CancelOrder(order_id=oid, client_id=cid, reason=f"{DROPPED_UNSENT}: still queued in the "
+                                    "client when the kill switch ran; never sent to the broker")
+            with contextlib.suppress(RecorderError):
+                self._govern_intent(intent)
+            self._placed.pop((cid, oid), None)
+            self.dropped_unsent.add((cid, oid))
+            _mark_cancelled_locally(ib, oid, "dropped by the kill switch before it was sent")
+        global_sent = False
+        for ref, d in pending:
+            fold = self.fold
+            view = fold.order_by_perm(d.perm_id) if d.perm_id else None
+            if view is None and d.order_id:
+                view = fold.order_for(d.client_id or cid, d.order_id)
+            if view is not None and (view.is_done or (view.client_id, view.order_id) in self.dropped_unsent):
+                continue
+            try:
+                with self.intent_context(causation_id=ref):
+                    if view is not None and view.client_id == cid and view.order_id:
+                        ib.cancelOrder(self._library_order(view))
+                    elif not global_sent:  # another client's or a manual order: only a global cancel reaches it
+                        global_sent = True
+                        send_ahead(ib.client, ib.reqGlobalCancel)
+            except Exception as exc:  # noqa: BLE001 - e.g. not connected: the decision stays recorded
+                log.error("emergency cancel %s could not be sent: %s", d.message, exc)
+
+    def _library_order(self, view: Any) -> Any:
+        for t in self.ib.trades():
+            o = t.order
+            if (view.perm_id and o.permId == view.perm_id) or (
+                o.orderId == view.order_id and o.clientId in (view.client_id, 0)
+            ):
+                return o
+        from ledger.iblib import Order
+
+        return Order(orderId=view.order_id, clientId=view.client_id, permId=view.perm_id)
 
     def _global_cancel_hook(self, original: Callable[..., Any]) -> Any:
         def reqGlobalCancel(*args: Any, **kwargs: Any) -> Any:
@@ -917,6 +1089,21 @@ class Recorder:
 
 
 _payload_encoder = msgspec.msgpack.Encoder()
+
+
+def _mark_cancelled_locally(ib: Any, order_id: int, message: str) -> None:
+    """Tell the strategy's ``Trade`` that an order that never left the client is cancelled (the library
+    would otherwise show it PendingSubmit forever). Nothing is recorded: the recorder already did."""
+    for trade in ib.trades():
+        if trade.order.orderId == order_id and trade.orderStatus.status not in ("Cancelled", "Filled"):
+            trade.orderStatus.status = "Cancelled"
+            with contextlib.suppress(Exception):
+                from ledger.iblib import ib as library
+
+                now = datetime.datetime.now(datetime.UTC)
+                trade.log.append(library.TradeLogEntry(time=now, status="Cancelled", message=message))
+            with contextlib.suppress(Exception):
+                trade.cancelledEvent.emit(trade)
 
 
 def _check_encodable(payload: ev.Event) -> None:
