@@ -373,6 +373,12 @@ class Governor:
 
     # --- pre-trade check -------------------------------------------------------------------------
 
+    def market_price(self, con_id: int = 0, symbol: str = "") -> float | None:
+        """The latest recorded market price (``price_observed``) for the contract, or None."""
+        if con_id and con_id in self._market_price:
+            return self._market_price[con_id]
+        return self._market_price.get(symbol.upper()) if symbol else None
+
     def open_orders(self) -> list[OrderView]:
         """Orders not done, in the order they became open (what ``max_open_orders`` counts)."""
         return list(self._open.values())

@@ -53,11 +53,12 @@ from ledger.monitor import (
     decision_info,
 )
 from ledger.orders import OrderView
+from ledger.prices import DELAYED_DATA_CODES
 from ledger.settings import ConnectError, ConnectionSettings, SettingsError, check_account, connect_client
 
 log = logging.getLogger("ledger.placement")
 
-__all__ = ["CancelAllReport", "CancelOutcome", "LiveSession", "open_session"]
+__all__ = ["CancelAllReport", "CancelOutcome", "LiveSession", "QuoteOutcome", "open_session"]
 
 
 class CancelOutcome(msgspec.Struct, kw_only=True):
@@ -73,6 +74,13 @@ class CancelOutcome(msgspec.Struct, kw_only=True):
     broker_status: str
     filled: float
     verdict: str  # CANCELLED | FILLED | REJECTED | INACTIVE | UNKNOWN (not confirmed in time)
+
+
+class QuoteOutcome(msgspec.Struct, kw_only=True):
+    price: float | None
+    market_data_type: int  # 1 live, 3 delayed, 4 delayed-frozen; 0 = already known, nothing asked
+    errors: list[int] = msgspec.field(default_factory=list)
+    message: str = ""
 
 
 class CancelAllReport(msgspec.Struct, kw_only=True):
@@ -183,6 +191,65 @@ class LiveSession:
             if i_env is not None:  # not sent and not recorded (not connected): nothing happened
                 d_env = rec.record(decision, causation_id=event_id(i_env))
         return decision, d_env
+
+    # --- market prices ---------------------------------------------------------------------------
+
+    async def quote(self, contract: Any, timeout: float = 3.0) -> QuoteOutcome:
+        """One snapshot quote for ``contract``, recorded (as ``price_observed``) before a market order's
+        pre-check. Paper accounts often have no live subscription: on errors 10089 / 354 / 10167 the
+        quote is asked again as delayed data (``reqMarketDataType(3)``, then 4 = delayed-frozen).
+        No answer within ``timeout`` per attempt, or another error, ends it: the outcome says why and the
+        governor decides on what it knows (and says how to fix a missing price)."""
+        gov = self.engine.governor
+        con_id = int(getattr(contract, "conId", 0) or 0)
+        symbol = str(getattr(contract, "symbol", "") or "")
+        known = gov.market_price(con_id, symbol)
+        if known is not None:
+            return QuoteOutcome(price=known, market_data_type=0, message="price already recorded")
+        ib = self.ib
+        errors: list[int] = []
+        mdt_used = 1
+        for mdt in (1, 3, 4):
+            if mdt != 1:
+                ib.reqMarketDataType(mdt)
+                mdt_used = mdt
+            ticker = ib.reqMktData(contract, "", True, False)
+            req_ids = {r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker}
+            failed: list[int] = []
+
+            def on_error(req_id: int, code: int, *_: Any, _ids: set = req_ids, _failed: list = failed) -> None:
+                if req_id in _ids:
+                    _failed.append(code)
+
+            ib.errorEvent += on_error
+            try:
+                got = await self.until(
+                    lambda _f=failed: gov.market_price(con_id, symbol) is not None or bool(_f), timeout
+                )
+            finally:
+                ib.errorEvent -= on_error
+                with contextlib.suppress(Exception):
+                    ib.cancelMktData(contract)
+            errors += failed
+            price = gov.market_price(con_id, symbol)
+            if price is not None:
+                break
+            if not got:
+                msg = f"no quote for {symbol} within {timeout:g}s (market data type {mdt})"
+                return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
+            if not any(c in DELAYED_DATA_CODES for c in failed):
+                msg = f"quote for {symbol} refused (error {', '.join(map(str, failed))})"
+                return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
+        price = gov.market_price(con_id, symbol)
+        msg = f"snapshot quote {price:g}" if price is not None else f"no quote for {symbol}, even delayed"
+        return self._quote_done(QuoteOutcome(price=price, market_data_type=mdt_used, errors=errors, message=msg))
+
+    def _quote_done(self, q: QuoteOutcome) -> QuoteOutcome:
+        if q.market_data_type not in (0, 1):
+            with contextlib.suppress(Exception):
+                self.ib.reqMarketDataType(1)  # back to live data for whatever the session does next
+        log.info("quote: %s", q.message)
+        return q
 
     # --- placing ---------------------------------------------------------------------------------
 
