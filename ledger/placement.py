@@ -213,7 +213,11 @@ class LiveSession:
             if mdt != 1:
                 ib.reqMarketDataType(mdt)
                 mdt_used = mdt
-            ticker = ib.reqMktData(contract, "", True, False)
+            try:
+                ticker = await self._request_snapshot(contract, timeout)
+            except Exception as exc:  # noqa: BLE001 - e.g. ib_async refuses a contract without conId
+                msg = f"cannot ask a quote for {symbol}: {exc}"
+                return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
             req_ids = {r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker}
             failed: list[int] = []
 
@@ -243,6 +247,16 @@ class LiveSession:
         price = gov.market_price(con_id, symbol)
         msg = f"snapshot quote {price:g}" if price is not None else f"no quote for {symbol}, even delayed"
         return self._quote_done(QuoteOutcome(price=price, market_data_type=mdt_used, errors=errors, message=msg))
+
+    async def _request_snapshot(self, contract: Any, timeout: float) -> Any:
+        """``reqMktData(snapshot=True)``; ib_async insists on a conId: qualify the contract first then."""
+        try:
+            return self.ib.reqMktData(contract, "", True, False)
+        except ValueError:
+            if getattr(contract, "conId", 0):
+                raise
+        await asyncio.wait_for(self.ib.qualifyContractsAsync(contract), timeout)
+        return self.ib.reqMktData(contract, "", True, False)
 
     def _quote_done(self, q: QuoteOutcome) -> QuoteOutcome:
         if q.market_data_type not in (0, 1):

@@ -19,12 +19,19 @@ from ledger.iblib import MarketOrder
 from ledger.store import open_store
 from replay import protocol as P
 from replay.simulator import Simulator
-from tests.test_placement import run_session, stock
+from tests.test_placement import run_session
+from tests.test_placement import stock as unqualified_stock
 
 pytestmark = pytest.mark.ibclient
 
 REQ_MKT_DATA, REQ_MARKET_DATA_TYPE = 1, 59
 TICK_PRICE, TICK_SNAPSHOT_END = 1, 57
+
+
+def stock():
+    c = unqualified_stock()
+    c.conId = 265598  # by hand until the simulator answers contract details (ib_async needs one)
+    return c
 
 
 class PaperDataSimulator(Simulator):
