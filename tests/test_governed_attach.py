@@ -257,3 +257,71 @@ async def until(predicate, timeout: float = 10.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not reached")
         await asyncio.sleep(0.01)
+
+
+def test_a_breaker_with_emergency_cancel_cancels_through_the_attached_ib(sim, sqlite_url):
+    cfg = parse_config("""
+[breakers]
+max_rejections = 2
+emergency_cancel = true
+""")
+    ib = IB()
+    rec = Recorder.attach(ib, sqlite_url, governor=cfg)
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=25, timeout=5)
+        assert wait_for(ib, lambda: not rec.reconciling and not rec.fold.reconciling, 10)
+        working = ib.placeOrder(aapl(), LimitOrder("BUY", 10, 100.0))  # the default scenario: stays working
+        assert wait_for(ib, lambda: working.orderStatus.status == "Submitted", 10)
+        rejected = [ib.placeOrder(aapl(), LimitOrder("BUY", 1, 100.0, orderRef="reject_201")) for _ in range(2)]
+        assert wait_for(ib, lambda: working.orderStatus.status == "Cancelled", 10)  # nobody called cancelOrder
+        with pytest.raises(ledger.OrderBlocked) as after:
+            ib.placeOrder(aapl(), LimitOrder("BUY", 1, 100.0))
+        rec.flush()
+    finally:
+        ib.disconnect()
+        rec.close()
+    assert after.value.reason == "HALTED"
+    envs = stored(sqlite_url, rec.session_id)
+    emergency = next(e for e in envs if e.kind == "governor_decision" and e.payload.decision == "EMERGENCY_CANCEL")
+    assert emergency.payload.order_id == working.order.orderId and emergency.payload.reason == "BREAKER_REJECTIONS"
+    cancel = next(e for e in envs if e.kind == "cancel_order")
+    assert cancel.payload.order_id == working.order.orderId
+    assert cancel.causation_id == f"{emergency.session_id}#{emergency.seq}"
+    assert all(t.orderStatus.status in ("Cancelled", "Inactive") for t in rejected)
+
+
+def test_after_a_server_side_drop_new_orders_wait_for_the_reconciliation(sim, sqlite_url):
+    """The ledger is stale from the drop until the reconciliation after the reconnect has ended."""
+    ib = IB()
+    rec = Recorder.attach(ib, sqlite_url, governor=parse_config(GOVERNOR))
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=26, timeout=5)
+        assert wait_for(ib, lambda: not rec.reconciling and not rec.fold.reconciling, 10)
+        refused: list[BaseException] = []
+        tried: list[str] = []
+
+        def eager_strategy(env, transitions, decisions) -> None:
+            # a strategy that trades as soon as the reconnected client hands it an order id
+            if env.kind == "next_valid_id" and rec.connects == 2 and not tried:
+                tried.append(env.kind)
+                try:
+                    ib.placeOrder(aapl(), LimitOrder("BUY", 1, 100.0))
+                except ledger.OrderBlocked as exc:
+                    refused.append(exc)
+
+        sim.drop_connections()
+        assert wait_for(ib, lambda: not ib.isConnected(), 10)
+        assert rec.engine.governor.stale
+        rec.subscribe(eager_strategy)
+        ib.connect("127.0.0.1", sim.port, clientId=26, timeout=5)
+        assert tried and [e.reason for e in refused] in (["LEDGER_STALE"], ["RECONCILING"])
+        assert wait_for(ib, lambda: not rec.reconciling and not rec.engine.governor.stale, 10)
+        trade = ib.placeOrder(aapl(), LimitOrder("BUY", 1, 100.0))
+        assert wait_for(ib, lambda: trade.orderStatus.status == "Submitted", 10)
+        rec.flush()
+    finally:
+        ib.disconnect()
+        rec.close()
+    envs = stored(sqlite_url, rec.session_id)
+    kinds = [e.kind for e in envs]
+    assert kinds.index("disconnected") < kinds.index("reconcile_ended", kinds.index("disconnected"))
