@@ -371,6 +371,13 @@ class Governor:
             out.extend(self._emergency(reason))
         return out
 
+    def carry_state(self, state: str) -> None:
+        """The trading state an earlier session of the account ended in (read from its recorded
+        decisions). The next ``session_started`` records it as ``CARRIED_OVER``, which is how a replay of
+        the new session alone learns it."""
+        if state in (ACTIVE, HALTED, REDUCING):
+            self.trading_state = state
+
     # --- pre-trade check -------------------------------------------------------------------------
 
     def market_price(self, con_id: int = 0, symbol: str = "") -> float | None:

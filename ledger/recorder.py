@@ -142,6 +142,7 @@ class Recorder:
         switch_interval: float | None = None,
         governor: Any = None,
         enforce: bool = True,
+        carry_over: bool = True,
     ) -> None:
         if switch_interval is not None:
             # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
@@ -210,6 +211,8 @@ class Recorder:
         cfg = getattr(self.engine, "config", None)
         self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
         self._kill_pending: list[tuple[str, ev.GovernorDecision]] = []
+        self.carry_over = carry_over
+        self.carried_from: str | None = None  # the earlier session of the account the governor learned from
         self.dropped_unsent: set[tuple[int, int]] = set()  # (client id, order id) dropped by the kill switch
         self._writer.start()
         if self.governed:
@@ -621,6 +624,8 @@ class Recorder:
         account = self.account
         if not account and accounts and len(accounts) == 1:
             account = accounts[0]
+        if self.governed and self.carry_over and account:
+            self._learn_previous_session(account)
         try:
             server_version = int(client.serverVersion()) if client.isConnected() else 0
         except Exception:  # noqa: BLE001
@@ -645,6 +650,35 @@ class Recorder:
             self._process(env, 0)
         if pending is not None:
             self._on_connect(*pending, sync=True)
+
+    def _learn_previous_session(self, account: str, look_back: int = 50) -> None:
+        """Fold the account's previous recording session into the engine before this one starts, so the
+        trading state (a halt stays a halt: ``CARRIED_OVER``) and the breaker windows carry over into the
+        new session. Only the latest earlier session of the same account (of the last ``look_back``) is
+        read; its recorded decisions are facts already, so what the governor derives from them is not
+        recorded again."""
+        try:
+            for info in reversed(self.store.sessions()[-look_back:]):
+                if info.session_id == self.session_id or not info.has_start:
+                    continue
+                first = next(iter(self.store.read_session(info.session_id)), None)
+                p = first.payload if first is not None else None
+                if not isinstance(p, ev.SessionStarted) or p.account != account:
+                    continue
+                last_state = None
+                for env in self.store.read_session(info.session_id):
+                    self.engine.step(env)
+                    if type(env.payload) is ev.GovernorDecision:
+                        last_state = env.payload.trading_state
+                if last_state is not None:
+                    # the state it ended in, even where it was derived from events of still earlier sessions
+                    self.engine.governor.carry_state(last_state)
+                self.carried_from = info.session_id
+                log.info("governor state carried over from session %s (account %s): %s",
+                         info.session_id, account, self.engine.trading_state)
+                return
+        except Exception:  # noqa: BLE001 - a new session still starts, with the configured initial state
+            log.exception("could not read the previous session of account %s: the governor starts afresh", account)
 
     def _on_connect(self, payload: ev.Connected, recv_ns: int, mono_ns: int, *, sync: bool) -> None:
         env = self._enqueue(payload, "live", None, None, recv_ns, mono_ns)

@@ -325,3 +325,52 @@ def test_after_a_server_side_drop_new_orders_wait_for_the_reconciliation(sim, sq
     envs = stored(sqlite_url, rec.session_id)
     kinds = [e.kind for e in envs]
     assert kinds.index("disconnected") < kinds.index("reconcile_ended", kinds.index("disconnected"))
+
+
+def test_a_halt_and_the_breaker_windows_carry_over_into_the_next_session_of_the_account(sim, sqlite_url):
+    cfg = parse_config("""
+[breakers]
+max_rejections = 3
+window_s = 600.0
+""")
+
+    def session(body) -> Recorder:
+        ib = IB()
+        rec = Recorder.attach(ib, sqlite_url, governor=cfg)
+        try:
+            ib.connect("127.0.0.1", sim.port, clientId=27, timeout=5)
+            assert wait_for(ib, lambda: not rec.reconciling and not rec.fold.reconciling, 10)
+            body(ib, rec)
+            rec.flush()
+        finally:
+            ib.disconnect()
+            rec.close()
+        return rec
+
+    def rejections(n: int):
+        def body(ib, rec):
+            trades = [ib.placeOrder(aapl(), LimitOrder("BUY", 1, 100.0, orderRef="reject_201")) for _ in range(n)]
+            assert wait_for(ib, lambda: all(t.orderStatus.status in ("Cancelled", "Inactive") for t in trades), 10)
+            assert wait_for(ib, lambda: all(
+                (v := rec.fold.order_for(27, t.order.orderId, rec.session_id)) is not None and v.state == "Rejected"
+                for t in trades), 10)
+        return body
+
+    first = session(rejections(2))
+    assert first.engine.trading_state == "ACTIVE"
+    second = session(rejections(1))  # 2 + 1 within the window: the breaker trips in the second session
+    assert second.carried_from == first.session_id
+    assert second.engine.trading_state == "HALTED"
+    envs = stored(sqlite_url, second.session_id)
+    trip = [e.payload for e in envs if e.kind == "governor_decision" and e.payload.reason == "BREAKER_REJECTIONS"]
+    assert len(trip) == 1 and trip[0].decision == "STATE_CHANGE"
+
+    def refused(ib, rec):
+        with pytest.raises(ledger.OrderBlocked) as exc:
+            ib.placeOrder(aapl(), LimitOrder("BUY", 1, 100.0))
+        assert exc.value.reason == "HALTED"
+
+    third = session(refused)  # the halt carries over: still no new orders
+    carried = [e.payload for e in stored(sqlite_url, third.session_id)
+               if e.kind == "governor_decision" and e.payload.reason == "CARRIED_OVER"]
+    assert carried and carried[0].trading_state == "HALTED"
