@@ -1000,18 +1000,27 @@ class Recorder:
         :class:`~ledger.prices.PriceSampler`): the governor prices market orders from them."""
         sampler = self.prices
         wrapper = self.ib.wrapper
+        interval_ns, move = sampler.interval_ns, sampler.move
+        fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
+        monotonic_ns = time.monotonic_ns
 
         def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and tickType in PRICE_TICKS:
                 try:
-                    ticker = getattr(wrapper, "reqId2Ticker", {}).get(reqId)
-                    contract = getattr(ticker, "contract", None)
-                    mdt = int(getattr(ticker, "marketDataType", 0) or 0)
-                    obs = observation(contract, int(tickType), price, mdt)
-                    mono_ns = time.monotonic_ns()
-                    if obs is not None and sampler.keep(obs, mono_ns):
-                        with self._lock:
-                            self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
+                    mono_ns = monotonic_ns()
+                    f = fast.get(reqId)
+                    # the common case, decided without building anything: too soon, or no move
+                    if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
+                        ticker = getattr(wrapper, "reqId2Ticker", {}).get(reqId)
+                        contract = getattr(ticker, "contract", None)
+                        mdt = int(getattr(ticker, "marketDataType", 0) or 0)
+                        obs = observation(contract, int(tickType), price, mdt)
+                        if obs is not None and sampler.keep(obs, mono_ns):
+                            fast[reqId] = (mono_ns, obs.price)
+                            with self._lock:
+                                self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
+                    else:
+                        sampler.seen += 1
                 except Exception as exc:  # noqa: BLE001 - the library must still see the tick
                     self._internal_error(_PRICE_TICK, exc, (reqId, tickType, price))
             return original(reqId, tickType, price, *args, **kwargs)

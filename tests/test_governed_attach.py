@@ -175,7 +175,7 @@ def test_observed_prices_price_market_orders_and_a_busy_feed_is_sampled(sim, sql
     envs = stored(sqlite_url, rec.session_id)
     obs = [e.payload for e in envs if e.kind == "price_observed"]
     assert len(obs) == 1 and obs[0].price == 180.0 and obs[0].con_id == AAPL_CON_ID  # sampled: one per second
-    assert rec.prices.seen == 200 and rec.prices.kept == 1
+    assert rec.prices.seen == 201 and rec.prices.kept == 1  # every tick seen, one kept
     by_order = decisions(envs)
     (m,) = by_order[trade.order.orderId]
     assert (m.decision, m.details["price_source"], m.details["price"]) == ("ALLOW", "market", 180.0)
