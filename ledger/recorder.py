@@ -17,7 +17,18 @@ or asyncio use, before or after ``connect()``):
   (client id, order id) and only makes it ``last_intent``. ``intent_context()`` puts a correlation /
   causation id on the intents the hooks record;
 * ``ib.disconnect``: ``Disconnected`` before the library closes the socket. Server-side drops arrive
-  through ``connectionClosed`` with the reason the client reported (``apiError``).
+  through ``connectionClosed`` with the reason the client reported (``apiError``);
+* ``ib.wrapper.priceSizeTick`` (both libraries' TICK_PRICE callback): prices of the strategy's own
+  market-data subscriptions become ``price_observed`` events, sampled per contract
+  (:class:`~ledger.prices.PriceSampler`): the governor prices market orders from them.
+
+With ``governor=`` (:mod:`ledger.guard`) ``placeOrder`` is checked before it is sent: pre-check, intent,
+decision (caused by the intent), then the original call on ALLOW or :class:`~ledger.guard.OrderBlocked`
+on BLOCK; an order that cannot be checked is not sent either (fail closed). The governor's emergency
+cancels and ``engine.halt(..., cancel_all=True)`` go out through the same ``IB``, ahead of the client's
+request throttle, and placements still waiting in that throttle queue are dropped (never sent) and
+recorded as cancelled (``DROPPED_UNSENT``). The account's previous session is folded into the engine at
+start, so the trading state and the breaker windows carry over.
 
 The session starts with ``session_started`` (library and version, client id, host, port, account,
 server version, config hash, ibledger version, mode). Attached to a connected client it is written at
