@@ -1077,15 +1077,7 @@ class Recorder:
             return
         ib = self.ib
         cid = self._client_id()
-        for oid in take_unsent_placements(ib.client):
-            log.warning("kill switch: order %s:%s was still queued in the client: dropped, never sent", cid, oid)
-            intent = ev.CancelOrder(order_id=oid, client_id=cid, reason=f"{DROPPED_UNSENT}: still queued in the "
-                                    "client when the kill switch ran; never sent to the broker")
-            with contextlib.suppress(RecorderError):
-                self._govern_intent(intent)
-            self._placed.pop((cid, oid), None)
-            self.dropped_unsent.add((cid, oid))
-            _mark_cancelled_locally(ib, oid, "dropped by the kill switch before it was sent")
+        self._drop_unsent()
         global_sent = False
         for ref, d in pending:
             fold = self.fold
@@ -1104,6 +1096,21 @@ class Recorder:
             except Exception as exc:  # noqa: BLE001 - e.g. not connected: the decision stays recorded
                 log.error("emergency cancel %s could not be sent: %s", d.message, exc)
 
+    def _drop_unsent(self) -> None:
+        """Drop the placements still waiting in the client's request queue; each is recorded as a
+        ``cancel_order`` (reason ``DROPPED_UNSENT``) with its decision, and its ``Trade`` shows Cancelled."""
+        ib = self.ib
+        cid = self._client_id()
+        for oid in take_unsent_placements(ib.client):
+            log.warning("kill switch: order %s:%s was still queued in the client: dropped, never sent", cid, oid)
+            intent = ev.CancelOrder(order_id=oid, client_id=cid, reason=f"{DROPPED_UNSENT}: still queued in the "
+                                    "client when the kill switch ran; never sent to the broker")
+            with contextlib.suppress(RecorderError):
+                self._govern_intent(intent)
+            self._placed.pop((cid, oid), None)
+            self.dropped_unsent.add((cid, oid))
+            _mark_cancelled_locally(ib, oid, "dropped by the kill switch before it was sent")
+
     def _library_order(self, view: Any) -> Any:
         for t in self.ib.trades():
             o = t.order
@@ -1120,8 +1127,14 @@ class Recorder:
             if not self._closed and self.ib.client.isReady():
                 try:
                     self._record_intent(adapter.global_cancel())
+                    if self.governed:
+                        # placements still queued in the client would go out after the global cancel
+                        # and be live: they are dropped instead (never sent)
+                        self._drop_unsent()
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("reqGlobalCancel", exc)
+            if self.governed and self.ib.client.isConnected():
+                return send_ahead(self.ib.client, lambda: original(*args, **kwargs))
             return original(*args, **kwargs)
 
         return reqGlobalCancel

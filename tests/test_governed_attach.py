@@ -374,3 +374,30 @@ window_s = 600.0
     carried = [e.payload for e in stored(sqlite_url, third.session_id)
                if e.kind == "governor_decision" and e.payload.reason == "CARRIED_OVER"]
     assert carried and carried[0].trading_state == "HALTED"
+
+
+def test_a_global_cancel_also_drops_what_is_still_queued_and_goes_first(sim, sqlite_url):
+    cfg = parse_config("[limits]\nmax_open_orders = 0\nmax_orders_per_sec = 0\nmax_orders_per_min = 0\n")
+    ib = IB()
+    rec = Recorder.attach(ib, sqlite_url, governor=cfg)
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=28, timeout=5)
+        assert wait_for(ib, lambda: not rec.reconciling and not rec.fold.reconciling, 10)
+        trades = [ib.placeOrder(aapl(), LimitOrder("BUY", 1, 50.0 + i / 100)) for i in range(80)]
+        queued = len(ib.client._msgQ)
+        ib.reqGlobalCancel()
+        assert len(ib.client._msgQ) == 0
+        assert wait_for(ib, lambda: all(t.orderStatus.status == "Cancelled" for t in trades), 15)
+        rec.flush()
+    finally:
+        ib.disconnect()
+        rec.close()
+    at_broker = placed_at_broker(sim)
+    dropped = [t.order.orderId for t in trades if t.order.orderId not in at_broker]
+    assert queued > 0 and len(dropped) == queued
+    wire_in = [f for d, _c, f in sim.wire_log if d == "in" and f]
+    global_at = next(i for i, f in enumerate(wire_in) if f[0] == "58")  # REQ_GLOBAL_CANCEL
+    assert not any(f[0] == "3" for f in wire_in[global_at:])  # no placement after the global cancel
+    envs = stored(sqlite_url, rec.session_id)
+    reasons = {e.payload.order_id: e.payload.reason for e in envs if e.kind == "cancel_order"}
+    assert sorted(reasons) == sorted(dropped) and all(r.startswith("DROPPED_UNSENT") for r in reasons.values())
