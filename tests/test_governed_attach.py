@@ -19,6 +19,7 @@ from ledger.governor_config import parse_config
 from ledger.iblib import IB, LimitOrder, MarketOrder, Stock
 from ledger.iblib import ib as client_library
 from ledger.recorder import Recorder
+from ledger.store import open_store
 from replay.simulator import Simulator
 from tests.recording_support import run_async, stored, wait_for
 
@@ -401,3 +402,21 @@ def test_a_global_cancel_also_drops_what_is_still_queued_and_goes_first(sim, sql
     envs = stored(sqlite_url, rec.session_id)
     reasons = {e.payload.order_id: e.payload.reason for e in envs if e.kind == "cancel_order"}
     assert sorted(reasons) == sorted(dropped) and all(r.startswith("DROPPED_UNSENT") for r in reasons.values())
+
+
+def test_a_governor_that_cannot_be_used_is_refused_at_attach(sqlite_url, tmp_path):
+    from ledger.engine import Engine
+    from ledger.governor_config import GovernorConfigError
+
+    bad = tmp_path / "risk.toml"
+    bad.write_text("[limits]\nmax_qtty = 5\n")
+    with pytest.raises(GovernorConfigError, match=r"risk\.toml: limits\.max_qtty: unknown key"):
+        Recorder.attach(IB(), sqlite_url, governor=str(bad))
+    with pytest.raises(GovernorConfigError, match="cannot read"):
+        Recorder.attach(IB(), sqlite_url, governor=str(tmp_path / "missing.toml"))
+    with pytest.raises(ValueError, match="either governor= .* or engine="):
+        Recorder.attach(IB(), sqlite_url, governor="default", engine=Engine())
+    with pytest.raises(TypeError, match="governor must be"):
+        Recorder.attach(IB(), sqlite_url, governor=42)
+    with open_store(sqlite_url) as st:
+        assert st.sessions() == []  # nothing was recorded by the refused attaches
