@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import sys
 import threading
@@ -99,7 +98,7 @@ from ledger import adapter
 from ledger import events as ev
 from ledger.events import Envelope, envelope
 from ledger.governor_config import dump_config
-from ledger.guard import DROPPED_UNSENT, OrderBlocked, resolve_governor, send_ahead, take_unsent_placements
+from ledger.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
 from ledger.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.reconcile import Reconciler
 from ledger.store import EventStore, open_store
@@ -221,14 +220,13 @@ class Recorder:
         )
         cfg = getattr(self.engine, "config", None)
         self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
-        self._kill_pending: list[tuple[str, ev.GovernorDecision]] = []
         self.carry_over = carry_over
         self.carried_from: str | None = None  # the earlier session of the account the governor learned from
-        self.dropped_unsent: set[tuple[int, int]] = set()  # (client id, order id) dropped by the kill switch
+        self.kill_switch = KillSwitch(self)
         self._writer.start()
         if self.governed:
             self.engine.sink = self._record_operator_decisions
-            self._subscribers.append(self._on_governed_event)
+            self._subscribers.append(self.kill_switch.on_event)
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -1057,71 +1055,6 @@ class Recorder:
         for d in decisions:
             self.record(d)
 
-    def _on_governed_event(self, env: Envelope, transitions: list, decisions: list) -> None:
-        p = env.payload
-        if type(p) is not ev.GovernorDecision or p.decision != "EMERGENCY_CANCEL":
-            return
-        self._kill_pending.append((event_ref(env), p))
-        loop = self._loop
-        if self._ctx is not None and loop is not None and not loop.is_closed():
-            # decided while recording a broker callback: cancel once the library has handled it
-            loop.call_soon(self._run_kills)
-        else:
-            self._run_kills()
-
-    def _run_kills(self) -> None:
-        """Carry out pending EMERGENCY_CANCELs: drop placements still queued in the client (never sent;
-        recorded as cancelled locally), then cancel each order ahead of the request queue."""
-        pending, self._kill_pending = self._kill_pending, []
-        if not pending or self._closed:
-            return
-        ib = self.ib
-        cid = self._client_id()
-        self._drop_unsent()
-        global_sent = False
-        for ref, d in pending:
-            fold = self.fold
-            view = fold.order_by_perm(d.perm_id) if d.perm_id else None
-            if view is None and d.order_id:
-                view = fold.order_for(d.client_id or cid, d.order_id)
-            if view is not None and (view.is_done or (view.client_id, view.order_id) in self.dropped_unsent):
-                continue
-            try:
-                with self.intent_context(causation_id=ref):
-                    if view is not None and view.client_id == cid and view.order_id:
-                        ib.cancelOrder(self._library_order(view))
-                    elif not global_sent:  # another client's or a manual order: only a global cancel reaches it
-                        global_sent = True
-                        send_ahead(ib.client, ib.reqGlobalCancel)
-            except Exception as exc:  # noqa: BLE001 - e.g. not connected: the decision stays recorded
-                log.error("emergency cancel %s could not be sent: %s", d.message, exc)
-
-    def _drop_unsent(self) -> None:
-        """Drop the placements still waiting in the client's request queue; each is recorded as a
-        ``cancel_order`` (reason ``DROPPED_UNSENT``) with its decision, and its ``Trade`` shows Cancelled."""
-        ib = self.ib
-        cid = self._client_id()
-        for oid in take_unsent_placements(ib.client):
-            log.warning("kill switch: order %s:%s was still queued in the client: dropped, never sent", cid, oid)
-            intent = ev.CancelOrder(order_id=oid, client_id=cid, reason=f"{DROPPED_UNSENT}: still queued in the "
-                                    "client when the kill switch ran; never sent to the broker")
-            with contextlib.suppress(RecorderError):
-                self._govern_intent(intent)
-            self._placed.pop((cid, oid), None)
-            self.dropped_unsent.add((cid, oid))
-            _mark_cancelled_locally(ib, oid, "dropped by the kill switch before it was sent")
-
-    def _library_order(self, view: Any) -> Any:
-        for t in self.ib.trades():
-            o = t.order
-            if (view.perm_id and o.permId == view.perm_id) or (
-                o.orderId == view.order_id and o.clientId in (view.client_id, 0)
-            ):
-                return o
-        from ledger.iblib import Order
-
-        return Order(orderId=view.order_id, clientId=view.client_id, permId=view.perm_id)
-
     def _global_cancel_hook(self, original: Callable[..., Any]) -> Any:
         def reqGlobalCancel(*args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
@@ -1130,7 +1063,7 @@ class Recorder:
                     if self.governed:
                         # placements still queued in the client would go out after the global cancel
                         # and be live: they are dropped instead (never sent)
-                        self._drop_unsent()
+                        self.kill_switch.drop_unsent()
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("reqGlobalCancel", exc)
             if self.governed and self.ib.client.isConnected():
@@ -1156,21 +1089,6 @@ class Recorder:
 
 
 _payload_encoder = msgspec.msgpack.Encoder()
-
-
-def _mark_cancelled_locally(ib: Any, order_id: int, message: str) -> None:
-    """Tell the strategy's ``Trade`` that an order that never left the client is cancelled (the library
-    would otherwise show it PendingSubmit forever). Nothing is recorded: the recorder already did."""
-    for trade in ib.trades():
-        if trade.order.orderId == order_id and trade.orderStatus.status not in ("Cancelled", "Filled"):
-            trade.orderStatus.status = "Cancelled"
-            with contextlib.suppress(Exception):
-                from ledger.iblib import ib as library
-
-                now = datetime.datetime.now(datetime.UTC)
-                trade.log.append(library.TradeLogEntry(time=now, status="Cancelled", message=message))
-            with contextlib.suppress(Exception):
-                trade.cancelledEvent.emit(trade)
 
 
 def _check_encodable(payload: ev.Event) -> None:
