@@ -14,8 +14,12 @@ The guard also carries out what the governor decides on its own: an ``EMERGENCY_
 breaker with ``breakers.emergency_cancel``, or ``Engine.halt(..., cancel_all=True)``) cancels the order
 through the same ``IB``. A cancel is a kill switch and must not wait behind the client's own request
 throttle (ib_insync / ib_async queue requests beyond 45 a second): it is sent at once, ahead of the
-queue, and placements still waiting in that queue (never sent) are dropped and recorded as blocked
-with reason ``DROPPED_UNSENT``.
+queue, and placements still waiting in that queue (never sent) are dropped and recorded as a
+``cancel_order`` with reason ``DROPPED_UNSENT``; a governed ``reqGlobalCancel`` drops them too (they
+would otherwise go out after it and be live).
+
+An intent the caller recorded itself (``rec.record(PlaceOrder(...))``, as :mod:`ledger.placement` does
+after its own pre-check) is taken as decided: the hook does not check it a second time.
 """
 
 from __future__ import annotations
