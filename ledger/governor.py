@@ -240,13 +240,13 @@ class Governor:
                 if p.con_id:
                     self._market_price[p.con_id] = p.price
                 if p.symbol:
-                    self._market_price[p.symbol.upper()] = p.price
+                    self._market_price[_sym_key(p.symbol, p.sec_type)] = p.price
         elif typ is ev.ExecDetails:
             if p.shares > 0 and _price_set(p.price):
                 if p.con_id:
                     self._last_price[p.con_id] = p.price
                 if p.symbol:
-                    self._last_price[p.symbol.upper()] = p.price
+                    self._last_price[_sym_key(p.symbol, p.sec_type)] = p.price
             self._learn_multiplier(p.con_id, p.contract)
         elif typ is ev.OpenOrder or typ is ev.CompletedOrder:
             self._learn_multiplier(p.con_id, p.contract)
@@ -380,11 +380,10 @@ class Governor:
 
     # --- pre-trade check -------------------------------------------------------------------------
 
-    def market_price(self, con_id: int = 0, symbol: str = "") -> float | None:
+    def market_price(self, con_id: int = 0, symbol: str = "", sec_type: str = "STK") -> float | None:
         """The latest recorded market price (``price_observed``) for the contract, or None."""
-        if con_id and con_id in self._market_price:
-            return self._market_price[con_id]
-        return self._market_price.get(symbol.upper()) if symbol else None
+        got = self._lookup(self._market_price, con_id, symbol, sec_type)
+        return got
 
     def open_orders(self) -> list[OrderView]:
         """Orders not done, in the order they became open (what ``max_open_orders`` counts)."""
@@ -478,7 +477,7 @@ class Governor:
                     f"and not in [prices].multipliers); qualify the contract or set [prices].multipliers.{symbol}",
                 )
             mult = 1.0
-        price, price_src = self._price(symbol, con_id, otype, lmt, aux)
+        price, price_src = self._price(symbol, sec_type, con_id, otype, lmt, aux)
         if price is not None:
             notional = qty * price * mult
             details["price"], details["price_source"] = price, price_src
@@ -564,7 +563,7 @@ class Governor:
         )
 
     def _price(
-        self, symbol: str, con_id: int, order_type: str, lmt: float | None, aux: float | None
+        self, symbol: str, sec_type: str, con_id: int, order_type: str, lmt: float | None, aux: float | None
     ) -> tuple[float | None, str]:
         """The price a notional check uses: the order's own (limit, or a stop's trigger), else the latest
         market price recorded for the contract, else its last execution price, else the reference."""
@@ -573,17 +572,23 @@ class Governor:
         if _price_set(aux) and (order_type.upper() in _AUX_IS_PRICE or not order_type):
             return aux, "stop"
         for table, source in ((self._market_price, "market"), (self._last_price, "last_fill")):
-            if con_id:
-                got = table.get(con_id)
-                if got is not None:
-                    return got, source
-            got = table.get(symbol)
+            got = self._lookup(table, con_id, symbol, sec_type)
             if got is not None:
                 return got, source
         ref = self.config.reference_prices.get(symbol)
         if ref is not None:
             return ref, "reference"
         return None, ""
+
+    @staticmethod
+    def _lookup(table: dict[int | str, float], con_id: int, symbol: str, sec_type: str) -> float | None:
+        """By con_id; else by symbol and security type -- but a derivative with a con_id never takes the
+        price of another contract on the same symbol (another strike, another expiry)."""
+        if con_id:
+            got = table.get(con_id)
+            if got is not None or (sec_type or "STK").upper() in _NEEDS_MULTIPLIER:
+                return got
+        return table.get(_sym_key(symbol, sec_type)) if symbol else None
 
     def _multiplier(self, symbol: str, con_id: int, contract: dict[str, Any]) -> float | None:
         """From the order's contract, else what the broker sent for the con_id, else the config; None
@@ -615,6 +620,11 @@ class Governor:
             if _SIDES.get(v.action.upper()) == sign and v.state in _CANCELLABLE | {sm.CREATED}:
                 pending += v.remaining if v.remaining > 0 else 0.0
         return position, pending
+
+
+def _sym_key(symbol: str, sec_type: str) -> str:
+    """Prices by symbol are kept per security type: an AAPL option is never priced at AAPL stock."""
+    return f"{symbol.upper()}|{(sec_type or 'STK').upper()}"
 
 
 def _as_multiplier(raw: Any) -> float | None:

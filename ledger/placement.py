@@ -203,7 +203,8 @@ class LiveSession:
         gov = self.engine.governor
         con_id = int(getattr(contract, "conId", 0) or 0)
         symbol = str(getattr(contract, "symbol", "") or "")
-        known = gov.market_price(con_id, symbol)
+        sec_type = str(getattr(contract, "secType", "") or "STK")
+        known = gov.market_price(con_id, symbol, sec_type)
         if known is not None:
             return QuoteOutcome(price=known, market_data_type=0, message="price already recorded")
         ib = self.ib
@@ -228,14 +229,14 @@ class LiveSession:
             ib.errorEvent += on_error
             try:
                 got = await self.until(
-                    lambda _f=failed: gov.market_price(con_id, symbol) is not None or bool(_f), timeout
+                    lambda _f=failed: gov.market_price(con_id, symbol, sec_type) is not None or bool(_f), timeout
                 )
             finally:
                 ib.errorEvent -= on_error
                 with contextlib.suppress(Exception):
                     ib.cancelMktData(contract)
             errors += failed
-            price = gov.market_price(con_id, symbol)
+            price = gov.market_price(con_id, symbol, sec_type)
             if price is not None:
                 break
             if not got:
@@ -244,7 +245,7 @@ class LiveSession:
             if not any(c in DELAYED_DATA_CODES for c in failed):
                 msg = f"quote for {symbol} refused (error {', '.join(map(str, failed))})"
                 return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
-        price = gov.market_price(con_id, symbol)
+        price = gov.market_price(con_id, symbol, sec_type)
         msg = f"snapshot quote {price:g}" if price is not None else f"no quote for {symbol}, even delayed"
         return self._quote_done(QuoteOutcome(price=price, market_data_type=mdt_used, errors=errors, message=msg))
 

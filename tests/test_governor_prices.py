@@ -47,6 +47,19 @@ def test_observation_for_another_contract_of_the_same_symbol_is_used_only_withou
     assert s.place(2, qty=100, price=None).details["price"] == 20.0
 
 
+def test_an_option_is_never_priced_at_its_underlying():
+    s = Session(CFG + "multipliers = { AAPL = 100 }\n")
+    s.event(ev.PriceObserved(con_id=265598, symbol="AAPL", sec_type="STK", price=190.0))
+    # an option on AAPL (its own con_id, no observation of its own): not 190 x 100, but the reference
+    d = s.place(1, qty=1, price=None, sec_type="OPT", con_id=7001)
+    assert (d.details["price_source"], d.details["price"]) == ("reference", 50.0)
+    s.event(ev.PriceObserved(con_id=7001, symbol="AAPL", sec_type="OPT", price=2.5))
+    d = s.place(2, qty=1, price=None, sec_type="OPT", con_id=7001)
+    assert (d.decision, d.details["price"], d.details["notional"]) == ("ALLOW", 2.5, 250.0)
+    # the stock still takes the stock's price
+    assert s.place(3, qty=1, price=None, sec_type="STK", con_id=265598).details["price"] == 190.0
+
+
 def test_unset_sentinels_are_no_price():
     s = Session(CFG)
     d = s.place(1, qty=10, price=UNSET, aux_price=UNSET, order_type="MKT")
