@@ -254,7 +254,9 @@ class Recorder:
         sent; intent and decision recorded). ``enforce=False``: shadow mode (recorded, never refused).
         Emergency cancels (breakers, ``engine.halt(..., cancel_all=True)``) go out through ``ib``.
 
-        Extra options: ``account`` (for ``session_started`` when attached before connect),
+        Extra options: ``carry_over`` (governed only, default True: fold the account's previous session
+        in at start, so a halt and the breaker windows carry over), ``account`` (for ``session_started``
+        when attached before connect),
         ``full_block_s``, ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
         ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
         GIL hand-offs between the IB loop and the writer thread; not touched by default).
@@ -933,7 +935,9 @@ class Recorder:
     def _place_hook(self, original: Callable[..., Any]) -> Any:
         def placeOrder(contract: Any, order: Any, *args: Any, **kwargs: Any) -> Any:
             blocked: ev.GovernorDecision | None = None
-            if not self._closed and self.ib.client.isReady():
+            client = self.ib.client
+            # governed: also in the moment between the socket and the API being up (the library would send)
+            if not self._closed and (client.isReady() or (self.governed and client.isConnected())):
                 try:
                     if not getattr(order, "orderId", 0):
                         # the id the library would assign, assigned first so the intent carries it
