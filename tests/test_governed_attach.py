@@ -122,8 +122,10 @@ def test_a_typical_strategy_under_the_governor(sim, sqlite_url, tmp_path):
     # MKT priced from the market if the simulator sent prices, else from the reference; STP at its stop
     (m,) = by_order[mkt.order.orderId]
     assert m.decision == "ALLOW"
-    if observed:
-        assert (m.details["price_source"], m.details["price"]) == ("market", observed[-1])
+    mkt_seq = next(e.seq for e in envs if e.kind == "place_order" and e.payload.order_id == mkt.order.orderId)
+    before = [e.payload.price for e in envs if e.kind == "price_observed" and e.seq < mkt_seq]
+    if observed or before:
+        assert (m.details["price_source"], m.details["price"]) == ("market", before[-1])
     else:
         assert (m.details["price_source"], m.details["price"]) == ("reference", 150.0)
     (s,) = by_order[stp.order.orderId]

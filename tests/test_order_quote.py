@@ -44,11 +44,14 @@ class PaperDataSimulator(Simulator):
         self.snapshot_requests: list[tuple[int, int]] = []  # (reqId, market data type asked)
 
     def _dispatch(self, conn, req) -> None:
-        if isinstance(req, P.Unknown) and req.msg_id == REQ_MARKET_DATA_TYPE:
-            self.data_type[conn.client_id] = int(req.fields[2])
+        # the raw fields of this request (logged just before dispatch), whatever the decoder makes of them
+        _direction, _cid, fields = self.wire_log[-1]
+        msg_id = int(fields[0])
+        if msg_id == REQ_MARKET_DATA_TYPE:
+            self.data_type[conn.client_id] = int(fields[2])
             return
-        if isinstance(req, P.Unknown) and req.msg_id == REQ_MKT_DATA:
-            req_id = int(req.fields[2])
+        if msg_id == REQ_MKT_DATA:
+            req_id = int(fields[2])
             mdt = self.data_type.get(conn.client_id, 1)
             self.snapshot_requests.append((req_id, mdt))
             if mdt == 1:
