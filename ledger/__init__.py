@@ -6,7 +6,7 @@ from typing import Any
 
 from ledger.version import __version__
 
-__all__ = ["Recorder", "__version__"]
+__all__ = ["OrderBlocked", "Recorder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,4 +15,8 @@ def __getattr__(name: str) -> Any:
         from ledger.live.recorder import Recorder
 
         return Recorder
+    if name == "OrderBlocked":
+        from ledger.live.guard import OrderBlocked
+
+        return OrderBlocked
     raise AttributeError(f"module 'ledger' has no attribute {name!r}")

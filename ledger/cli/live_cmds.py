@@ -233,6 +233,7 @@ def order_cmd(
             order = LimitOrder(action, quantity, limit, orderRef=order_ref, tif=tif)
         else:
             order = MarketOrder(action, quantity, orderRef=order_ref, tif=tif)
+            await sess.quote(contract)  # a recorded market price for the governor's notional check
         return await sess.place(contract, order, timeout=timeout)
 
     result = _run_session(settings, store, gov, body, linger=linger)

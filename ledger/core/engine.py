@@ -27,6 +27,8 @@ Protocol for a live caller (the recorder) -- the replayer relies on it to re-che
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ledger.core.events import Envelope, GovernorDecision
 from ledger.core.fold import LedgerFold, OrderView, Transition
 from ledger.core.governor import (
@@ -55,6 +57,9 @@ class Engine:
         self.fold = LedgerFold()
         self.governor = Governor(config, self.fold)
         self.events = 0
+        # set by a governed recorder: operator decisions (halt / resume / reduce) are recorded through it
+        # (and emergency cancels carried out) the moment they are made; without one the caller records them
+        self.sink: Callable[[list[GovernorDecision]], None] | None = None
 
     @property
     def config(self) -> GovernorConfig:
@@ -94,12 +99,17 @@ class Engine:
     def halt(self, reason: str, now_ns: int = 0, cancel_all: bool = False) -> list[GovernorDecision]:
         """Kill switch: HALTED (no new orders, no modifies); with ``cancel_all`` an EMERGENCY_CANCEL per
         order that may be live. ``now_ns`` is accepted for symmetry; the decision's time is its envelope's."""
-        return self.governor.set_state(HALTED, MANUAL_HALT, reason, cancel_all)
+        return self._operator(self.governor.set_state(HALTED, MANUAL_HALT, reason, cancel_all))
 
     def resume(self, reason: str, now_ns: int = 0) -> list[GovernorDecision]:
         """Back to ACTIVE; clears a recorder fault and the breaker windows."""
-        return self.governor.set_state("ACTIVE", MANUAL_RESUME, reason)
+        return self._operator(self.governor.set_state("ACTIVE", MANUAL_RESUME, reason))
 
     def reduce(self, reason: str, now_ns: int = 0) -> list[GovernorDecision]:
         """REDUCING: only orders that reduce a position are allowed."""
-        return self.governor.set_state(REDUCING, MANUAL_REDUCING, reason)
+        return self._operator(self.governor.set_state(REDUCING, MANUAL_REDUCING, reason))
+
+    def _operator(self, decisions: list[GovernorDecision]) -> list[GovernorDecision]:
+        if self.sink is not None:
+            self.sink(decisions)
+        return decisions

@@ -266,6 +266,22 @@ class ReconcileEnded(Event, tag="reconcile_ended"):
     positions: int = 0
 
 
+class PriceObserved(Event, tag="price_observed"):
+    """A market price seen for a contract (a tick of the strategy's own market data, or a snapshot quote).
+
+    The governor prices market and stop orders from the latest one per contract; the recorder keeps at
+    most one per contract per interval and only on a move, so a busy feed does not flood the store."""
+
+    con_id: int = 0
+    symbol: str = ""
+    sec_type: str = ""
+    price: float = 0.0
+    tick: str = ""  # last | bid | ask | close | mark | ... (the tick type's name)
+    tick_type: int = 0
+    market_data_type: int = 1  # 1 live, 2 frozen, 3 delayed, 4 delayed-frozen
+    origin: str = "tick"  # tick (the strategy's subscription) | snapshot (a one-off quote)
+
+
 class RecorderFault(Event, tag="recorder_fault"):
     """The recorder could not keep up or the store failed: the governor stops new orders."""
 
@@ -300,6 +316,7 @@ PAYLOAD_TYPES: tuple[type[Event], ...] = (
     ReconcileStarted,
     ReconcileEnded,
     RecorderFault,
+    PriceObserved,
 )
 
 Payload = (
@@ -329,6 +346,7 @@ Payload = (
     | ReconcileStarted
     | ReconcileEnded
     | RecorderFault
+    | PriceObserved
 )
 
 KINDS: dict[str, type[Event]] = {t.__struct_config__.tag: t for t in PAYLOAD_TYPES}  # type: ignore[misc]

@@ -52,11 +52,13 @@ OK = "OK"
 # BLOCK reason codes, in the order the rules are checked (the first failing rule decides).
 RECORDER_FAULT = "RECORDER_FAULT"
 RECONCILING = "RECONCILING"
+LEDGER_STALE = "LEDGER_STALE"
 HALTED_REASON = "HALTED"
 SYMBOL_DENIED = "SYMBOL_DENIED"
 SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
 INVALID_ORDER = "INVALID_ORDER"
 MAX_QTY = "MAX_QTY"
+UNKNOWN_MULTIPLIER = "UNKNOWN_MULTIPLIER"
 MARKET_ORDER_NO_PRICE = "MARKET_ORDER_NO_PRICE"
 MAX_NOTIONAL = "MAX_NOTIONAL"
 REDUCING_ONLY = "REDUCING_ONLY"
@@ -64,8 +66,9 @@ MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
 RATE_LIMIT_SEC = "RATE_LIMIT_SEC"
 RATE_LIMIT_MIN = "RATE_LIMIT_MIN"
 BLOCK_REASONS: tuple[str, ...] = (
-    RECORDER_FAULT, RECONCILING, HALTED_REASON, SYMBOL_DENIED, SYMBOL_NOT_ALLOWED, INVALID_ORDER, MAX_QTY,
-    MARKET_ORDER_NO_PRICE, MAX_NOTIONAL, REDUCING_ONLY, MAX_OPEN_ORDERS, RATE_LIMIT_SEC, RATE_LIMIT_MIN,
+    RECORDER_FAULT, RECONCILING, LEDGER_STALE, HALTED_REASON, SYMBOL_DENIED, SYMBOL_NOT_ALLOWED, INVALID_ORDER,
+    MAX_QTY, UNKNOWN_MULTIPLIER, MARKET_ORDER_NO_PRICE, MAX_NOTIONAL, REDUCING_ONLY, MAX_OPEN_ORDERS,
+    RATE_LIMIT_SEC, RATE_LIMIT_MIN,
 )  # fmt: skip
 
 # STATE_CHANGE / EMERGENCY_CANCEL reasons
@@ -89,11 +92,20 @@ _CANCELLABLE = frozenset(
     {sm.UNCONFIRMED, sm.UNKNOWN, sm.PENDING_SUBMIT_STATE, sm.WORKING, sm.PARTIALLY_FILLED, sm.INACTIVE_STATE}
 )
 _PRECHECK_ACTIONS = frozenset({"place", "modify", "cancel"})
+_SHADOW = frozenset({"shadow_place", "shadow_modify"})
+# Contracts whose notional depends on a multiplier: never priced x1 by guess.
+_NEEDS_MULTIPLIER = frozenset({"FUT", "OPT", "FOP", "FWD", "WAR", "IOPT"})
+# Order types whose aux price is a trigger price (a fair estimate of where they execute); for the others
+# (TRAIL: a trailing amount, REL: an offset...) the aux price is not a price at all.
+_AUX_IS_PRICE = frozenset({"STP", "STP PRT", "MIT", "STP LMT", "LIT"})
+# ib_insync / ib_async fill unset prices with IB's UNSET_DOUBLE (sys.float_info.max): a finite number
+# that is no price. Anything this large is treated as "not set".
+_NO_PRICE_ABOVE = 1e300
 
 
 def is_precheck(d: GovernorDecision) -> bool:
     """An ALLOW / BLOCK answer to an intent (as opposed to a state change or an emergency cancel)."""
-    return d.decision in ("ALLOW", "BLOCK") and d.action in _PRECHECK_ACTIONS
+    return d.decision in ("ALLOW", "BLOCK") and (d.action in _PRECHECK_ACTIONS or d.action in _SHADOW)
 
 
 _INF = math.inf
@@ -102,6 +114,11 @@ _INF = math.inf
 def _finite(x: float | None) -> bool:
     cls = x.__class__
     return (cls is float or cls is int) and -_INF < x < _INF  # type: ignore[operator]
+
+
+def _price_set(x: float | None) -> bool:
+    """A usable price: a finite positive number that is not IB's unset sentinel."""
+    return _finite(x) and 0 < x < _NO_PRICE_ABOVE  # type: ignore[operator]
 
 
 def _clean(details: dict[str, Any]) -> dict[str, float | int | str]:
@@ -172,7 +189,11 @@ class Governor:
         self._deny = frozenset(cfg.deny_symbols)
         self._allow = frozenset(cfg.allow_symbols)
         self._open: dict[str, OrderView] = {}  # orders not done, in order of becoming open
-        self._last_price: dict[str, float] = {}  # symbol -> last execution price
+        # latest prices by con_id (int) and by symbol (str): market observations and execution prices
+        self._market_price: dict[int | str, float] = {}
+        self._last_price: dict[int | str, float] = {}
+        self._wire_multiplier: dict[int, float] = {}  # con_id -> multiplier the broker sent
+        self.stale = False  # disconnected / 1100 / 1101 until the reconciliation that follows ended
         self._n_anomalies = 0
         self._session = ""
         self._session_client: dict[str, int] = {}
@@ -214,17 +235,34 @@ class Governor:
                     del self._open[key]
         elif typ is ev.GovernorDecision:
             self._on_decision(p, ns)
+        elif typ is ev.PriceObserved:
+            if _price_set(p.price):
+                if p.con_id:
+                    self._market_price[p.con_id] = p.price
+                if p.symbol:
+                    self._market_price[_sym_key(p.symbol, p.sec_type)] = p.price
         elif typ is ev.ExecDetails:
-            if p.shares > 0 and _finite(p.price) and p.price > 0 and p.symbol:
-                self._last_price[p.symbol.upper()] = p.price
+            if p.shares > 0 and _price_set(p.price):
+                if p.con_id:
+                    self._last_price[p.con_id] = p.price
+                if p.symbol:
+                    self._last_price[_sym_key(p.symbol, p.sec_type)] = p.price
+            self._learn_multiplier(p.con_id, p.contract)
+        elif typ is ev.OpenOrder or typ is ev.CompletedOrder:
+            self._learn_multiplier(p.con_id, p.contract)
+        elif typ is ev.Disconnected:
+            self.stale = True
         elif typ is ev.Error:
             code = p.code
+            if code == 1100 or code == 1101:  # connectivity lost / restored with data lost
+                self.stale = True
             if not (1100 <= code <= 1300 or 2100 <= code <= 2199 or code in self._ignored_errors):
                 self._trip(BREAKER_ERRORS, ns, env, out)
         elif typ is ev.RecorderFault:
             if self.config.state.block_after_recorder_fault:
                 self.recorder_fault = True
         elif typ is ev.ReconcileEnded:
+            self.stale = False
             if p.ok and not p.unknown:
                 self.recorder_fault = False
         elif typ is ev.SessionStarted:
@@ -236,9 +274,16 @@ class Governor:
             self._session_client[env.session_id] = p.client_id
         return out
 
+    def _learn_multiplier(self, con_id: int, contract: dict[str, Any]) -> None:
+        if con_id and contract:
+            m = _as_multiplier(contract.get("multiplier"))
+            if m is not None:
+                self._wire_multiplier[con_id] = m
+
     def _on_decision(self, p: GovernorDecision, ns: int) -> None:
-        if p.decision == "ALLOW":
-            if p.action == "place" or p.action == "modify":
+        if p.decision == "ALLOW" or p.action in _SHADOW:
+            # a shadow BLOCK (state.enforce = false) did not stop the order: it counts like an ALLOW
+            if p.action == "place" or p.action == "modify" or p.action in _SHADOW:
                 self._rate_sec.add(ns)
                 self._rate_min.add(ns)
         elif p.decision == "STATE_CHANGE" and p.reason in _INPUT:
@@ -326,7 +371,19 @@ class Governor:
             out.extend(self._emergency(reason))
         return out
 
+    def carry_state(self, state: str) -> None:
+        """The trading state an earlier session of the account ended in (read from its recorded
+        decisions). The next ``session_started`` records it as ``CARRIED_OVER``, which is how a replay of
+        the new session alone learns it."""
+        if state in (ACTIVE, HALTED, REDUCING):
+            self.trading_state = state
+
     # --- pre-trade check -------------------------------------------------------------------------
+
+    def market_price(self, con_id: int = 0, symbol: str = "", sec_type: str = "STK") -> float | None:
+        """The latest recorded market price (``price_observed``) for the contract, or None."""
+        got = self._lookup(self._market_price, con_id, symbol, sec_type)
+        return got
 
     def open_orders(self) -> list[OrderView]:
         """Orders not done, in the order they became open (what ``max_open_orders`` counts)."""
@@ -378,6 +435,12 @@ class Governor:
             return block(base, details, RECORDER_FAULT, "the recorder reported a fault: events may be lost")
         if cfg.state.block_while_reconciling and self.fold.reconciling:
             return block(base, details, RECONCILING, "reconciliation in progress: the ledger is not complete yet")
+        if cfg.state.block_while_reconciling and self.stale:
+            return block(
+                base, details, LEDGER_STALE,
+                "the connection was lost (disconnect or error 1100/1101): the ledger may miss what happened "
+                "meanwhile; new orders wait until the reconciliation after the reconnect has ended",
+            )
         state = self.trading_state
         if state == HALTED:
             return block(base, details, HALTED_REASON, "trading is halted")
@@ -402,9 +465,20 @@ class Governor:
         if max_qty > 0 and qty > max_qty:
             details["limit"], details["value"] = max_qty, qty
             return block(base, details, MAX_QTY, f"quantity {qty:g} exceeds max_qty {max_qty:g}")
-        price, price_src = self._price(symbol, lmt, aux)
+        con_id = intent.con_id or (view.con_id if view is not None else 0)
+        sec_type = (intent.sec_type or str((intent.contract or {}).get("secType") or "")).upper()
+        mult = self._multiplier(symbol, con_id, intent.contract)
+        if mult is None:
+            if sec_type in _NEEDS_MULTIPLIER:
+                details["sec_type"] = sec_type
+                return block(
+                    base, details, UNKNOWN_MULTIPLIER,
+                    f"{sec_type} {symbol or '(no symbol)'}: contract multiplier unknown (not on the order's contract "
+                    f"and not in [prices].multipliers); qualify the contract or set [prices].multipliers.{symbol}",
+                )
+            mult = 1.0
+        price, price_src = self._price(symbol, sec_type, con_id, otype, lmt, aux)
         if price is not None:
-            mult = self._multiplier(symbol, intent.contract)
             notional = qty * price * mult
             details["price"], details["price_source"] = price, price_src
             details["multiplier"], details["notional"] = mult, notional
@@ -423,7 +497,10 @@ class Governor:
                 base,
                 details,
                 MARKET_ORDER_NO_PRICE,
-                f"no limit price and no reference or last price for {symbol or '(no symbol)'}: notional unknown",
+                f"no price known for {otype or 'the'} order on {symbol or '(no symbol)'}: notional unknown. "
+                f"Subscribe market data for the contract before placing (reqMktData: its ticks are recorded "
+                f"as prices), set [prices].reference.{symbol or 'SYMBOL'} in the governor config, or use a "
+                f"limit order",
             )
         if state == REDUCING:
             own = view.key if view is not None else ""
@@ -464,6 +541,10 @@ class Governor:
         self, decision: str, reason: str, msg: str, base: tuple[str, int, int, int, str], details: dict[str, Any]
     ) -> GovernorDecision:
         action, order_id, client_id, perm_id, symbol = base
+        if decision == "BLOCK" and not self.config.state.enforce:
+            # shadow mode: "would have blocked"; the order goes out, and the fold does not take it for blocked
+            action = f"shadow_{action}"
+            details["shadow"] = 1
         for v in details.values():
             if type(v) is float and not math.isfinite(v):
                 details = _clean(details)
@@ -481,29 +562,45 @@ class Governor:
             details=details,
         )
 
-    def _price(self, symbol: str, lmt: float | None, aux: float | None) -> tuple[float | None, str]:
-        if _finite(lmt) and lmt > 0:  # type: ignore[operator]
+    def _price(
+        self, symbol: str, sec_type: str, con_id: int, order_type: str, lmt: float | None, aux: float | None
+    ) -> tuple[float | None, str]:
+        """The price a notional check uses: the order's own (limit, or a stop's trigger), else the latest
+        market price recorded for the contract, else its last execution price, else the reference."""
+        if _price_set(lmt):
             return lmt, "limit"
-        if _finite(aux) and aux > 0:  # type: ignore[operator]
+        if _price_set(aux) and (order_type.upper() in _AUX_IS_PRICE or not order_type):
             return aux, "stop"
+        for table, source in ((self._market_price, "market"), (self._last_price, "last_fill")):
+            got = self._lookup(table, con_id, symbol, sec_type)
+            if got is not None:
+                return got, source
         ref = self.config.reference_prices.get(symbol)
-        last = self._last_price.get(symbol)
-        if ref is None and last is None:
-            return None, ""
-        if last is None or (ref is not None and ref >= last):
+        if ref is not None:
             return ref, "reference"
-        return last, "last_fill"
+        return None, ""
 
-    def _multiplier(self, symbol: str, contract: dict[str, Any]) -> float:
-        raw = contract.get("multiplier") if contract else None
-        if raw not in (None, ""):
-            try:
-                m = float(raw)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                m = 0.0
-            if math.isfinite(m) and m > 0:
+    @staticmethod
+    def _lookup(table: dict[int | str, float], con_id: int, symbol: str, sec_type: str) -> float | None:
+        """By con_id; else by symbol and security type -- but a derivative with a con_id never takes the
+        price of another contract on the same symbol (another strike, another expiry)."""
+        if con_id:
+            got = table.get(con_id)
+            if got is not None or (sec_type or "STK").upper() in _NEEDS_MULTIPLIER:
+                return got
+        return table.get(_sym_key(symbol, sec_type)) if symbol else None
+
+    def _multiplier(self, symbol: str, con_id: int, contract: dict[str, Any]) -> float | None:
+        """From the order's contract, else what the broker sent for the con_id, else the config; None
+        when none of them knows it."""
+        m = _as_multiplier(contract.get("multiplier") if contract else None)
+        if m is not None:
+            return m
+        if con_id:
+            m = self._wire_multiplier.get(con_id)
+            if m is not None:
                 return m
-        return self.config.multipliers.get(symbol, 1.0)
+        return self.config.multipliers.get(symbol)
 
     def _exposure(self, symbol: str, intent: ev.PlaceOrder, sign: int, own_key: str) -> tuple[float, float]:
         """(net position in ``symbol`` [for the intent's account / con_id], working qty on the same side)."""
@@ -523,3 +620,18 @@ class Governor:
             if _SIDES.get(v.action.upper()) == sign and v.state in _CANCELLABLE | {sm.CREATED}:
                 pending += v.remaining if v.remaining > 0 else 0.0
         return position, pending
+
+
+def _sym_key(symbol: str, sec_type: str) -> str:
+    """Prices by symbol are kept per security type: an AAPL option is never priced at AAPL stock."""
+    return f"{symbol.upper()}|{(sec_type or 'STK').upper()}"
+
+
+def _as_multiplier(raw: Any) -> float | None:
+    if raw in (None, ""):
+        return None
+    try:
+        m = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return m if math.isfinite(m) and 0 < m < _NO_PRICE_ABOVE else None

@@ -68,6 +68,8 @@ class StateConfig(Struct, frozen=True, kw_only=True):
     initial: str = "ACTIVE"
     block_while_reconciling: bool = True
     block_after_recorder_fault: bool = True
+    # false = shadow mode: a BLOCK is recorded (action shadow_place / shadow_modify) but nothing is refused
+    enforce: bool = True
 
 
 _DEFAULT_IGNORED_ERRORS = (
@@ -93,6 +95,10 @@ class GovernorConfig(Struct, frozen=True, kw_only=True):
     deny_symbols: tuple[str, ...] = ()
     reference_prices: dict[str, float] = field(default_factory=dict)
     multipliers: dict[str, float] = field(default_factory=dict)
+    # price observations the recorder keeps from the strategy's market data: at most one per contract
+    # per ``observe_interval_s``, and only when the price moved by more than ``observe_move`` (a fraction)
+    observe_interval_s: float = 1.0
+    observe_move: float = 0.0005
     state: StateConfig = field(default_factory=StateConfig)
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
 
@@ -115,8 +121,10 @@ _SPEC: dict[str, dict[str, str]] = {
     },
     "symbols": {"allow": "symbol_list", "deny": "symbol_list"},
     "symbol_limits": {},  # symbol -> {max_qty, max_notional}
-    "prices": {"reference": "num_map", "multipliers": "num_map"},
-    "state": {"initial": "state", "block_while_reconciling": "bool", "block_after_recorder_fault": "bool"},
+    "prices": {"reference": "num_map", "multipliers": "num_map", "observe_interval_s": "num", "observe_move": "num"},
+    "state": {
+        "initial": "state", "block_while_reconciling": "bool", "block_after_recorder_fault": "bool", "enforce": "bool",
+    },
     "breakers": {
         "window_s": "num",
         "max_rejections": "int",
@@ -276,6 +284,7 @@ def _parse(data: dict[str, Any]) -> GovernorConfig:
         deny_symbols=symbols.get("deny", ()),
         reference_prices=prices.get("reference", {}),
         multipliers=prices.get("multipliers", {}),
+        **{k: prices[k] for k in ("observe_interval_s", "observe_move") if k in prices},
         state=StateConfig(**parsed["state"]),
         breakers=BreakerConfig(**breakers),
     )
@@ -349,7 +358,9 @@ def dump_config(config: GovernorConfig) -> str:
         f"deny = {_toml_value(config.deny_symbols)}",
     ]
     lines += ["", "[prices]", f"reference = {_toml_value(config.reference_prices)}"]
-    lines += [f"multipliers = {_toml_value(config.multipliers)}", "", "[state]"]
+    lines += [f"multipliers = {_toml_value(config.multipliers)}"]
+    lines += [f"observe_interval_s = {_toml_value(config.observe_interval_s)}"]
+    lines += [f"observe_move = {_toml_value(config.observe_move)}", "", "[state]"]
     lines += [f"{k} = {_toml_value(getattr(st, k))}" for k in st.__struct_fields__]
     lines += ["", "[breakers]"]
     lines += [f"{k} = {_toml_value(getattr(br, k))}" for k in br.__struct_fields__]

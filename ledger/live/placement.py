@@ -40,6 +40,7 @@ import msgspec
 from ledger.core import events as ev
 from ledger.core.engine import Engine, event_id
 from ledger.core.fold import OrderView
+from ledger.core.prices import DELAYED_DATA_CODES
 from ledger.ib import adapter
 from ledger.ib.settings import ConnectError, ConnectionSettings, SettingsError, check_account, connect_client
 from ledger.live.monitor import (
@@ -57,7 +58,7 @@ from ledger.live.monitor import (
 
 log = logging.getLogger("ledger.live.placement")
 
-__all__ = ["CancelAllReport", "CancelOutcome", "LiveSession", "open_session"]
+__all__ = ["CancelAllReport", "CancelOutcome", "LiveSession", "QuoteOutcome", "open_session"]
 
 
 class CancelOutcome(msgspec.Struct, kw_only=True):
@@ -73,6 +74,13 @@ class CancelOutcome(msgspec.Struct, kw_only=True):
     broker_status: str
     filled: float
     verdict: str  # CANCELLED | FILLED | REJECTED | INACTIVE | UNKNOWN (not confirmed in time)
+
+
+class QuoteOutcome(msgspec.Struct, kw_only=True):
+    price: float | None
+    market_data_type: int  # 1 live, 3 delayed, 4 delayed-frozen; 0 = already known, nothing asked
+    errors: list[int] = msgspec.field(default_factory=list)
+    message: str = ""
 
 
 class CancelAllReport(msgspec.Struct, kw_only=True):
@@ -183,6 +191,80 @@ class LiveSession:
             if i_env is not None:  # not sent and not recorded (not connected): nothing happened
                 d_env = rec.record(decision, causation_id=event_id(i_env))
         return decision, d_env
+
+    # --- market prices ---------------------------------------------------------------------------
+
+    async def quote(self, contract: Any, timeout: float = 3.0) -> QuoteOutcome:
+        """One snapshot quote for ``contract``, recorded (as ``price_observed``) before a market order's
+        pre-check. Paper accounts often have no live subscription: on errors 10089 / 354 / 10167 the
+        quote is asked again as delayed data (``reqMarketDataType(3)``, then 4 = delayed-frozen).
+        No answer within ``timeout`` per attempt, or another error, ends it: the outcome says why and the
+        governor decides on what it knows (and says how to fix a missing price)."""
+        gov = self.engine.governor
+        con_id = int(getattr(contract, "conId", 0) or 0)
+        symbol = str(getattr(contract, "symbol", "") or "")
+        sec_type = str(getattr(contract, "secType", "") or "STK")
+        known = gov.market_price(con_id, symbol, sec_type)
+        if known is not None:
+            return QuoteOutcome(price=known, market_data_type=0, message="price already recorded")
+        ib = self.ib
+        errors: list[int] = []
+        mdt_used = 1
+        for mdt in (1, 3, 4):
+            if mdt != 1:
+                ib.reqMarketDataType(mdt)
+                mdt_used = mdt
+            try:
+                ticker = await self._request_snapshot(contract, timeout)
+            except Exception as exc:  # noqa: BLE001 - e.g. ib_async refuses a contract without conId
+                msg = f"cannot ask a quote for {symbol}: {exc}"
+                return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
+            req_ids = {r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker}
+            failed: list[int] = []
+
+            def on_error(req_id: int, code: int, *_: Any, _ids: set = req_ids, _failed: list = failed) -> None:
+                if req_id in _ids:
+                    _failed.append(code)
+
+            ib.errorEvent += on_error
+            try:
+                got = await self.until(
+                    lambda _f=failed: gov.market_price(con_id, symbol, sec_type) is not None or bool(_f), timeout
+                )
+            finally:
+                ib.errorEvent -= on_error
+                with contextlib.suppress(Exception):
+                    ib.cancelMktData(contract)
+            errors += failed
+            price = gov.market_price(con_id, symbol, sec_type)
+            if price is not None:
+                break
+            if not got:
+                msg = f"no quote for {symbol} within {timeout:g}s (market data type {mdt})"
+                return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
+            if not any(c in DELAYED_DATA_CODES for c in failed):
+                msg = f"quote for {symbol} refused (error {', '.join(map(str, failed))})"
+                return self._quote_done(QuoteOutcome(price=None, market_data_type=mdt, errors=errors, message=msg))
+        price = gov.market_price(con_id, symbol, sec_type)
+        msg = f"snapshot quote {price:g}" if price is not None else f"no quote for {symbol}, even delayed"
+        return self._quote_done(QuoteOutcome(price=price, market_data_type=mdt_used, errors=errors, message=msg))
+
+    async def _request_snapshot(self, contract: Any, timeout: float) -> Any:
+        """``reqMktData(snapshot=True)``; ib_async insists on a conId: qualify the contract first then."""
+        try:
+            return self.ib.reqMktData(contract, "", True, False)
+        except ValueError:
+            if getattr(contract, "conId", 0):
+                raise
+        await asyncio.wait_for(self.ib.qualifyContractsAsync(contract), timeout)
+        return self.ib.reqMktData(contract, "", True, False)
+
+    def _quote_done(self, q: QuoteOutcome) -> QuoteOutcome:
+        if q.market_data_type not in (0, 1):
+            with contextlib.suppress(Exception):
+                self.ib.reqMarketDataType(1)  # back to live data for whatever the session does next
+        log.info("quote: %s", q.message)
+        return q
 
     # --- placing ---------------------------------------------------------------------------------
 

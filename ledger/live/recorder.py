@@ -17,7 +17,18 @@ or asyncio use, before or after ``connect()``):
   (client id, order id) and only makes it ``last_intent``. ``intent_context()`` puts a correlation /
   causation id on the intents the hooks record;
 * ``ib.disconnect``: ``Disconnected`` before the library closes the socket. Server-side drops arrive
-  through ``connectionClosed`` with the reason the client reported (``apiError``).
+  through ``connectionClosed`` with the reason the client reported (``apiError``);
+* ``ib.wrapper.priceSizeTick`` (both libraries' TICK_PRICE callback): prices of the strategy's own
+  market-data subscriptions become ``price_observed`` events, sampled per contract
+  (:class:`~ledger.core.prices.PriceSampler`): the governor prices market orders from them.
+
+With ``governor=`` (:mod:`ledger.live.guard`) ``placeOrder`` is checked before it is sent: pre-check, intent,
+decision (caused by the intent), then the original call on ALLOW or :class:`~ledger.live.guard.OrderBlocked`
+on BLOCK; an order that cannot be checked is not sent either (fail closed). The governor's emergency
+cancels and ``engine.halt(..., cancel_all=True)`` go out through the same ``IB``, ahead of the client's
+request throttle, and placements still waiting in that throttle queue are dropped (never sent) and
+recorded as cancelled (``DROPPED_UNSENT``). The account's previous session is folded into the engine at
+start, so the trading state and the breaker windows carry over.
 
 The session starts with ``session_started`` (library and version, client id, host, port, account,
 server version, config hash, ibledger version, mode). Attached to a connected client it is written at
@@ -90,8 +101,10 @@ import msgspec
 from ledger.core import events as ev
 from ledger.core.events import Envelope, envelope
 from ledger.core.governor_config import dump_config
+from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
 from ledger.ib.reconcile import Reconciler
+from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
 from ledger.version import __version__ as IBLEDGER_VERSION
@@ -103,6 +116,7 @@ __all__ = ["Recorder", "RecorderError", "event_ref"]
 Subscriber = Callable[[Envelope, list, list], None]
 
 _MAX_DECISION_DEPTH = 8
+_PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
 
 
 class RecorderError(RuntimeError):
@@ -116,10 +130,10 @@ def event_ref(env: Envelope) -> str:
     return event_id(env)
 
 
-def _default_engine() -> Any:
+def _default_engine(config: Any = None) -> Any:
     from ledger.core.engine import Engine
 
-    return Engine()
+    return Engine(config)
 
 
 class Recorder:
@@ -143,6 +157,9 @@ class Recorder:
         max_batch: int = 100,
         switch_interval: float | None = None,
         writer: str = "thread",
+        governor: Any = None,
+        enforce: bool = True,
+        carry_over: bool = True,
     ) -> None:
         if writer not in ("thread", "process"):
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
@@ -164,7 +181,13 @@ class Recorder:
                     f"session {self.session_id} already has events in {self.store.url}: "
                     f"a recording session id is used once; pass a new one (or none)"
                 )
-            self.engine = engine if engine is not None else _default_engine()
+            gov_config = resolve_governor(governor, enforce)
+            if gov_config is not None and engine is not None:
+                raise ValueError("pass either governor= (the recorder builds the engine) or engine=, not both")
+            self.engine = engine if engine is not None else _default_engine(gov_config)
+            self.governed = gov_config is not None
+            if self.governed and not config_hash:
+                config_hash = gov_config.digest()  # type: ignore[union-attr]
         except BaseException:
             if self._own_store:
                 self.store.close()
@@ -217,7 +240,15 @@ class Recorder:
             name=f"ibledger-writer-{self.session_id[:8]}",
         )
         self._writer.add_listener(self._after_commit)
+        cfg = getattr(self.engine, "config", None)
+        self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
+        self.carry_over = carry_over
+        self.carried_from: str | None = None  # the earlier session of the account the governor learned from
+        self.kill_switch = KillSwitch(self)
         self._writer.start()
+        if self.governed:
+            self.engine.sink = self._record_operator_decisions
+            self._subscribers.append(self.kill_switch.on_event)
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -233,11 +264,21 @@ class Recorder:
         mode: str = "paper",
         queue_size: int = 10_000,
         reconcile: bool = True,
+        governor: Any = None,
+        enforce: bool = True,
         **options: Any,
     ) -> Recorder:
         """Start recording ``ib`` (connected or not) into ``store`` (an EventStore or a URL).
 
-        Extra options: ``account`` (for ``session_started`` when attached before connect),
+        ``governor``: ``None`` (record only), ``"default"`` (built-in limits), a TOML path or a
+        :class:`~ledger.core.governor_config.GovernorConfig`. With one, every ``ib.placeOrder`` (new or
+        modify) is pre-checked before it is sent; a BLOCK raises :class:`ledger.OrderBlocked` (nothing
+        sent; intent and decision recorded). ``enforce=False``: shadow mode (recorded, never refused).
+        Emergency cancels (breakers, ``engine.halt(..., cancel_all=True)``) go out through ``ib``.
+
+        Extra options: ``carry_over`` (governed only, default True: fold the account's previous session
+        in at start, so a halt and the breaker windows carry over), ``account`` (for ``session_started``
+        when attached before connect),
         ``full_block_s`` (longest wait of one callback for queue room), ``max_block_s`` (total such waiting
         per loss burst: a store that stays full or slow never freezes the strategy for longer),
         ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
@@ -247,7 +288,7 @@ class Recorder:
         this process's GIL, see :mod:`ledger.store.writer_process`).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,
-                  queue_size=queue_size, reconcile=reconcile, **options)
+                  queue_size=queue_size, reconcile=reconcile, governor=governor, enforce=enforce, **options)
         try:
             rec._install()
         except BaseException:
@@ -264,6 +305,8 @@ class Recorder:
             original = getattr(w, name, None)
             if original is not None:
                 self._hook(w, name, self._callback_hook(name, builder, original))
+        if getattr(w, _PRICE_TICK, None) is not None:
+            self._hook(w, _PRICE_TICK, self._tick_hook(getattr(w, _PRICE_TICK)))
         self._hook(w, adapter.CONNECT_ACK, self._connect_ack_hook(getattr(w, adapter.CONNECT_ACK)))
         self._hook(w, adapter.CONNECTION_CLOSED, self._closed_hook(getattr(w, adapter.CONNECTION_CLOSED)))
         self._hook(ib, "placeOrder", self._place_hook(ib.placeOrder))
@@ -644,6 +687,8 @@ class Recorder:
         account = self.account
         if not account and accounts and len(accounts) == 1:
             account = accounts[0]
+        if self.governed and self.carry_over and account:
+            self._learn_previous_session(account)
         try:
             server_version = int(client.serverVersion()) if client.isConnected() else 0
         except Exception:  # noqa: BLE001
@@ -668,6 +713,35 @@ class Recorder:
             self._process(env, 0)
         if pending is not None:
             self._on_connect(*pending, sync=True)
+
+    def _learn_previous_session(self, account: str, look_back: int = 50) -> None:
+        """Fold the account's previous recording session into the engine before this one starts, so the
+        trading state (a halt stays a halt: ``CARRIED_OVER``) and the breaker windows carry over into the
+        new session. Only the latest earlier session of the same account (of the last ``look_back``) is
+        read; its recorded decisions are facts already, so what the governor derives from them is not
+        recorded again."""
+        try:
+            for info in reversed(self.store.sessions()[-look_back:]):
+                if info.session_id == self.session_id or not info.has_start:
+                    continue
+                first = next(iter(self.store.read_session(info.session_id)), None)
+                p = first.payload if first is not None else None
+                if not isinstance(p, ev.SessionStarted) or p.account != account:
+                    continue
+                last_state = None
+                for env in self.store.read_session(info.session_id):
+                    self.engine.step(env)
+                    if type(env.payload) is ev.GovernorDecision:
+                        last_state = env.payload.trading_state
+                if last_state is not None:
+                    # the state it ended in, even where it was derived from events of still earlier sessions
+                    self.engine.governor.carry_state(last_state)
+                self.carried_from = info.session_id
+                log.info("governor state carried over from session %s (account %s): %s",
+                         info.session_id, account, self.engine.trading_state)
+                return
+        except Exception:  # noqa: BLE001 - a new session still starts, with the configured initial state
+            log.exception("could not read the previous session of account %s: the governor starts afresh", account)
 
     def _on_connect(self, payload: ev.Connected, recv_ns: int, mono_ns: int, *, sync: bool) -> None:
         env = self._enqueue(payload, "live", None, None, recv_ns, mono_ns)
@@ -951,7 +1025,10 @@ class Recorder:
 
     def _place_hook(self, original: Callable[..., Any]) -> Any:
         def placeOrder(contract: Any, order: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._closed and self.ib.client.isReady():
+            blocked: ev.GovernorDecision | None = None
+            client = self.ib.client
+            # governed: also in the moment between the socket and the API being up (the library would send)
+            if not self._closed and (client.isReady() or (self.governed and client.isConnected())):
                 try:
                     if not getattr(order, "orderId", 0):
                         # the id the library would assign, assigned first so the intent carries it
@@ -961,32 +1038,131 @@ class Recorder:
                     key = (cid, oid)
                     modify = key in self._placed or key in getattr(self.ib.wrapper, "trades", {})
                     payload = adapter.place_order(contract, order, oid, cid, modify=modify)
-                    self._record_intent(payload)
-                    self._placed[key] = None
+                    if self.governed and self._intent_key(payload) not in self._prerecorded:
+                        decision = self._govern_intent(payload)
+                        if decision.decision == "BLOCK" and not decision.action.startswith("shadow_"):
+                            blocked = decision
+                    else:
+                        self._record_intent(payload)
+                    if blocked is None:
+                        self._placed[key] = None
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("placeOrder", exc, (contract, order))
+                    if self.governed and self.engine.config.state.enforce:
+                        # fail closed: an order the governor could not check is not sent
+                        blocked = ev.GovernorDecision(
+                            decision="BLOCK", reason="RECORDER_FAULT", action="place",
+                            order_id=int(getattr(order, "orderId", 0) or 0),
+                            symbol=str(getattr(contract, "symbol", "") or ""),
+                            message=f"the order could not be checked and recorded ({type(exc).__name__}: {exc})",
+                        )
+            if blocked is not None:
+                raise OrderBlocked(blocked)
             return original(contract, order, *args, **kwargs)
 
         return placeOrder
+
+    def _govern_intent(self, payload: ev.Event) -> ev.GovernorDecision:
+        """The engine's protocol for one intent: pre-check on the state before it, record the intent,
+        then its decision (caused by the intent), one stamp for both. Returns the decision."""
+        ctx = getattr(self._intent_local, "ctx", None)
+        correlation_id, causation_id = ctx if ctx is not None else (None, None)
+        with self._lock:
+            recv_ns, mono_ns = self._stamp()
+            decision = self.engine.pre_check(payload, recv_ns)  # type: ignore[arg-type]
+            i_env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id,
+                                 recv_ns=recv_ns, mono_ns=mono_ns)
+            if i_env is None:
+                raise RecorderError(f"the intent could not be recorded: {self._fault}")
+            self.last_intent = i_env
+            self._record(decision, correlation_id=correlation_id, causation_id=event_ref(i_env),
+                         recv_ns=recv_ns, mono_ns=mono_ns)
+        return decision
 
     def _cancel_hook(self, original: Callable[..., Any]) -> Any:
         def cancelOrder(order: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
                 try:
-                    self._record_intent(adapter.cancel_order(order, self._client_id()))
+                    payload = adapter.cancel_order(order, self._client_id())
+                    if self.governed and self._intent_key(payload) not in self._prerecorded:
+                        self._govern_intent(payload)
+                    else:
+                        self._record_intent(payload)
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("cancelOrder", exc, (order,))
+            if self.governed and self.ib.client.isConnected():
+                # a cancel reduces risk: it goes out now, not behind the client's request throttle
+                return send_ahead(self.ib.client, lambda: original(order, *args, **kwargs))
             return original(order, *args, **kwargs)
 
         return cancelOrder
+
+    # --- market prices ---------------------------------------------------------------------------------
+
+    def _tick_hook(self, original: Callable[..., Any]) -> Any:
+        """Price ticks of the strategy's own subscriptions become ``price_observed`` (sampled, see
+        :class:`~ledger.core.prices.PriceSampler`): the governor prices market orders from them."""
+        sampler = self.prices
+        wrapper = self.ib.wrapper
+        interval_ns, move = sampler.interval_ns, sampler.move
+        fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
+        monotonic_ns = time.monotonic_ns
+
+        def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self._closed and tickType in PRICE_TICKS:
+                try:
+                    mono_ns = monotonic_ns()
+                    f = fast.get(reqId)
+                    # the common case, decided without building anything: too soon, or no move
+                    if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
+                        ticker = getattr(wrapper, "reqId2Ticker", {}).get(reqId)
+                        contract = getattr(ticker, "contract", None)
+                        mdt = int(getattr(ticker, "marketDataType", 0) or 0)
+                        obs = observation(contract, int(tickType), price, mdt)
+                        if obs is not None and sampler.keep(obs, mono_ns):
+                            fast[reqId] = (mono_ns, obs.price)
+                            with self._lock:
+                                self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
+                    else:
+                        sampler.seen += 1
+                except Exception as exc:  # noqa: BLE001 - the library must still see the tick
+                    self._internal_error(_PRICE_TICK, exc, (reqId, tickType, price))
+            return original(reqId, tickType, price, *args, **kwargs)
+
+        return hook
+
+    def record_price(self, contract: Any, price: float, *, tick: str = "last", market_data_type: int = 1,
+                     origin: str = "snapshot") -> Envelope | None:
+        """Record one price for ``contract`` (e.g. a snapshot quote taken before a market order); not
+        sampled. Returns the envelope, or None when ``price`` is no price (unset, NaN, <= 0)."""
+        tick_type = {v: k for k, v in PRICE_TICKS.items() if k < 60}.get(tick, 4)
+        obs = observation(contract, tick_type, price, market_data_type, origin)
+        if obs is None:
+            return None
+        obs = msgspec.structs.replace(obs, tick=tick)
+        return self.record(obs)
+
+    # --- governor actions through this IB ------------------------------------------------------------
+
+    def _record_operator_decisions(self, decisions: list[ev.GovernorDecision]) -> None:
+        """``Engine.halt`` / ``resume`` / ``reduce`` on a governed recorder's engine: recorded here (and
+        an emergency cancel carried out at once)."""
+        for d in decisions:
+            self.record(d)
 
     def _global_cancel_hook(self, original: Callable[..., Any]) -> Any:
         def reqGlobalCancel(*args: Any, **kwargs: Any) -> Any:
             if not self._closed and self.ib.client.isReady():
                 try:
                     self._record_intent(adapter.global_cancel())
+                    if self.governed:
+                        # placements still queued in the client would go out after the global cancel
+                        # and be live: they are dropped instead (never sent)
+                        self.kill_switch.drop_unsent()
                 except Exception as exc:  # noqa: BLE001
                     self._internal_error("reqGlobalCancel", exc)
+            if self.governed and self.ib.client.isConnected():
+                return send_ahead(self.ib.client, lambda: original(*args, **kwargs))
             return original(*args, **kwargs)
 
         return reqGlobalCancel

@@ -56,8 +56,10 @@ def sample_payloads() -> list[ev.Event]:
         ev.GlobalCancel(reason="kill switch"),
         ev.ReconcileStarted(reason="reconnect"),
         ev.ReconcileEnded(ok=False, unknown=["completed_orders"], open_orders=1, executions=2, positions=1),
+        ev.PriceObserved(con_id=265598, symbol="AAPL", sec_type="STK", price=187.52, tick="last", tick_type=68,
+                         market_data_type=3, origin="snapshot"),
         ev.RecorderFault(message="store unavailable", lost=0),
         ev.Disconnected(reason="server closed the connection"),
-        ev.SessionEnded(reason="normal", events=27),
+        ev.SessionEnded(reason="normal", events=28),
     ]
     return samples
