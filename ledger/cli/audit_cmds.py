@@ -12,12 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from ledger.cli.common import console, err_console, fail, opened_store
+from ledger.cli.options import StoreOpt
 
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
-                 "or sqlite:///ibledger.db"),
-]
 DuckOpt = Annotated[
     Path | None,
     typer.Option("--duckdb", help="DuckDB projection file. Default: beside a SQLite store (ibledger.db -> "

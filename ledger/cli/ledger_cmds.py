@@ -10,17 +10,20 @@ import msgspec
 import typer
 
 from ledger.cli.common import console, fail, opened_store
+from ledger.cli.options import JsonOpt, StoreOpt
 from ledger.orders import fold
 from ledger.sessionfile import SessionFileError, iter_session, read_header, write_session
 from ledger.store import SeqConflict, StoreError
-from ledger.tables import anomalies_table, anomaly_row, order_row, orders_table, verify_summary
+from ledger.tables import (
+    anomalies_table,
+    anomaly_row,
+    contracts_rows,
+    order_row_with_pnl,
+    orders_table,
+    pnl_table,
+    verify_summary,
+)
 from ledger.verify import verify
-
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
-                 "or sqlite:///ibledger.db"),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,32 +72,25 @@ def export_cmd(
 
 def sessions_cmd(
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List recording sessions, flagging crashed ones (no end event)."""
-    from rich.table import Table
+    """List recording sessions: start time, client id, account, mode, order count, state (crashed flagged)."""
+    from ledger.tables import session_summaries, sessions_table
 
     with opened_store(store) as st:
-        infos = st.sessions()
+        rows = session_summaries(st)
     if as_json:
-        rows = [msgspec.to_builtins(i) | {"crashed": i.crashed} for i in infos]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"sessions": [msgspec.to_builtins(r) for r in rows]}, indent=2))
         return
-    t = Table(title="Sessions", title_justify="left")
-    for col in ("session", "events", "first seq", "last seq", "status"):
-        t.add_column(col)
-    for i in infos:
-        status = "[red]crashed / still recording[/]" if i.crashed else "closed"
-        t.add_row(i.session_id, str(i.events), str(i.first_seq), str(i.last_seq), status)
-    console.print(t)
+    console.print(sessions_table(rows))
 
 
 def orders_cmd(
     store: StoreOpt = None,
     session: Annotated[str | None, typer.Option("--session", help="Only this session (unique prefix)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Fold the store's events into orders and print them with their anomalies."""
+    """Fold the store's events into orders and print them with P&L per contract and their anomalies."""
     with opened_store(store) as st:
         if session:
             try:
@@ -106,10 +102,13 @@ def orders_cmd(
             state = fold(env for _, env in st.read_all())
     orders = list(state.orders.values())
     if as_json:
-        doc = {"orders": [order_row(o) for o in orders], "anomalies": [anomaly_row(a) for a in state.anomalies]}
+        doc = {"orders": [order_row_with_pnl(o) for o in orders], "contracts": contracts_rows(orders),
+               "anomalies": [anomaly_row(a) for a in state.anomalies]}
         print(json.dumps(doc, indent=2))
         return
     console.print(orders_table(orders))
+    if any(o.fills for o in orders):
+        console.print(pnl_table(orders))
     if state.anomalies:
         console.print(anomalies_table(state.anomalies))
     else:
@@ -118,7 +117,7 @@ def orders_cmd(
 
 def verify_cmd(
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check the store: gaps, crashed sessions, undecodable or tampered events. Exit 1 on any problem."""
     with opened_store(store) as st:

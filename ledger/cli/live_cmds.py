@@ -18,34 +18,7 @@ import typer
 from rich.markup import escape as esc
 
 from ledger.cli.common import console, err_console, fail
-
-HostOpt = Annotated[str | None, typer.Option("--host", help="TWS / Gateway host. Env: IBKR_HOST.")]
-PortOpt = Annotated[
-    int | None, typer.Option("--port", help="API port (7497 TWS paper, 4002 Gateway paper). Env: IBKR_PORT.")
-]
-ClientIdOpt = Annotated[int | None, typer.Option("--client-id", help="API client id. Env: IBKR_CLIENT_ID.")]
-AccountOpt = Annotated[
-    str | None, typer.Option("--account", help="Account the server must report (DU.../DF... paper). Env: IBKR_ACCOUNT.")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML file with an \\[ibkr] table (host, port, client_id, account). "
-                              "Env: IBLEDGER_CONFIG.")
-]
-LiveOpt = Annotated[
-    bool, typer.Option("--live", help="Allow live ports/accounts (also needs IBLEDGER_ALLOW_LIVE=yes).")
-]
-SimulateOpt = Annotated[
-    bool, typer.Option("--simulate", help="Run against the built-in TWS simulator on a free port (no broker).")
-]
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
-                 "or sqlite:///ibledger.db"),
-]
-GovernorOpt = Annotated[
-    Path | None, typer.Option("--governor", help="Governor config (TOML). Default: built-in limits.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+from ledger.cli.options import NO_CONNECTION, ConnectionOptions, GovernorOpt, JsonOpt, StoreOpt, with_connection
 
 
 def register(app: typer.Typer) -> None:
@@ -71,15 +44,12 @@ def _quiet_library() -> None:
     logging.getLogger(LIBRARY_NAME).setLevel(logging.CRITICAL)
 
 
-def _settings(
-    host: str | None, port: int | None, client_id: int | None, account: str | None, config: Path | None,
-    live: bool, simulate: bool,
-):
+def _settings(conn: ConnectionOptions):
     from ledger.settings import SettingsError, resolve
 
     try:
-        return resolve(host=host, port=port, client_id=client_id, account=account, config=config, live=live,
-                       simulate=simulate)
+        return resolve(host=conn.host, port=conn.port, client_id=conn.client_id, account=conn.account,
+                       config=conn.config, live=conn.live, simulate=conn.simulate)
     except SettingsError as exc:
         fail(esc(str(exc)))
 
@@ -125,12 +95,9 @@ def _dump(obj) -> None:
 # --- doctor --------------------------------------------------------------------------------------
 
 
+@with_connection(endpoint_only=True)
 def doctor_cmd(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
+    conn: ConnectionOptions = NO_CONNECTION,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per connection / handshake.")] = 3.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -144,7 +111,8 @@ def doctor_cmd(
     from ledger.settings import SettingsError, partial
 
     try:
-        values, _origin = partial(host=host, port=port, client_id=client_id, account=account, config=config)
+        values, _origin = partial(host=conn.host, port=conn.port, client_id=conn.client_id, account=conn.account,
+                                  config=conn.config)
     except SettingsError as exc:
         fail(esc(str(exc)))
     report = run_doctor(
@@ -190,6 +158,7 @@ def doctor_cmd(
 ORDER_EXIT = {"BLOCKED": 3, "REJECTED": 4}
 
 
+@with_connection
 def order_cmd(
     action: Annotated[str, typer.Argument(help="BUY or SELL", case_sensitive=False)],
     symbol: Annotated[str, typer.Argument(help="Stock symbol (SMART / USD)")],
@@ -202,13 +171,7 @@ def order_cmd(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     governor: GovernorOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Place one order safely: governor pre-check, recorded intent, event-driven monitor.
 
@@ -221,7 +184,7 @@ def order_cmd(
         fail(f"action must be BUY or SELL, got {action!r}")
     if quantity <= 0:
         fail(f"quantity must be positive, got {quantity:g}")
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
     gov = _governor(governor)
 
     async def body(sess):
@@ -275,24 +238,19 @@ def _print_result(r) -> None:
 # --- cancel-all ------------------------------------------------------------------------------------
 
 
+@with_connection
 def cancel_all_cmd(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for confirmations")] = 10.0,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     governor: GovernorOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Kill switch: reqGlobalCancel, then wait until every open order is confirmed cancelled (or filled).
 
     Each order is reported; one not confirmed in time is UNKNOWN (it may still be live). Exit 1 if any.
     """
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
 
     async def body(sess):
         return await sess.cancel_all(timeout)
@@ -319,19 +277,14 @@ def cancel_all_cmd(
 # --- positions -------------------------------------------------------------------------------------
 
 
+@with_connection
 def positions_cmd(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Positions as the broker reports them (recorded; the ledger's view after reconciliation)."""
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
 
     async def body(sess):
         return [p for p in sess.fold.positions.values()]
@@ -357,18 +310,13 @@ def positions_cmd(
 # --- health ----------------------------------------------------------------------------------------
 
 
+@with_connection
 def health_cmd(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     governor: GovernorOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Connect timeout (seconds)")] = 10.0,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Connection, server version, account, store, recorder and governor state, open orders. Exit 1 if unhealthy."""
     import asyncio
@@ -376,7 +324,7 @@ def health_cmd(
     from ledger.cli.common import opened_store
     from ledger.health import run_checks, store_check
 
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
     gov = _governor(governor)
     _quiet_library()
     with opened_store(store) as st:
@@ -394,24 +342,19 @@ def health_cmd(
 # --- record ----------------------------------------------------------------------------------------
 
 
+@with_connection
 def record_cmd(
     store: StoreOpt = None,
     governor: GovernorOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Connect timeout (seconds)")] = 4.0,
     session_id: Annotated[str | None, typer.Option("--session-id", help="Session id (default: a new one)")] = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Record every callback into the store until Ctrl-C / SIGTERM, reconnecting and reconciling."""
     from ledger.cli.common import redact, store_url
     from ledger.recording import run_recording
 
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
     gov = _governor(governor)
     _quiet_library()
     sim = None
