@@ -287,8 +287,44 @@ ORDER_BY: dict[str, str] = {
 AUDIT_TABLES: tuple[str, ...] = tuple(ORDER_BY)
 
 
+# Views over the tables above (no rows of their own, so nothing to track or rebuild). Counted executions
+# only (a superseded revision is not a fill); realized P&L is the broker's (commission reports), NULL when
+# no report carried a value; IB's unset sentinel (1.797e308) is treated as NULL.
+_COUNTED_FILLS = """
+    SELECT f.*, o.symbol, o.con_id, o.account AS order_account,
+           CASE WHEN upper(coalesce(nullif(f.side, ''), o.action)) IN ('SLD', 'SELL', 'SSHORT')
+                THEN -f.shares ELSE f.shares END AS delta,
+           CASE WHEN abs(f.realized_pnl) < 1e300 THEN f.realized_pnl END AS realized
+    FROM fills f JOIN orders o ON o.key = f.order_key
+    WHERE NOT f.superseded
+"""
+VIEWS: dict[str, str] = {
+    # Position of each (account, symbol, conId) right after each counted execution, in event order.
+    "positions_over_time": f"""
+        SELECT coalesce(nullif(account, ''), order_account) AS account, symbol, con_id, ts, recv_ns, session_id,
+               seq, order_key, exec_id, delta, price,
+               sum(delta) OVER w AS position,
+               sum(realized) OVER w AS realized_pnl
+        FROM ({_COUNTED_FILLS})
+        WINDOW w AS (PARTITION BY coalesce(nullif(account, ''), order_account), symbol, con_id
+                     ORDER BY recv_ns, session_id, seq, exec_id ROWS UNBOUNDED PRECEDING)
+    """,
+    # Per order: quantities, average price, commissions and realized P&L.
+    "pnl": f"""
+        SELECT order_key, any_value(coalesce(nullif(account, ''), order_account)) AS account,
+               any_value(symbol) AS symbol, any_value(con_id) AS con_id,
+               sum(greatest(delta, 0)) AS bought, sum(greatest(-delta, 0)) AS sold,
+               sum(shares * price) / nullif(sum(shares), 0) AS avg_price,
+               coalesce(sum(commission), 0) AS commission, sum(realized) AS realized_pnl, count(*) AS fills
+        FROM ({_COUNTED_FILLS})
+        GROUP BY order_key
+    """,
+}
+
+
 def create_sql() -> list[str]:
-    return [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()]
+    tables = [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()]
+    return tables + [f"CREATE OR REPLACE VIEW {name} AS {sql}" for name, sql in VIEWS.items()]
 
 
 def store_identity(store_url: str) -> str:
