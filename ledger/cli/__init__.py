@@ -60,7 +60,7 @@ def _root(
     """Event-sourced order ledger with replay for Interactive Brokers."""
     configure_logging(log_level, verbose)
 
-_COMMAND_MODULES = ("ledger_cmds", "simulator_cmds", "live_cmds", "replay_cmds", "audit_cmds")
+_COMMAND_MODULES = ("ledger_cmds", "simulator_cmds", "live_cmds", "replay_cmds", "audit_cmds", "watch_cmds")
 
 for _name in _COMMAND_MODULES:
     try:

@@ -364,12 +364,15 @@ def record_cmd(
         sim = Simulator(accounts=(settings.account,)).start()
         settings = settings.with_endpoint("127.0.0.1", sim.port)
     url = store_url(store)
+    status = _StatusLine(console)
 
     def ready(rec) -> None:
         console.print(f"recording session {rec.session_id} from {settings.describe()} into {redact(url)}; "
                       "Ctrl-C to stop", highlight=False)
+        status.start(rec)
 
     def state(s: str, detail: str) -> None:
+        status.link = s
         console.print(esc(f"{s}: {detail}"), highlight=False)
 
     try:
@@ -379,6 +382,7 @@ def record_cmd(
             timeout=timeout, on_ready=ready, on_state=state,
         )
     finally:
+        status.stop()
         if sim is not None:
             sim.stop()
     console.print(
@@ -389,6 +393,44 @@ def record_cmd(
     if result.reason.startswith("account mismatch"):
         fail(esc(result.reason))
     raise typer.Exit(0 if result.ok else 1)
+
+
+class _StatusLine:
+    """On a terminal, a live line under the log: events, committed, open orders, trading state, link."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.link = "connecting"
+        self._live = None
+        self._thread = None
+        self._stop = None
+
+    def start(self, rec) -> None:
+        if not self.out.is_terminal:
+            return
+        import threading
+
+        from rich.live import Live
+
+        from ledger.watch import record_status
+
+        self._stop = threading.Event()
+        self._live = Live("", console=self.out, auto_refresh=False, transient=True)
+        self._live.start()
+
+        def loop() -> None:
+            while not self._stop.wait(0.25):
+                self._live.update(f"[dim]{esc(record_status(rec, self.link))}[/]", refresh=True)
+
+        self._thread = threading.Thread(target=loop, name="ibledger-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(2.0)
+            self._live.stop()
+            self._stop = None
 
 
 # --- demo ------------------------------------------------------------------------------------------
