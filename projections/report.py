@@ -120,9 +120,9 @@ def render(duckdb_path: str | Path, *, title: str = "ibledger audit report", lim
         anomalies = _rows(con, """
             SELECT a.*, o.symbol FROM anomalies a LEFT JOIN orders o ON o.key = a.order_key
             ORDER BY a.position, a.ord""")
-        tracking = con.execute("SELECT position, events FROM audit_tracking").fetchall()
+        tracking = con.execute("SELECT position, events FROM ibledger_internal.audit_tracking").fetchall()
         tracking = tracking[0] if tracking else (0, 0)
-        meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
+        meta = dict(con.execute("SELECT key, value FROM ibledger_internal.audit_meta").fetchall())
         counts = first(con.execute("""
             SELECT count(*) FILTER (WHERE is_live), count(*) FILTER (WHERE unconfirmed),
                    (SELECT count(*) FROM governor_decisions WHERE decision = 'BLOCK'),
