@@ -240,11 +240,16 @@ def report_cmd(
     store: StoreOpt = None,
     duckdb_path: DuckOpt = None,
     session: Annotated[str | None, typer.Option("--session", help="Only orders first seen in this session")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many order timelines")] = 500,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many orders in the index (0 = all)")] = 0,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Recreate the projection from the store first")] = False,
 ) -> None:
-    """Write a self-contained HTML report: a timeline per order (statuses, fills, governor) and anomalies."""
+    """Write an HTML report for risk officers: charts (fills, latency, positions, trading state, governor
+    decisions), anomalies, and a searchable index of every order whose timelines load on demand from the
+    OUT_files/ directory written beside it (both work offline, from file://)."""
     from projections.report import write_report
+
+    if limit < 0:
+        fail(f"--limit must be 0 (all orders) or positive, got {limit}")
 
     path = _refresh(store, duckdb_path, rebuild)
     if not out.parent.exists():
@@ -253,5 +258,5 @@ def report_cmd(
         stats = write_report(path, out, limit=limit, session=session)
     except Exception as exc:  # a clear message, never a traceback
         fail(f"cannot write the report: {type(exc).__name__}: {exc}", code=1)
-    console.print(f"wrote {out}: {stats.shown} of {stats.orders} orders, {stats.anomalies} anomalies",
-                  highlight=False)
+    console.print(f"wrote {out} (+ {out.stem}_files/, {stats.detail_files} detail file(s)): {stats.shown} of "
+                  f"{stats.orders} orders, {stats.anomalies} anomalies", highlight=False)
