@@ -291,8 +291,8 @@ def positions_cmd(
 
     positions = _run_session(settings, store, None, body)
     if as_json:
-        _dump([{"account": p.account, "symbol": p.symbol, "sec_type": p.sec_type, "con_id": p.con_id,
-                "position": p.position, "avg_cost": p.avg_cost} for p in positions])
+        _dump({"positions": [{"account": p.account, "symbol": p.symbol, "sec_type": p.sec_type, "con_id": p.con_id,
+                              "position": p.position, "avg_cost": p.avg_cost} for p in positions]})
         return
     if not positions:
         console.print(f"no positions in {settings.account}", highlight=False)
