@@ -21,16 +21,17 @@ from tests.audit_streams import generate
 from tests.test_cli_live import run_cli
 
 
-def test_model_follows_the_store_tail_like_the_fold(tmp_path: Path):
+def test_model_follows_the_store_tail_like_the_fold(store_url: str):
+    """On both backends: the watch reads only the public tail, from another connection than the writer's."""
     envs = generate(n_sessions=2, orders_per_session=30, seed=5).envelopes
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = store_url
     model = WatchModel()
-    with open_store(url) as st:
-        st.append(envs[: len(envs) // 2])
-        first = catch_up(st, model)
-        st.append(envs[len(envs) // 2:])
-        second = catch_up(st, model)
-        assert catch_up(st, model) == 0
+    with open_store(url) as writer, open_store(url) as reader:
+        writer.append(envs[: len(envs) // 2])
+        first = catch_up(reader, model)
+        writer.append(envs[len(envs) // 2:])
+        second = catch_up(reader, model)
+        assert catch_up(reader, model) == 0
     assert first + second == len(envs) == model.events
     fold = LedgerFold()
     for e in envs:
