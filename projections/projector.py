@@ -207,6 +207,7 @@ class AuditProjection:
         # The writer's statements are many and small: on a 2-vCPU machine DuckDB's worker-thread
         # hand-offs cost more than they bring (measured: -20 % write time with one thread).
         self._con.execute("SET threads = 1")
+        self._con.execute(schema.session_sql())  # UTC, and the internal tables' schema on the search path
         reason = self._prepare()
         if reason:
             self.notes.append(f"rebuilding {self.path.name}: {reason}")
@@ -237,9 +238,8 @@ class AuditProjection:
         for sql in schema.create_sql():
             con.execute(sql)
         meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
-        if not meta:
-            self._write_meta()
-            con.execute("INSERT INTO audit_tracking VALUES (?, 0, 0, '')", [PROJECTION])
+        if not meta:  # a new file (or one from an older layout): start from empty tables
+            self._reset()
             return ""
         if meta.get("schema_version") != str(schema.SCHEMA_VERSION):
             return f"schema version {meta.get('schema_version')} -> {schema.SCHEMA_VERSION}"
@@ -281,6 +281,7 @@ class AuditProjection:
             con.execute(f"DROP TABLE IF EXISTS {name}")
         for sql in schema.create_sql():
             con.execute(sql)
+        con.execute(schema.comments_sql())
         self._write_meta()
         con.execute("INSERT INTO audit_tracking VALUES (?, 0, 0, '')", [PROJECTION])
         self.position = self.events = self.checkpoint_position = 0

@@ -168,7 +168,7 @@ QUERIES: tuple[NamedQuery, ...] = (
     NamedQuery(
         "gaps",
         "Connection gaps: disconnects and losses of TWS's link to IB (1100), how long, and the reconciliation "
-        "that followed (unknown = not reconciled).",
+        "that followed (unknown = not reconciled). A session's own clean close is not a gap.",
         """
         WITH marks AS (SELECT * FROM connection_events),
         lost AS (
@@ -202,6 +202,10 @@ QUERIES: tuple[NamedQuery, ...] = (
                               AND n.seq < m.seq AND (n.kind = 'disconnected' OR n.code = 1100))
             ORDER BY m.seq LIMIT 1
         ) rec ON true
+        -- our own disconnect right before the session's end is how a recording closes, not a gap
+        WHERE NOT (l.kind = 'disconnected' AND back.kind = 'session_ended'
+                   AND (SELECT e.payload->>'$.reason' FROM events e WHERE e.position = l.position)
+                       = 'client disconnect')
         ORDER BY l.position
         """,
     ),
@@ -234,6 +238,7 @@ def connect_read_only(path: str | Path, allowed_paths: list[str] | None = None) 
     try:
         if allowed_paths:
             con.execute("SET allowed_paths = $1", [allowed_paths])
+        con.execute("SET TimeZone = 'UTC'")  # times print as UTC whatever the machine's zone
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -285,3 +290,39 @@ def export(path: str | Path, sql: str, out: str | Path) -> int:
         raise QueryError(str(exc)) from None
     finally:
         con.close()
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Another process holds the DuckDB file (an analyst's open connection, a second ``ibledger audit``)."""
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def readable_snapshot(path: str | Path, workdir: str | Path) -> tuple[Path, int]:
+    """A DuckDB file to read while another process holds ``path``: the file itself when a shared
+    (read-only) open works, else a copy of it and its WAL in ``workdir``. Returns (file, tracked position)."""
+    import shutil
+
+    path = Path(path)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        target = path
+    except duckdb.Error as exc:
+        if not is_lock_conflict(exc):
+            raise QueryError(str(exc)) from None
+        target = Path(workdir) / path.name
+        shutil.copyfile(path, target)
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+        try:
+            con = duckdb.connect(str(target), read_only=True)
+        except duckdb.Error as exc2:
+            raise QueryError(f"{path} is locked by another process and a copy could not be read: {exc2}") from None
+    try:
+        row = con.execute("SELECT position FROM ibledger_internal.audit_tracking").fetchone()
+    except duckdb.Error:
+        row = None
+    finally:
+        con.close()
+    return target, int(row[0]) if row else 0

@@ -6,7 +6,8 @@ Every table is derived from the event store and can be dropped and rebuilt at an
 crash at any point leaves either the whole batch or none of it.
 
 Times are kept twice: the envelope's integer nanoseconds (``*_ns``, exact, what the fold uses) and a
-``TIMESTAMP`` (UTC, microseconds) for humans and date arithmetic.
+``TIMESTAMPTZ`` (an instant, microseconds; shown in UTC by ibledger's connections) for humans and date
+arithmetic. The broker's own execution time string is also parsed into ``executions.exec_ts``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ TABLES: dict[str, str] = {
         seq BIGINT NOT NULL,
         kind VARCHAR NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP,
+        ts TIMESTAMPTZ,
         mono_ns BIGINT NOT NULL,
         source VARCHAR NOT NULL,
         v BIGINT NOT NULL,
@@ -103,8 +104,8 @@ TABLES: dict[str, str] = {
         fill_count BIGINT NOT NULL,        -- executions counted (corrections replace, not add)
         late_fill_count BIGINT NOT NULL,
         error_count BIGINT NOT NULL,
-        first_seen TIMESTAMP,
-        last_update TIMESTAMP,
+        first_seen TIMESTAMPTZ,
+        last_update TIMESTAMPTZ,
         first_seen_ns BIGINT NOT NULL,
         last_update_ns BIGINT NOT NULL,
         acked_ns BIGINT NOT NULL,          -- first broker message about the order (0 = none)
@@ -124,7 +125,7 @@ TABLES: dict[str, str] = {
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP,
+        ts TIMESTAMPTZ,
         order_key VARCHAR NOT NULL,
         report VARCHAR NOT NULL,           -- 'error 202', 'status Cancelled', ...
         is_error BOOLEAN NOT NULL,
@@ -140,7 +141,7 @@ TABLES: dict[str, str] = {
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP,
+        ts TIMESTAMPTZ,
         kind VARCHAR NOT NULL,
         code BIGINT NOT NULL,
         ok BOOLEAN,                        -- reconcile_ended
@@ -153,7 +154,7 @@ TABLES: dict[str, str] = {
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP,
+        ts TIMESTAMPTZ,
         order_key VARCHAR NOT NULL,
         kind VARCHAR NOT NULL,
         status VARCHAR,                    -- order_status / open_order / completed_order
@@ -184,7 +185,7 @@ TABLES: dict[str, str] = {
         critical VARCHAR NOT NULL,         -- ORDER_LIVE, FILLED, CANCELLED, CANCEL_REFUSED, ...
         live_after BOOLEAN NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP
+        ts TIMESTAMPTZ
     """,
     # Executions of the orders as the fold holds them, corrections included.
     "fills": """
@@ -210,7 +211,7 @@ TABLES: dict[str, str] = {
         replaces_exec_id VARCHAR,          -- a correction: the revision it replaced
         replaced_shares DOUBLE,
         replaced_price DOUBLE,
-        ts TIMESTAMP
+        ts TIMESTAMPTZ
     """,
     "anomalies": """
         position BIGINT NOT NULL,
@@ -223,14 +224,14 @@ TABLES: dict[str, str] = {
         to_status VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP
+        ts TIMESTAMPTZ
     """,
     "governor_decisions": """
         position BIGINT NOT NULL,
         session_id VARCHAR NOT NULL,
         seq BIGINT NOT NULL,
         recv_ns BIGINT NOT NULL,
-        ts TIMESTAMP,
+        ts TIMESTAMPTZ,
         decision VARCHAR NOT NULL,         -- ALLOW | BLOCK | EMERGENCY_CANCEL | STATE_CHANGE
         reason VARCHAR NOT NULL,
         message VARCHAR NOT NULL,
@@ -253,8 +254,8 @@ TABLES: dict[str, str] = {
         missing BIGINT NOT NULL,           -- seqs absent between first and last (the store refuses gaps)
         first_ns BIGINT NOT NULL,
         last_ns BIGINT NOT NULL,
-        started TIMESTAMP,
-        last_event TIMESTAMP,
+        started TIMESTAMPTZ,
+        last_event TIMESTAMPTZ,
         has_start BOOLEAN NOT NULL,
         has_end BOOLEAN NOT NULL,
         crashed BOOLEAN NOT NULL,          -- no session_ended: the recorder died (or is still recording)
@@ -287,8 +288,81 @@ ORDER_BY: dict[str, str] = {
 AUDIT_TABLES: tuple[str, ...] = tuple(ORDER_BY)
 
 
+# Views over the tables above (no rows of their own, so nothing to track or rebuild). Counted executions
+# only (a superseded revision is not a fill); realized P&L is the broker's (commission reports), NULL when
+# no report carried a value; IB's unset sentinel (1.797e308) is treated as NULL.
+_COUNTED_FILLS = """
+    SELECT f.*, o.symbol, o.con_id, o.account AS order_account,
+           CASE WHEN upper(coalesce(nullif(f.side, ''), o.action)) IN ('SLD', 'SELL', 'SSHORT')
+                THEN -f.shares ELSE f.shares END AS delta,
+           CASE WHEN abs(f.realized_pnl) < 1e300 THEN f.realized_pnl END AS realized
+    FROM fills f JOIN orders o ON o.key = f.order_key
+    WHERE NOT f.superseded
+"""
+VIEWS: dict[str, str] = {
+    # Position of each (account, symbol, conId) right after each counted execution, in event order.
+    "positions_over_time": f"""
+        SELECT coalesce(nullif(account, ''), order_account) AS account, symbol, con_id, ts, recv_ns, session_id,
+               seq, order_key, exec_id, delta, price,
+               sum(delta) OVER w AS position,
+               sum(realized) OVER w AS realized_pnl
+        FROM ({_COUNTED_FILLS})
+        WINDOW w AS (PARTITION BY coalesce(nullif(account, ''), order_account), symbol, con_id
+                     ORDER BY recv_ns, session_id, seq, exec_id ROWS UNBOUNDED PRECEDING)
+    """,
+    # Fills with the broker's execution time as a timestamp: ISO-8601 as the simulator writes it, or IB's
+    # 'yyyymmdd hh:mm:ss Zone'; NULL when there is no zone (TWS local time) or it is unknown.
+    "executions": """
+        SELECT f.*, coalesce(try_cast(f.exec_time AS TIMESTAMPTZ),
+               CASE WHEN p.zone IN (SELECT name FROM pg_timezone_names())
+                    THEN timezone(p.zone, try_strptime(substr(p.norm, 1, 17), '%Y%m%d %H:%M:%S')) END) AS exec_ts
+        FROM fills f,
+             LATERAL (SELECT regexp_replace(trim(f.exec_time), '\\s+', ' ', 'g') AS norm) n,
+             LATERAL (SELECT n.norm AS norm, trim(substr(n.norm, 18)) AS zone) p
+    """,
+    # Per order: quantities, average price, commissions and realized P&L.
+    "pnl": f"""
+        SELECT order_key, any_value(coalesce(nullif(account, ''), order_account)) AS account,
+               any_value(symbol) AS symbol, any_value(con_id) AS con_id,
+               sum(greatest(delta, 0)) AS bought, sum(greatest(-delta, 0)) AS sold,
+               sum(shares * price) / nullif(sum(shares), 0) AS avg_price,
+               coalesce(sum(commission), 0) AS commission, sum(realized) AS realized_pnl, count(*) AS fills
+        FROM ({_COUNTED_FILLS})
+        GROUP BY order_key
+    """,
+}
+
+
+# Bookkeeping tables live in their own schema, out of an analyst's SHOW TABLES; the projector's connection
+# finds them through its search path, readers name them in full (``ibledger_internal.audit_tracking``).
+INTERNAL_SCHEMA = "ibledger_internal"
+INTERNAL_TABLES: tuple[str, ...] = ("audit_meta", "audit_tracking", "audit_fold")
+SEARCH_PATH = f"{INTERNAL_SCHEMA},main"
+
+
+def session_sql() -> str:
+    """Run on the projector's connection: TIMESTAMPTZ values are UTC instants; internal tables resolve."""
+    return (f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}; SET TimeZone = 'UTC'; "
+            f"SET search_path = '{SEARCH_PATH}'")
+
+
+def qualified(name: str) -> str:
+    return f"{INTERNAL_SCHEMA}.{name}" if name in INTERNAL_TABLES else f"main.{name}"
+
+
 def create_sql() -> list[str]:
-    return [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()]
+    stmts = [f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}"]
+    stmts += [f"DROP TABLE IF EXISTS main.{name}" for name in INTERNAL_TABLES]  # the layout before schema 4
+    stmts += [f"CREATE TABLE IF NOT EXISTS {qualified(name)} ({cols})" for name, cols in TABLES.items()]
+    return stmts + [f"CREATE OR REPLACE VIEW main.{name} AS {sql}" for name, sql in VIEWS.items()]
+
+
+def comments_sql() -> str:
+    """COMMENT ON every table, column and view, as one script: run once when the tables are (re)created
+    (the statements are catalog writes: a few hundred of them would slow every open)."""
+    from projections.comments import comment_sql
+
+    return ";\n".join(comment_sql(TABLES, VIEWS, {n: qualified(n).removesuffix(n) for n in TABLES}))
 
 
 def store_identity(store_url: str) -> str:

@@ -12,12 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from ledger.cli.common import console, err_console, fail, opened_store
+from ledger.cli.options import StoreOpt
 
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
-                 "or sqlite:///ibledger.db"),
-]
 DuckOpt = Annotated[
     Path | None,
     typer.Option("--duckdb", help="DuckDB projection file. Default: beside a SQLite store (ibledger.db -> "
@@ -35,6 +31,7 @@ def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool, payload
     from ledger.store import StoreError
     from projections.projector import ProjectionError, update
     from projections.projector import rebuild as do_rebuild
+    from projections.queries import is_lock_conflict
     from projections.schema import default_duckdb_path
 
     with opened_store(store) as st:
@@ -51,10 +48,34 @@ def _refresh(store: str | None, duckdb_path: Path | None, rebuild: bool, payload
                 for note in notes:
                     err_console.print(note, highlight=False)
         except (ProjectionError, StoreError) as exc:
-            fail(str(exc))
+            if not (isinstance(exc, ProjectionError) and is_lock_conflict(exc)) or rebuild:
+                fail(str(exc))
+            return _locked_fallback(st, path, exc)
         except Exception as exc:  # duckdb.Error and friends: a clear message, no traceback
             fail(f"cannot update the projection {path}: {type(exc).__name__}: {exc}")
     return path
+
+
+def _locked_fallback(st: Any, path: Path, exc: Exception) -> Path:
+    """Another process holds the projection: query what it holds, and say it may be behind the store."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from projections.queries import QueryError, readable_snapshot
+
+    workdir = tempfile.mkdtemp(prefix="ibledger-audit-")
+    atexit.register(shutil.rmtree, workdir, True)
+    try:
+        target, position = readable_snapshot(path, workdir)
+    except QueryError as err:
+        fail(f"cannot read the projection {path}: {err}")
+    behind = max(st.max_position() - position, 0)
+    err_console.print(
+        f"warning: {path} is held by another process, so it was not brought up to date; querying what it holds "
+        f"(store position {position}, {behind} event(s) behind the store). Close the other connection (or open "
+        "it read-only) for current results.", highlight=False)
+    return target
 
 
 def _pending(st: Any, path: Path) -> int:
@@ -69,7 +90,7 @@ def _pending(st: Any, path: Path) -> int:
     except duckdb.Error:
         return 0
     try:
-        row = first(con.execute("SELECT position FROM audit_tracking"))
+        row = first(con.execute("SELECT position FROM ibledger_internal.audit_tracking"))
     except duckdb.Error:
         return 0
     finally:
@@ -87,6 +108,11 @@ def audit_cmd(
     payloads: Annotated[bool | None, typer.Option("--payloads/--no-payloads", help="Keep every event's payload "
                                                   "as JSON in events.payload (off by default; changing it "
                                                   "rebuilds)")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", "-c", help="Only these columns, comma-separated "
+                                                "(in this order)")] = None,
+    vertical: Annotated[bool | None, typer.Option("--vertical/--horizontal", help="One 'column: value' block "
+                                                  "per row (default: when the table is wider than the "
+                                                  "terminal)")] = None,
     store: StoreOpt = None,
     duckdb_path: DuckOpt = None,
 ) -> None:
@@ -119,7 +145,26 @@ def audit_cmd(
         cols, rows = run_sql(path, query)
     except QueryError as exc:
         fail(f"query failed: {exc}", code=1)
-    _print(cols, rows, fmt, title=name or "query")
+    if columns:
+        cols, rows = _select(cols, rows, [c.strip() for c in columns.split(",") if c.strip()])
+    _print(cols, rows, fmt, title=name or "query", vertical=vertical)
+
+
+def _select(cols: list[str], rows: list[tuple[Any, ...]], wanted: list[str]) -> tuple[list[str], list[tuple]]:
+    unknown = [c for c in wanted if c not in cols]
+    if unknown:
+        fail(f"--columns: no column {', '.join(map(repr, unknown))} in the result; it has: {', '.join(cols)}")
+    idx = [cols.index(c) for c in wanted]
+    return wanted, [tuple(r[i] for i in idx) for r in rows]
+
+
+def _fits(cols: list[str], rows: list[tuple[Any, ...]], width: int) -> bool:
+    """Would a table show every column at a readable width (values up to 24 characters unwrapped)?"""
+    need = 0
+    for i, c in enumerate(cols):
+        longest = max((len(str(r[i])) for r in rows[:200] if r[i] is not None), default=0)
+        need += max(len(c), min(longest, 24)) + 3
+    return need + 1 <= width
 
 
 def _list_queries(fmt: str) -> None:
@@ -155,7 +200,7 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _print(cols: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str) -> None:
+def _print(cols: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str, vertical: bool | None = False) -> None:
     if fmt == "json":
         print(json.dumps([{c: _jsonable(v) for c, v in zip(cols, r, strict=True)} for r in rows], indent=2))
         return
@@ -169,6 +214,9 @@ def _print(cols: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str) -
         return
     from rich.table import Table
 
+    if vertical or (vertical is None and not _fits(cols, rows, console.width)):
+        _print_vertical(cols, rows, title)
+        return
     t = Table(title=f"{title} ({len(rows)} rows)", title_justify="left")
     for c in cols:
         t.add_column(c, overflow="fold")
@@ -177,16 +225,34 @@ def _print(cols: list[str], rows: list[tuple[Any, ...]], fmt: str, title: str) -
     console.print(t)
 
 
+def _print_vertical(cols: list[str], rows: list[tuple[Any, ...]], title: str) -> None:
+    """psql's expanded display: one block per row, one 'column | value' line per column."""
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(title)}[/] ({len(rows)} rows)", highlight=False)
+    pad = max((len(c) for c in cols), default=0)
+    for n, r in enumerate(rows, start=1):
+        console.print(f"[dim]-[ row {n} ]{'-' * max(pad - 6, 4)}[/]", highlight=False)
+        for c, v in zip(cols, r, strict=True):
+            console.print(f"{escape(c.ljust(pad))} | {escape('' if v is None else str(v))}", highlight=False,
+                          soft_wrap=True)
+
+
 def report_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path("report.html"),
     store: StoreOpt = None,
     duckdb_path: DuckOpt = None,
     session: Annotated[str | None, typer.Option("--session", help="Only orders first seen in this session")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many order timelines")] = 500,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many orders in the index (0 = all)")] = 0,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Recreate the projection from the store first")] = False,
 ) -> None:
-    """Write a self-contained HTML report: a timeline per order (statuses, fills, governor) and anomalies."""
+    """Write an HTML report for risk officers: charts (fills, latency, positions, trading state, governor
+    decisions), anomalies, and a searchable index of every order whose timelines load on demand from the
+    OUT_files/ directory written beside it (both work offline, from file://)."""
     from projections.report import write_report
+
+    if limit < 0:
+        fail(f"--limit must be 0 (all orders) or positive, got {limit}")
 
     path = _refresh(store, duckdb_path, rebuild)
     if not out.parent.exists():
@@ -195,5 +261,5 @@ def report_cmd(
         stats = write_report(path, out, limit=limit, session=session)
     except Exception as exc:  # a clear message, never a traceback
         fail(f"cannot write the report: {type(exc).__name__}: {exc}", code=1)
-    console.print(f"wrote {out}: {stats.shown} of {stats.orders} orders, {stats.anomalies} anomalies",
-                  highlight=False)
+    console.print(f"wrote {out} (+ {out.stem}_files/, {stats.detail_files} detail file(s)): {stats.shown} of "
+                  f"{stats.orders} orders, {stats.anomalies} anomalies", highlight=False)

@@ -10,18 +10,20 @@ import msgspec
 import typer
 
 from ledger.cli.common import console, err_console, fail, opened_store
-from ledger.cli.render import anomalies_table, orders_table, verify_summary
+from ledger.cli.options import JsonOpt, StoreOpt
+from ledger.cli.render import (
+    anomalies_table,
+    contracts_rows,
+    order_row_with_pnl,
+    orders_table,
+    pnl_table,
+    verify_summary,
+)
 from ledger.core.fold import fold
-from ledger.core.rows import anomaly_row, order_row
+from ledger.core.rows import anomaly_row
 from ledger.store import GapError, SeqConflict, StoreError
 from ledger.store.sessionfile import SessionFileError, iter_session, read_header, write_session
 from ledger.store.verify import verify
-
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
-                 "or sqlite:///ibledger.db"),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -113,33 +115,26 @@ def export_cmd(
 
 def sessions_cmd(
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List recording sessions, flagging crashed ones (no end event)."""
-    from rich.table import Table
+    """List recording sessions: start time, client id, account, mode, order count, state (crashed flagged)."""
+    from ledger.cli.render import session_summaries, sessions_table
 
     with opened_store(store) as st:
-        infos = st.sessions()
+        rows = session_summaries(st)
     if as_json:
-        rows = [msgspec.to_builtins(i) | {"crashed": i.crashed} for i in infos]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"sessions": [msgspec.to_builtins(r) for r in rows]}, indent=2))
         return
-    t = Table(title="Sessions", title_justify="left")
-    for col in ("session", "events", "first seq", "last seq", "status"):
-        t.add_column(col)
-    for i in infos:
-        status = "[red]crashed / still recording[/]" if i.crashed else "closed"
-        t.add_row(i.session_id, str(i.events), str(i.first_seq), str(i.last_seq), status)
-    console.print(t)
+    console.print(sessions_table(rows))
 
 
 def orders_cmd(
     store: StoreOpt = None,
     session: Annotated[str | None, typer.Option("--session", help="Only this session (unique prefix)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    as_json: JsonOpt = False,
     allow_gaps: AllowGapsOpt = False,
 ) -> None:
-    """Fold the store's events into orders and print them with their anomalies."""
+    """Fold the store's events into orders and print them with P&L per contract and their anomalies."""
     gaps: list = []
     with opened_store(store) as st:
         try:
@@ -156,12 +151,15 @@ def orders_cmd(
     _gap_note(gaps)
     orders = list(state.orders.values())
     if as_json:
-        doc = {"orders": [order_row(o) for o in orders], "anomalies": [anomaly_row(a) for a in state.anomalies]}
+        doc = {"orders": [order_row_with_pnl(o) for o in orders], "contracts": contracts_rows(orders),
+               "anomalies": [anomaly_row(a) for a in state.anomalies]}
         if gaps:
             doc["incomplete"] = [g.describe() for g in gaps]
         print(json.dumps(doc, indent=2))
         return
     console.print(orders_table(orders))
+    if any(o.fills for o in orders):
+        console.print(pnl_table(orders))
     if state.anomalies:
         console.print(anomalies_table(state.anomalies))
     else:
@@ -177,7 +175,7 @@ KeyFileOpt = Annotated[
 
 def verify_cmd(
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: JsonOpt = False,
     anchor: Annotated[
         Path | None, typer.Option("--anchor", help="Also check against signed session heads (`ibledger anchor`)")
     ] = None,

@@ -18,35 +18,8 @@ import typer
 from rich.markup import escape as esc
 
 from ledger.cli.common import console, err_console, fail
+from ledger.cli.options import NO_CONNECTION, ConnectionOptions, GovernorOpt, JsonOpt, StoreOpt, with_connection
 from ledger.cli.simulated import start_simulator
-
-HostOpt = Annotated[str | None, typer.Option("--host", help="TWS / Gateway host. Env: IBKR_HOST.")]
-PortOpt = Annotated[
-    int | None, typer.Option("--port", help="API port (7497 TWS paper, 4002 Gateway paper). Env: IBKR_PORT.")
-]
-ClientIdOpt = Annotated[int | None, typer.Option("--client-id", help="API client id. Env: IBKR_CLIENT_ID.")]
-AccountOpt = Annotated[
-    str | None, typer.Option("--account", help="Account the server must report (DU.../DF... paper). Env: IBKR_ACCOUNT.")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML file with an \\[ibkr] table (host, port, client_id, account). "
-                              "Env: IBLEDGER_CONFIG.")
-]
-LiveOpt = Annotated[
-    bool, typer.Option("--live", help="Allow live ports/accounts (also needs IBLEDGER_ALLOW_LIVE=yes).")
-]
-SimulateOpt = Annotated[
-    bool, typer.Option("--simulate", help="Run against the built-in TWS simulator on a free port (no broker).")
-]
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (sqlite:///path.db or postgresql://...). Default: $IBLEDGER_STORE "
-                 "or sqlite:///ibledger.db"),
-]
-GovernorOpt = Annotated[
-    Path | None, typer.Option("--governor", help="Governor config (TOML). Default: built-in limits.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -72,15 +45,12 @@ def _quiet_library() -> None:
     logging.getLogger(LIBRARY_NAME).setLevel(logging.CRITICAL)
 
 
-def _settings(
-    host: str | None, port: int | None, client_id: int | None, account: str | None, config: Path | None,
-    live: bool, simulate: bool,
-):
+def _settings(conn: ConnectionOptions):
     from ledger.ib.settings import SettingsError, resolve
 
     try:
-        return resolve(host=host, port=port, client_id=client_id, account=account, config=config, live=live,
-                       simulate=simulate)
+        return resolve(host=conn.host, port=conn.port, client_id=conn.client_id, account=conn.account,
+                       config=conn.config, live=conn.live, simulate=conn.simulate)
     except SettingsError as exc:
         fail(esc(str(exc)))
 
@@ -126,12 +96,9 @@ def _dump(obj) -> None:
 # --- doctor --------------------------------------------------------------------------------------
 
 
+@with_connection(endpoint_only=True)
 def doctor_cmd(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
+    conn: ConnectionOptions = NO_CONNECTION,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per connection / handshake.")] = 3.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -145,7 +112,8 @@ def doctor_cmd(
     from ledger.ib.settings import SettingsError, partial
 
     try:
-        values, _origin = partial(host=host, port=port, client_id=client_id, account=account, config=config)
+        values, _origin = partial(host=conn.host, port=conn.port, client_id=conn.client_id, account=conn.account,
+                                  config=conn.config)
     except SettingsError as exc:
         fail(esc(str(exc)))
     report = run_doctor(
@@ -191,6 +159,7 @@ def doctor_cmd(
 ORDER_EXIT = {"BLOCKED": 3, "REJECTED": 4}
 
 
+@with_connection
 def order_cmd(
     action: Annotated[str, typer.Argument(help="BUY or SELL", case_sensitive=False)],
     symbol: Annotated[str, typer.Argument(help="Stock symbol (SMART / USD)")],
@@ -203,13 +172,7 @@ def order_cmd(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     governor: GovernorOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Place one order safely: governor pre-check, recorded intent, event-driven monitor.
 
@@ -222,7 +185,7 @@ def order_cmd(
         fail(f"action must be BUY or SELL, got {action!r}")
     if quantity <= 0:
         fail(f"quantity must be positive, got {quantity:g}")
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
     gov = _governor(governor)
 
     async def body(sess):
@@ -277,24 +240,19 @@ def _print_result(r) -> None:
 # --- cancel-all ------------------------------------------------------------------------------------
 
 
+@with_connection
 def cancel_all_cmd(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for confirmations")] = 10.0,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     governor: GovernorOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Kill switch: reqGlobalCancel, then wait until every open order is confirmed cancelled (or filled).
 
     Each order is reported; one not confirmed in time is UNKNOWN (it may still be live). Exit 1 if any.
     """
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
 
     async def body(sess):
         return await sess.cancel_all(timeout)
@@ -321,27 +279,22 @@ def cancel_all_cmd(
 # --- positions -------------------------------------------------------------------------------------
 
 
+@with_connection
 def positions_cmd(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Positions as the broker reports them (recorded; the ledger's view after reconciliation)."""
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
 
     async def body(sess):
         return [p for p in sess.fold.positions.values()]
 
     positions = _run_session(settings, store, None, body)
     if as_json:
-        _dump([{"account": p.account, "symbol": p.symbol, "sec_type": p.sec_type, "con_id": p.con_id,
-                "position": p.position, "avg_cost": p.avg_cost} for p in positions])
+        _dump({"positions": [{"account": p.account, "symbol": p.symbol, "sec_type": p.sec_type, "con_id": p.con_id,
+                              "position": p.position, "avg_cost": p.avg_cost} for p in positions]})
         return
     if not positions:
         console.print(f"no positions in {settings.account}", highlight=False)
@@ -359,18 +312,13 @@ def positions_cmd(
 # --- health ----------------------------------------------------------------------------------------
 
 
+@with_connection
 def health_cmd(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     governor: GovernorOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Connect timeout (seconds)")] = 10.0,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Connection, server version, account, store, recorder and governor state, open orders. Exit 1 if unhealthy."""
     import asyncio
@@ -378,7 +326,7 @@ def health_cmd(
     from ledger.cli.common import opened_store
     from ledger.live.health import run_checks, store_check
 
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
     gov = _governor(governor)
     _quiet_library()
     with opened_store(store) as st:
@@ -397,18 +345,13 @@ def health_cmd(
 # --- record ----------------------------------------------------------------------------------------
 
 
+@with_connection
 def record_cmd(
     store: StoreOpt = None,
     governor: GovernorOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Connect timeout (seconds)")] = 4.0,
     session_id: Annotated[str | None, typer.Option("--session-id", help="Session id (default: a new one)")] = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    client_id: ClientIdOpt = None,
-    account: AccountOpt = None,
-    config: ConfigOpt = None,
-    live: LiveOpt = False,
-    simulate: SimulateOpt = False,
+    conn: ConnectionOptions = NO_CONNECTION,
 ) -> None:
     """Record every callback into the store until Ctrl-C / SIGTERM, reconnecting and reconciling."""
     from ledger.cli.common import opened_store, redact, store_url
@@ -416,7 +359,7 @@ def record_cmd(
     from ledger.live.recording import run_recording
     from ledger.store import StoreError
 
-    settings = _settings(host, port, client_id, account, config, live, simulate)
+    settings = _settings(conn)
     gov = _governor(governor)
     _quiet_library()
     sim = None
@@ -428,12 +371,15 @@ def record_cmd(
     url = store_url(store)
     with opened_store(url, write=True):
         pass  # create the store here, where a foreign or unusable path gets a clear error
+    status = _StatusLine(console)
 
     def ready(rec) -> None:
         console.print(f"recording session {rec.session_id} from {settings.describe()} into {redact(url)}; "
                       "Ctrl-C to stop", highlight=False)
+        status.start(rec)
 
     def state(s: str, detail: str) -> None:
+        status.link = s
         console.print(esc(f"{s}: {detail}"), highlight=False)
 
     try:
@@ -445,6 +391,7 @@ def record_cmd(
     except (RecorderError, StoreError) as exc:  # session id reuse, store refused: nothing was recorded
         fail(esc(str(exc)))
     finally:
+        status.stop()
         if sim is not None:
             sim.stop()
     console.print(
@@ -455,6 +402,44 @@ def record_cmd(
     if result.reason.startswith(("account mismatch", "live login")):
         fail(esc(result.reason))
     raise typer.Exit(0 if result.ok else 1)
+
+
+class _StatusLine:
+    """On a terminal, a live line under the log: events, committed, open orders, trading state, link."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.link = "connecting"
+        self._live = None
+        self._thread = None
+        self._stop = None
+
+    def start(self, rec) -> None:
+        if not self.out.is_terminal:
+            return
+        import threading
+
+        from rich.live import Live
+
+        from ledger.live.watch import record_status
+
+        self._stop = threading.Event()
+        self._live = Live("", console=self.out, auto_refresh=False, transient=True)
+        self._live.start()
+
+        def loop() -> None:
+            while not self._stop.wait(0.25):
+                self._live.update(f"[dim]{esc(record_status(rec, self.link))}[/]", refresh=True)
+
+        self._thread = threading.Thread(target=loop, name="ibledger-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(2.0)
+            self._live.stop()
+            self._stop = None
 
 
 # --- demo ------------------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ One place renders these so ``orders``, ``replay`` and ``demo`` print the same co
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 from rich.table import Table
 
 from ledger.core.fold import Anomaly, OrderView
+from ledger.core.rows import order_row
 from ledger.store.verify import VerifyReport
 
 
@@ -77,3 +79,108 @@ def verify_summary(report: VerifyReport) -> str:
         lines.append(f"[yellow]CRASHED[/] session {sid} has no end event (crashed, or still recording)")
     lines.append("[green]OK[/]" if report.ok else "[red]PROBLEMS FOUND[/]")
     return "\n".join(lines)
+
+
+# --- P&L -----------------------------------------------------------------------------------------
+
+
+def iso_utc(ns: int) -> str | None:
+    """The JSON convention's time string: ISO-8601 UTC with microseconds, None for 0 (unknown)."""
+    import datetime as _dt
+
+    if not ns:
+        return None
+    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def order_row_with_pnl(o: OrderView) -> dict[str, Any]:
+    from ledger.core.pnl import order_pnl
+
+    p = order_pnl(o)
+    return order_row(o) | {"realized_pnl": p.realized_pnl, "bought": p.bought, "sold": p.sold}
+
+
+def contracts_rows(orders: Iterable[OrderView]) -> list[dict[str, Any]]:
+    from ledger.core.pnl import contract_pnl
+
+    return [msgspec.to_builtins(c) | {"mark_at": iso_utc(c.mark_ns)} for c in contract_pnl(orders)]
+
+
+def pnl_table(orders: Iterable[OrderView], title: str = "P&L per contract") -> Table:
+    from ledger.core.pnl import contract_pnl
+
+    t = Table(title=title, title_justify="left")
+    for col in ("account", "symbol", "position", "avg cost", "bought", "sold", "commission", "realized", "mark",
+                "unrealized"):
+        t.add_column(col, justify="left" if col in ("account", "symbol") else "right")
+    for c in contract_pnl(orders):
+        t.add_row(c.account or "-", c.symbol, _num(c.position), _num(round(c.avg_cost, 6)), _num(c.bought),
+                  _num(c.sold), _num(round(c.commission, 6)),
+                  _num(None if c.realized_pnl is None else round(c.realized_pnl, 6)), _num(c.mark),
+                  _num(None if c.unrealized_pnl is None else round(c.unrealized_pnl, 6)))
+    return t
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``ibledger sessions`` shows: the store's head row plus the session's start event and order count."""
+
+    session_id: str
+    events: int
+    first_seq: int
+    last_seq: int
+    started_ns: int
+    started_at: str | None
+    last_ns: int
+    last_at: str | None
+    client_id: int | None
+    account: str
+    mode: str
+    library: str
+    orders: int
+    state: str  # closed | crashed (no end event: crashed or still recording)
+    end_reason: str
+    crashed: bool
+
+
+def session_summaries(store: Any) -> list[SessionSummary]:
+    """One summary per session; reads each session once (the start event, the end event, the fold's orders)."""
+    from ledger.core import events as ev
+    from ledger.core.fold import LedgerFold
+
+    out = []
+    for info in store.sessions():
+        start: Any = None
+        end_reason = ""
+        f = LedgerFold()
+        for env in store.read_session(info.session_id):
+            p = env.payload
+            if start is None and isinstance(p, ev.SessionStarted):
+                start = p
+            elif isinstance(p, ev.SessionEnded):
+                end_reason = p.reason
+            f.apply(env)
+        out.append(SessionSummary(
+            session_id=info.session_id, events=info.events, first_seq=info.first_seq, last_seq=info.last_seq,
+            started_ns=info.started_ns, started_at=iso_utc(info.started_ns), last_ns=info.last_ns,
+            last_at=iso_utc(info.last_ns), client_id=start.client_id if start is not None else None,
+            account=start.account if start is not None else "", mode=start.mode if start is not None else "",
+            library=f"{start.library} {start.library_version}".strip() if start is not None else "",
+            orders=len(f.orders), state="crashed" if info.crashed else "closed", end_reason=end_reason,
+            crashed=info.crashed,
+        ))
+    return out
+
+
+def sessions_table(rows: Iterable[SessionSummary], title: str = "Sessions") -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("session", "started (UTC)", "client", "account", "mode", "orders", "events", "state"):
+        t.add_column(col, justify="right" if col in ("client", "orders", "events") else "left")
+    for s in rows:
+        state = "[red]crashed / still recording[/]" if s.crashed else f"closed ({s.end_reason or '-'})"
+        started = (s.started_at or "-").replace("T", " ").removesuffix("Z")[:23]
+        t.add_row(s.session_id, started, "-" if s.client_id is None else str(s.client_id), s.account or "-",
+                  s.mode or "-", str(s.orders), str(s.events), state)
+    return t

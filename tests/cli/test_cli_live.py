@@ -75,7 +75,7 @@ def test_cancel_all_positions_health(url):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["confirmed"] is True
     r = invoke("positions", "--simulate", "--store", url, "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout) == []
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"positions": []}
     r = invoke("health", "--simulate", "--store", url, "--json")
     assert r.exit_code == 0, r.output
     health = json.loads(r.stdout)

@@ -197,7 +197,7 @@ def test_replaced_store_or_changed_schema_rebuilds(tmp_path: Path) -> None:
         assert notes and "no longer holds" in notes[0]
         assert_equal_to_fold(path, b.envelopes)
     con = duckdb.connect(str(path))
-    con.execute("UPDATE audit_meta SET value = '0' WHERE key = 'schema_version'")
+    con.execute("UPDATE ibledger_internal.audit_meta SET value = '0' WHERE key = 'schema_version'")
     con.close()
     with open_store(f"sqlite:///{db}") as store:
         _n, notes = update(store, path)
@@ -215,7 +215,7 @@ def test_projection_files_never_hold_credentials(pg_schema_url: str, tmp_path: P
         store.append(stream.envelopes)
         update(store, path)
     assert b"s3cret" not in path.read_bytes()
-    stored = {r["key"]: r["value"] for r in rows(path, "SELECT * FROM audit_meta")}
+    stored = {r["key"]: r["value"] for r in rows(path, "SELECT * FROM ibledger_internal.audit_meta")}
     assert "s3cret" not in stored["store_url"]
 
 
