@@ -66,13 +66,13 @@ class Batch:
                 arrays[name] = np.array(values, dtype=np.int64)
                 exprs.append(name)
             elif kind == "f":
-                arrays[name] = np.array(values, dtype=np.float64)
-                exprs.append(name)
+                arr = arrays[name] = np.array(values, dtype=np.float64)
+                exprs.append(_keep_nan(arrays, name, arr, name))
             elif kind == "F":
                 mask = np.array([v is None for v in values], dtype=bool)
-                arrays[name] = np.array([0.0 if v is None else v for v in values], dtype=np.float64)
+                arr = arrays[name] = np.array([0.0 if v is None else v for v in values], dtype=np.float64)
                 arrays[f"{name}__null"] = mask
-                exprs.append(f"CASE WHEN {name}__null THEN NULL ELSE {name} END")
+                exprs.append(f"CASE WHEN {name}__null THEN NULL ELSE {_keep_nan(arrays, name, arr, name)} END")
             elif kind == "b":
                 arrays[name] = np.array(values, dtype=bool)
                 exprs.append(name)
@@ -85,6 +85,18 @@ class Batch:
         con.register(view, arrays)
         names = ", ".join(name for name, _ in self.spec)
         return view, f"INSERT INTO {self.table} ({names}) SELECT {', '.join(exprs)} FROM {view}"
+
+
+def _keep_nan(arrays: dict[str, np.ndarray], name: str, arr: np.ndarray, expr: str) -> str:
+    """DuckDB reads a registered NaN as NULL, which a NOT NULL column refuses: keep it a NaN.
+
+    (The fold records a NaN it was sent as a fact, flagged; the read model must take it too.)
+    """
+    nan = np.isnan(arr)
+    if not nan.any():
+        return expr
+    arrays[f"{name}__nan"] = nan
+    return f"CASE WHEN {name}__nan THEN 'NaN'::DOUBLE ELSE {expr} END"
 
 
 def register_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> str:

@@ -728,7 +728,7 @@ def _d_exec(p: Any) -> tuple[Any, ...]:
 
 
 def _d_commission(p: Any) -> tuple[Any, ...]:
-    return (None, 0, p.exec_id, 0.0, p.commission, None, None, None)
+    return (None, 0, p.exec_id, 0.0, p.commission if p.commission is not None else 0.0, None, None, None)
 
 
 def _d_error(p: Any) -> tuple[Any, ...]:

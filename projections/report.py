@@ -219,6 +219,7 @@ def _order_section(i: int, o: dict[str, Any], evs: list[dict[str, Any]], trs: li
             f"<span class='pill' style='background:{state_color}'>{_e(o['state'])}"
             f"{' / ' + _e(o['overlay']) if o['overlay'] else ''}</span>"
             f"{'<span class=pill style=background:#bfdbfe>LIVE</span>' if o['is_live'] else ''}"
+            f"{'<span class=pill style=background:#fde68a>HELD: ' + _e(o['why_held']) + '</span>' if o['state'] == 'Inactive' and o['why_held'] else ''}"  # noqa: E501
             f"{'<span class=pill style=background:#fecaca>' + str(o['anomaly_count']) + ' anomalies</span>' if o['anomaly_count'] else ''}"  # noqa: E501
             f" <small>{_e(key)} · perm {o['perm_id'] or '-'} · client {o['client_id']} order {o['order_id']}"
             f" · filled {o['filled']:g}/{o['total_qty']:g}"

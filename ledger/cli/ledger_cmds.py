@@ -107,7 +107,8 @@ def orders_cmd(
     orders = list(state.orders.values())
     if as_json:
         doc = {"orders": [order_row(o) for o in orders], "anomalies": [anomaly_row(a) for a in state.anomalies]}
-        print(json.dumps(doc, indent=2))
+        # strict JSON: a non-finite number (a flagged input the fold kept as a fact) is null, never NaN
+        print(msgspec.json.format(msgspec.json.encode(doc), indent=2).decode())
         return
     console.print(orders_table(orders))
     if state.anomalies:
