@@ -1018,11 +1018,10 @@ class LedgerFold:
     # --- broker callbacks ------------------------------------------------------------------------
 
     def _on_status(self, env: Envelope, p: ev.OrderStatus) -> list[Transition]:
+        filled, rem, avg, last = p.filled, p.remaining, p.avg_fill_price, p.last_fill_price
+        # NaN fails every comparison; ±inf or a sentinel makes the sum too large
         if not (
-            0.0 <= p.filled < _UNSET_LIMIT
-            and 0.0 <= p.remaining < _UNSET_LIMIT
-            and 0.0 <= p.avg_fill_price < _UNSET_LIMIT
-            and 0.0 <= p.last_fill_price < _UNSET_LIMIT
+            filled >= 0.0 and rem >= 0.0 and avg >= 0.0 and last >= 0.0 and filled + rem + avg + last < _UNSET_LIMIT
         ):
             self._anomaly(
                 env,
@@ -1168,7 +1167,7 @@ class LedgerFold:
             family, rev = eid[:i], eid[i + 1 :]
         fams = core.families
         prev = fams.get(family)
-        if prev is None and rev.isdigit() and int(rev) > 1:
+        if prev is None and rev != "01" and rev.isdigit() and int(rev) > 1:
             other = self._family_owner(family, rev)
             if other is not None and other is not core:
                 self._anomaly(
