@@ -180,7 +180,6 @@ class AuditProjection:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._fold: LedgerFold | None = None
         self._sessions: dict[str, _Sess] = {}
-        self._exec_owner: dict[str, str] = {}
         # per order: [placed_ns, last_exec_position, last_live_position] (persisted as orders columns)
         self._marks: dict[str, list[int]] = {}
         self._n_anomalies = 0
@@ -288,7 +287,6 @@ class AuditProjection:
         self._fingerprint = ""
         self._sessions = {}
         self._fold = LedgerFold()
-        self._exec_owner = {}
         self._marks = {}
         self._n_anomalies = 0
 
@@ -322,10 +320,6 @@ class AuditProjection:
                 f"SELECT key, {', '.join(MARK_COLUMNS)} FROM orders "
                 f"WHERE {' OR '.join(c + ' <> 0' for c in MARK_COLUMNS)}").fetchall()
         }
-        owner = self._exec_owner = {}
-        for v in fold.orders.values():
-            for f in v.fills:
-                owner[f.exec_id] = v.key
         return fold
 
     def _checkpoint(self) -> None:
@@ -413,7 +407,6 @@ class AuditProjection:
         n_anom = self._n_anomalies
         live_states = sm.LIVE_STATES
         lookups = _LOOKUPS
-        exec_owner = self._exec_owner
         marks = self._marks
         fr = rows.failures.rows
         cn = rows.connections.rows
@@ -432,7 +425,7 @@ class AuditProjection:
                 trs = apply(env)
                 after = None
             else:
-                new_exec = tp is ev.ExecDetails and p.exec_id not in exec_owner
+                new_exec = tp is ev.ExecDetails and fold.order_of_exec(p.exec_id) is None
                 trs = apply(env)
                 after = look(self, fold, sid, p)
                 if after is not None:
@@ -447,7 +440,6 @@ class AuditProjection:
                             break
                     live_before = state_before in live_states
                     if tp is ev.ExecDetails:
-                        exec_owner.setdefault(p.exec_id, key)
                         if new_exec:
                             _mark(marks, key)[1] = pos
                     elif tp is ev.PlaceOrder:
@@ -513,13 +505,7 @@ class AuditProjection:
         # the current rows of every touched order; ``lower`` bounds the stored rows' first_seen_ns (it
         # only ever decreases, on a merge) so the deletes can skip old row groups by their zone maps
         if self._defer_orders:
-            # a rebuild writes orders and fills once, at the end; commissions still need the fills' owners
-            orders = fold.orders
-            for key in dirty:
-                v = orders.get(key)
-                if v is not None:
-                    for f in v.fills:
-                        exec_owner[f.exec_id] = key
+            # a rebuild writes orders and fills once, at the end
             rows.dirty = {}
         else:
             rows.lower = self._order_rows(fold, dirty, rows)
@@ -532,7 +518,6 @@ class AuditProjection:
         """Append the current orders and fills rows of ``keys``; return the bound for the deletes."""
         orders = fold.orders
         marks = self._marks
-        exec_owner = self._exec_owner
         orow = rows.orders.rows
         frow = rows.fills.rows
         lower: int | None = None
@@ -548,7 +533,6 @@ class AuditProjection:
             fills = v.fills
             replaced = _replaced(fills) if any(f.correction for f in fills) else {}
             for f in fills:
-                exec_owner[f.exec_id] = key
                 r = replaced.get(f.exec_id)
                 frow.append((key, f.exec_id, f.family, f.revision, f.correction, f.superseded, f.late, f.shares,
                              f.price, f.side, f.account, f.time, f.commission, f.currency, f.realized_pnl,
@@ -747,8 +731,7 @@ def _look_decision(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) ->
 
 
 def _look_commission(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    key = proj._exec_owner.get(p.exec_id)
-    return fold.orders.get(key) if key is not None else None
+    return fold.order_of_exec(p.exec_id)
 
 
 _LOOKUPS: dict[type, Callable[[AuditProjection, LedgerFold, str, Any], OrderView | None]] = {
@@ -780,7 +763,7 @@ def _d_exec(p: Any) -> tuple[Any, ...]:
 
 
 def _d_commission(p: Any) -> tuple[Any, ...]:
-    return (None, 0, p.exec_id, 0.0, p.commission, None, None, None)
+    return (None, 0, p.exec_id, 0.0, p.commission if p.commission is not None else 0.0, None, None, None)
 
 
 def _d_error(p: Any) -> tuple[Any, ...]:

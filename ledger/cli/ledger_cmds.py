@@ -155,7 +155,8 @@ def orders_cmd(
                "anomalies": [anomaly_row(a) for a in state.anomalies]}
         if gaps:
             doc["incomplete"] = [g.describe() for g in gaps]
-        print(json.dumps(doc, indent=2))
+        # strict JSON: a non-finite number (a flagged input the fold kept as a fact) is null, never NaN
+        print(msgspec.json.format(msgspec.json.encode(doc), indent=2).decode())
         return
     console.print(orders_table(orders))
     if any(o.fills for o in orders):

@@ -159,6 +159,24 @@ def doctor_cmd(
 ORDER_EXIT = {"BLOCKED": 3, "REJECTED": 4}
 
 
+TIFS = ("DAY", "GTC", "IOC", "FOK", "GTD", "OPG", "DTC", "AUC")
+MAX_SYMBOL = 24
+
+
+def _check_order_args(symbol: str, limit: float | None, tif: str) -> None:
+    """Refuse, before connecting, what TWS would refuse or misread: a clear message and exit 2."""
+    sym = symbol.strip()
+    if not sym:
+        fail("symbol is empty: give the ticker, e.g. `ibledger order BUY AAPL 10`")
+    if len(sym) > MAX_SYMBOL or not sym.isprintable():
+        shown = sym[:MAX_SYMBOL] + "..." if len(sym) > MAX_SYMBOL else sym
+        fail(f"symbol {esc(repr(shown))} is not a ticker (at most {MAX_SYMBOL} printable characters)")
+    if limit is not None and not (0 < limit < float("inf")):
+        fail(f"--limit must be a positive, finite price, got {limit:g}; omit --limit for a market order")
+    if tif not in TIFS:
+        fail(f"--tif {esc(repr(tif))} is not a time in force IB knows; use one of {', '.join(TIFS)}")
+
+
 @with_connection
 def order_cmd(
     action: Annotated[str, typer.Argument(help="BUY or SELL", case_sensitive=False)],
@@ -183,8 +201,9 @@ def order_cmd(
     action = action.upper()
     if action not in ("BUY", "SELL"):
         fail(f"action must be BUY or SELL, got {action!r}")
-    if quantity <= 0:
-        fail(f"quantity must be positive, got {quantity:g}")
+    if not (0 < quantity < float("inf")):
+        fail(f"quantity must be a positive number, got {quantity:g}")
+    _check_order_args(symbol, limit, tif)
     settings = _settings(conn)
     gov = _governor(governor)
 

@@ -21,13 +21,22 @@ def to_msgpack(env: Envelope) -> bytes:
 
 
 def from_msgpack(data: bytes) -> Envelope:
+    return from_msgpack_stored(data)[1]
+
+
+def from_msgpack_stored(data: bytes) -> tuple[int, Envelope]:
+    """The schema version the event was stored under, and the event upcast to the current one.
+
+    Verification compares the row's topic with what was written, not with what reading made of it, so an
+    old session stays untampered after an upgrade bumped a kind's schema.
+    """
     try:
         env = _mp_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise SchemaError(f"stored event does not match this ibledger's schema: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise SchemaError(f"stored event is not valid msgpack (corrupt bytes?): {exc}") from exc
-    return check_version(env)
+    return env.v, check_version(env)
 
 
 def to_json(env: Envelope) -> bytes:

@@ -12,6 +12,8 @@ Every kind carries a schema version (``SCHEMA_VERSION`` class variable, written 
 
 from __future__ import annotations
 
+import decimal
+import sys
 from typing import Any, ClassVar, Literal
 
 import msgspec
@@ -24,6 +26,56 @@ Raw = dict[str, Any]
 
 MANUAL_EXEC_ORDER_ID = 2147483647
 """The orderId IB puts on executions of manual TWS orders (IB's UNSET_INTEGER, 2**31 - 1): "no API order"."""
+
+# --- IB's "unset" sentinels ------------------------------------------------------------------------
+# The client libraries fill every number nobody set with a sentinel (ib_insync / ib_async: UNSET_DOUBLE,
+# UNSET_INTEGER; the official client also UNSET_DECIMAL and UNSET_LONG). They mean "no value", never a
+# number (10 x 1.8e308 is an infinite notional), so payloads carry None instead: the adapter maps them
+# at receipt, and the v1 -> v2 upcasters below map them in sessions recorded before it did.
+
+UNSET_DOUBLE: float = sys.float_info.max
+UNSET_INTEGER: int = 2**31 - 1
+UNSET_LONG: int = 2**63 - 1
+UNSET_DECIMAL = decimal.Decimal(2**127 - 1)
+_UNSET_INTS = frozenset({UNSET_INTEGER, UNSET_LONG})
+# the same sentinels as the text some OrderState fields carry (margins, commissions of a what-if)
+_UNSET_TEXT = frozenset({repr(UNSET_DOUBLE), str(UNSET_DOUBLE), "1.7976931348623157E308", str(UNSET_DECIMAL)})
+# raw keys whose 2**31-1 is a marker with a meaning, not an unset number: an execution's orderId of
+# 2147483647 says "not an API order" (a manual TWS order), which the fold keys by permId
+_INT_MARKERS = frozenset({"orderId"})
+
+
+def is_unset(v: Any) -> bool:
+    """Is ``v`` one of IB's "no value" sentinels (as a number, a Decimal or the text of one)?"""
+    t = type(v)
+    if t is float:
+        return v == UNSET_DOUBLE or v == -UNSET_DOUBLE
+    if t is int:
+        return v in _UNSET_INTS
+    if t is str:
+        return v in _UNSET_TEXT
+    if t is decimal.Decimal:
+        return v == UNSET_DECIMAL or v == UNSET_DOUBLE
+    return False
+
+
+def unset_to_none(v: Any) -> Any:
+    """``v`` with every sentinel replaced by None, recursively through mappings and lists."""
+    t = type(v)
+    if t is dict:
+        return {k: (x if type(x) is int and k in _INT_MARKERS else unset_to_none(x)) for k, x in v.items()}
+    if t is list:
+        return [unset_to_none(x) for x in v]
+    return None if is_unset(v) else v
+
+
+def _has_unset(v: Any) -> bool:
+    t = type(v)
+    if t is dict:
+        return any(not (type(x) is int and k in _INT_MARKERS) and _has_unset(x) for k, x in v.items())
+    if t is list:
+        return any(_has_unset(x) for x in v)
+    return is_unset(v)
 
 
 class Event(Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
@@ -88,6 +140,8 @@ class CurrentTime(Event, tag="current_time"):
 
 
 class OrderStatus(Event, tag="order_status"):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: mkt_cap_price None when unset (v1 kept IB's sentinel)
+
     order_id: int
     status: str
     filled: float = 0.0
@@ -98,11 +152,13 @@ class OrderStatus(Event, tag="order_status"):
     last_fill_price: float = 0.0
     client_id: int = 0
     why_held: str = ""
-    mkt_cap_price: float = 0.0
+    mkt_cap_price: float | None = 0.0
 
 
 class OpenOrder(Event, tag="open_order"):
     """``openOrder`` callback: the order as the broker knows it, plus its ``orderState``."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: unset prices None, here and in the raw mappings
 
     order_id: int
     perm_id: int = 0
@@ -163,8 +219,10 @@ class ExecDetailsEnd(Event, tag="exec_details_end"):
 
 
 class CommissionReport(Event, tag="commission_report"):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: unset commission / realized P&L / yield None
+
     exec_id: str
-    commission: float = 0.0
+    commission: float | None = 0.0
     currency: str = ""
     realized_pnl: float | None = None
     yield_: float | None = None
@@ -199,6 +257,8 @@ class PositionEnd(Event, tag="position_end"):
 
 class PlaceOrder(Event, tag="place_order"):
     """A placeOrder we sent (or are about to send). A second one with the same orderId is a modify."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: unset prices None, here and in the raw mappings
 
     order_id: int
     client_id: int = 0
@@ -385,6 +445,45 @@ class SchemaError(ValueError):
 # Upcasters turn an older payload mapping into the current one: {(kind, from_version): fn}.
 # Each bumps exactly one version; they chain until the current version is reached.
 UPCASTERS: dict[tuple[str, int], Any] = {}
+# The same on the decoded payload itself (no round trip through builtins): {(kind, from_version): fn}.
+# Tried first; used where the old and new versions share one Struct type.
+PAYLOAD_UPCASTERS: dict[tuple[str, int], Any] = {}
+
+_OPTIONAL: dict[type, dict[str, bool]] = {}
+
+
+def _optional_fields(cls: type) -> dict[str, bool]:
+    """field name -> does its type admit None (for the sentinel upcaster)."""
+    got = _OPTIONAL.get(cls)
+    if got is None:
+        got = _OPTIONAL[cls] = {
+            f.name: f.type is Any or type(None) in getattr(f.type, "__args__", ()) for f in msgspec.structs.fields(cls)
+        }
+    return got
+
+
+def upcast_unset(payload: Event) -> Event:
+    """v1 -> v2 of the kinds that carried IB's unset sentinels: every sentinel becomes None.
+
+    A typed number that cannot be None (a quantity, an average price) becomes 0, IB's own "none".
+    Typed ids and texts are left alone (an id of 2**31-1 is an id, e.g. the marker of a manual TWS
+    order's execution): only typed floats and the raw mappings carried the sentinels.
+    """
+    changes: dict[str, Any] = {}
+    optional = _optional_fields(type(payload))
+    for name in payload.__struct_fields__:
+        v = getattr(payload, name)
+        if type(v) in (int, str, bool) or not _has_unset(v):
+            continue
+        new = unset_to_none(v)
+        if new is None and not optional.get(name, True):
+            new = 0.0 if type(v) is float else 0
+        changes[name] = new
+    return msgspec.structs.replace(payload, **changes) if changes else payload
+
+
+for _cls in (OrderStatus, OpenOrder, CompletedOrder, CommissionReport, PlaceOrder, ModifyOrder):
+    PAYLOAD_UPCASTERS[(_cls.__struct_config__.tag, 1)] = upcast_unset  # type: ignore[attr-defined]
 
 
 def envelope(
@@ -427,9 +526,16 @@ def check_version(env: Envelope) -> Envelope:
 
 def _upcast(env: Envelope) -> Envelope:
     kind = env.kind
-    data = msgspec.to_builtins(env.payload)
+    payload = env.payload
     v = env.v
-    while v < type(env.payload).SCHEMA_VERSION:
+    current = type(payload).SCHEMA_VERSION
+    while v < current and (kind, v) in PAYLOAD_UPCASTERS and (kind, v) not in UPCASTERS:
+        payload = PAYLOAD_UPCASTERS[(kind, v)](payload)
+        v += 1
+    if v == current:
+        return msgspec.structs.replace(env, payload=payload, v=v)
+    data = msgspec.to_builtins(payload)
+    while v < current:
         fn = UPCASTERS.get((kind, v))
         if fn is None:
             raise SchemaError(f"event {env.session_id}#{env.seq} kind {kind!r}: no upcaster from v{v}")

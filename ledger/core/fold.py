@@ -141,6 +141,8 @@ ANOMALY_KINDS: tuple[str, ...] = (
     "modify_after_done",  # a modify intent for a done order
     "unidentified",  # an order message with neither a usable orderId nor a permId
     "bad_execution",  # an execution without execId
+    "bad_number",  # NaN, ±inf, negative shares/prices (or an unset commission): recorded, not applied
+    "exec_id_collision",  # an execId (or its correction family) already belongs to another order
     "recorder_fault",  # the recorder reported lost events
     "internal_error",  # a bug in the fold, caught: the event may be partly applied
 )
@@ -192,6 +194,12 @@ def _kind(payload: object) -> str:
 
 
 _UNSET_LIMIT = 1e300  # IB's UNSET_DOUBLE (sys.float_info.max) and friends mean 'not set'
+_INF = float("inf")
+
+
+def _finite(x: float | None) -> bool:
+    """A usable number: not None, NaN, ±inf or an unset sentinel that slipped through."""
+    return x is not None and -_UNSET_LIMIT < x < _UNSET_LIMIT
 
 
 class Fill(Struct, kw_only=True, gc=False):
@@ -363,6 +371,7 @@ class _Core(Struct, gc=False):
     pos_key: str = ""
     pos_sign: float = 0.0
     pos_src: tuple[str, int, str] | None = None
+    seen: str = ""  # the last session a broker message resolved to this order in
 
 
 class LedgerFold:
@@ -387,6 +396,10 @@ class LedgerFold:
         self._cur_sid: str | None = None
         self._cur_hw = 0
         self._sess_client: dict[str, int] = {}
+        self._sess_account: dict[str, str] = {}  # the session's account, for messages that carry none
+        self._perm_acct: dict[tuple[str, int], _Core] = {}  # (account, permId) when accounts share a permId
+        self.what_ifs: list[tuple[str, int, int]] = []  # (session, client, order) of what-if requests
+        self._what_if: dict[tuple[str, int, int], None] = {}
         self._execs: dict[str, _Core] = {}  # execId -> the order it belongs to
         self._pending_comm: dict[str, ev.CommissionReport] = {}
         self._pending_flagged: dict[str, bool] = {}
@@ -466,6 +479,15 @@ class LedgerFold:
             if core is not None:
                 return core.view
         return None
+
+    def order_of_exec(self, exec_id: str) -> OrderView | None:
+        """The order an execution (and so its commission report) belongs to, as the fold decided it.
+
+        Readers of the fold (the projector) ask here instead of keeping an index of their own, so a
+        colliding or re-delivered execId is attributed the same way everywhere.
+        """
+        core = self._execs.get(exec_id)
+        return core.view if core is not None else None
 
     def order_by_perm(self, perm_id: int) -> OrderView | None:
         core = self._by_perm.get(perm_id)
@@ -563,10 +585,10 @@ class LedgerFold:
                 sec_type=p.sec_type,
                 con_id=p.con_id,
                 action=p.action,
-                total_qty=p.total_qty if p.total_qty > 0 else 0.0,
+                total_qty=p.total_qty if 0 < p.total_qty < _UNSET_LIMIT else 0.0,
                 order_type=p.order_type,
-                lmt_price=p.lmt_price,
-                aux_price=p.aux_price,
+                lmt_price=p.lmt_price if _finite(p.lmt_price) else None,
+                aux_price=p.aux_price if _finite(p.aux_price) else None,
                 tif=p.tif,
                 order_ref=p.order_ref,
                 placed=True,
@@ -578,7 +600,10 @@ class LedgerFold:
         self.orders[key] = view
         self._active[key] = core
         if pid > 0:
-            self._by_perm[pid] = core
+            if self._by_perm.get(pid) is None:
+                self._by_perm[pid] = core
+            else:
+                self._claim_perm(core, pid)
         return core
 
     def _bind_key(self, core: _Core, bkey: tuple[str, int, int]) -> None:
@@ -589,9 +614,38 @@ class LedgerFold:
             v.order_id = bkey[2]
             v.client_id = bkey[1]
 
-    def _resolve(self, env: Envelope, cid: int, oid: int, pid: int, create: bool, manual: bool = False) -> _Core | None:
+    def _perm(self, env: Envelope, pid: int, account: str) -> _Core | None:
+        """The order known by ``pid`` *in this account*: permIds are unique per account only."""
+        core = self._by_perm.get(pid)
+        if core is None:
+            return None
+        if account:
+            known = core.view.account
+            if known and known != account:
+                return self._perm_acct.get((account, pid))
+            return core
+        if self._perm_acct:  # no account on the message (orderStatus): the session's, if it tells them apart
+            alt = self._perm_acct.get((self._sess_account.get(env.session_id, ""), pid))
+            if alt is not None:
+                return alt
+        return core
+
+    def _claim_perm(self, core: _Core, pid: int) -> None:
+        """``core`` is now the order known by ``pid``; another account's order keeps it in its scope."""
+        old = self._by_perm.get(pid)
+        if old is not None and old is not core and old.view.account:
+            self._perm_acct[(old.view.account, pid)] = old
+        self._by_perm[pid] = core
+        if core.view.account:
+            self._perm_acct[(core.view.account, pid)] = core
+
+    def _resolve(
+        self, env: Envelope, cid: int, oid: int, pid: int, create: bool, manual: bool = False, account: str = ""
+    ) -> _Core | None:
         """Find (or create) the order a broker message is about, binding identities on the way."""
         core = self._by_perm.get(pid) if pid > 0 else None
+        if core is not None and (account or self._perm_acct):
+            core = self._perm(env, pid, account)
         if oid == 0 or oid == MAX_ORDER_ID:
             if core is None and create and pid > 0:
                 core = self._create(env, self._client(env.session_id, cid), 0, pid, manual)
@@ -644,6 +698,15 @@ class LedgerFold:
         if b is core:
             return core
         if b.view.perm_id == 0:
+            if b.placed and b.idx > core.idx and b.view.session_id == sid and core.view.session_id != sid and (
+                core.seen != sid and core.bsid != sid
+            ):
+                # A fresh placement of this session answered with a permId an order of an earlier session
+                # holds, which this session never heard of: an independent run (another simulator, a
+                # restarted paper broker) reusing permIds. The new order takes the permId from here on.
+                b.view.perm_id = pid
+                self._claim_perm(b, pid)
+                return b
             return self._merge(env, b, core, pid)
         # bound to an order with another permId, and the permId is known elsewhere: follow the permId
         self._bind_key(core, bkey)
@@ -801,7 +864,8 @@ class LedgerFold:
                 v.overlay = ""
                 core.pending_mod = None
             v.state = new
-            v.is_live = new in _LIVE_STATES
+            # a held order (Inactive with whyHeld: locate, child, trigger) is working: it may execute
+            v.is_live = new in _LIVE_STATES or (new == _INACTIVE_ST and bool(v.why_held))
             done = new in _TERMINAL or (new == _INACTIVE_ST and not v.why_held)
             if done != v.is_done:
                 v.is_done = done
@@ -963,6 +1027,20 @@ class LedgerFold:
     # --- broker callbacks ------------------------------------------------------------------------
 
     def _on_status(self, env: Envelope, p: ev.OrderStatus) -> list[Transition]:
+        filled, rem, avg, last = p.filled, p.remaining, p.avg_fill_price, p.last_fill_price
+        # NaN fails every comparison; ±inf or a sentinel makes the sum too large
+        if not (
+            filled >= 0.0 and rem >= 0.0 and avg >= 0.0 and last >= 0.0 and filled + rem + avg + last < _UNSET_LIMIT
+        ):
+            self._anomaly(
+                env,
+                None,
+                "bad_number",
+                f"orderStatus {p.status} of order {p.order_id} (permId {p.perm_id}): filled {p.filled!r}, remaining "
+                f"{p.remaining!r}, avgFillPrice {p.avg_fill_price!r}, lastFillPrice {p.last_fill_price!r}: recorded, "
+                "not applied",
+            )
+            return []
         pid = p.perm_id
         oid = p.order_id
         core = self._by_perm.get(pid) if pid > 0 else None
@@ -973,6 +1051,7 @@ class LedgerFold:
             if core is None:
                 self._anomaly(env, None, "unidentified", f"orderStatus {p.status} without orderId or permId")
                 return []
+            core.seen = env.session_id
             merged = self._merge_out
         v = core.view
         status = p.status
@@ -999,12 +1078,17 @@ class LedgerFold:
         return out
 
     def _on_open(self, env: Envelope, p: ev.OpenOrder, completed: bool = False) -> list[Transition]:
+        if p.order.get("whatIf") is True:
+            return []  # the broker's answer to a what-if (margin, commission): not an order
         self._merge_out = None
         oid = 0 if completed else p.order_id
-        core = self._resolve(env, p.client_id, oid, p.perm_id, True, (not completed) and p.order_id <= 0)
+        core = self._resolve(
+            env, p.client_id, oid, p.perm_id, True, (not completed) and p.order_id <= 0, p.account
+        )
         if core is None:
             self._anomaly(env, None, "unidentified", f"{env.kind} without orderId or permId")
             return []
+        core.seen = env.session_id
         out: list[Transition] = self._merge_out or []
         v = core.view
         old_state, old_overlay = v.state, v.overlay
@@ -1035,20 +1119,48 @@ class LedgerFold:
         if not eid:
             self._anomaly(env, None, "bad_execution", "execution without execId")
             return []
-        if eid in self._execs:
+        owner = self._execs.get(eid)
+        if owner is not None and self._same_exec(owner, p):
             return []  # the same execId twice: a duplicate, not a fill
+        shares = p.shares
+        price = p.price
+        if not (0.0 <= shares < _UNSET_LIMIT and 0.0 <= price < _UNSET_LIMIT):
+            self._anomaly(
+                env,
+                owner,
+                "bad_number",
+                f"execution {eid}: shares {shares!r}, price {price!r} (not finite or negative): recorded, not applied",
+            )
+            return []
         pid = p.perm_id
         oid = p.order_id
         core = self._by_perm.get(pid) if pid > 0 else None
-        if core is None or core.boid != oid or core.bcid != p.client_id or core.bsid != env.session_id:
+        if (
+            core is None
+            or core.boid != oid
+            or core.bcid != p.client_id
+            or core.bsid != env.session_id
+            or (self._perm_acct and p.account and core.view.account and core.view.account != p.account)
+        ):
             self._merge_out = None
-            core = self._resolve(env, p.client_id, oid, pid, True, oid == MAX_ORDER_ID or oid < 0)
+            core = self._resolve(env, p.client_id, oid, pid, True, oid == MAX_ORDER_ID or oid < 0, p.account)
             if core is None:
                 self._anomaly(env, None, "unidentified", f"execution {eid} without orderId or permId")
                 return []
+            core.seen = env.session_id
             out: list[Transition] = self._merge_out or []
         else:
             out = []
+        if owner is not None:
+            if owner is core or any(f.exec_id == eid for f in core.view.fills):
+                return out  # a duplicate (delivered again under other ids)
+            self._anomaly(
+                env,
+                core,
+                "exec_id_collision",
+                f"execution {eid} of {core.view.key} has the execId of an execution of {owner.view.key}: applied to "
+                f"{core.view.key} (the order its ids name); a commission report for it now joins {core.view.key}",
+            )
         v = core.view
         old_state = v.state
         old_overlay = v.overlay
@@ -1064,10 +1176,18 @@ class LedgerFold:
             family, rev = eid[:i], eid[i + 1 :]
         fams = core.families
         prev = fams.get(family)
+        if prev is None and rev != "01" and rev.isdigit() and int(rev) > 1:
+            other = self._family_owner(family, rev)
+            if other is not None and other is not core:
+                self._anomaly(
+                    env,
+                    core,
+                    "exec_id_collision",
+                    f"correction {eid} of {core.view.key} names the execution family {family} of {other.view.key}: "
+                    f"kept as an execution of {core.view.key}, {other.view.key} untouched",
+                )
         # a new execution after a terminal state is late; a revision of a known one is not a new fill
         late = prev is None and old_state in _TERMINAL
-        shares = p.shares
-        price = p.price
         fill = Fill(
             exec_id=eid,
             family=family,
@@ -1123,6 +1243,23 @@ class LedgerFold:
         self._refresh(core, env, old_state, old_overlay, out)
         return out
 
+    def _same_exec(self, owner: _Core, p: ev.ExecDetails) -> bool:
+        """Is an execution with a known execId about the order that already holds it (a duplicate)?"""
+        v = owner.view
+        if p.perm_id > 0 and self._by_perm.get(p.perm_id) is not owner:
+            return False  # another order holds that permId now (or another account's): resolve it
+        return not (p.account and v.account and p.account != v.account)
+
+    def _family_owner(self, family: str, rev: str) -> _Core | None:
+        """The order holding an earlier revision of ``family`` ("F.01" for "F.02"), if any."""
+        width = len(rev)
+        top = int(rev)
+        for n in range(top - 1, max(top - 10, 0), -1):
+            owner = self._execs.get(f"{family}.{n:0{width}d}")
+            if owner is not None:
+                return owner
+        return None
+
     def _position_fill(self, core: _Core, p: ev.ExecDetails, qty: float, ns: int) -> None:
         """Add an execution's signed quantity to its account/contract position row."""
         src = (p.account, p.con_id, p.side)
@@ -1157,6 +1294,21 @@ class LedgerFold:
     def _on_commission(self, env: Envelope, p: ev.CommissionReport) -> list[Transition]:
         eid = p.exec_id
         core = self._execs.get(eid)
+        c = p.commission
+        rp = p.realized_pnl
+        if rp is not None and (rp >= ev.UNSET_DOUBLE or rp <= -ev.UNSET_DOUBLE):
+            # IB's "no value" (an opening execution has no realized P&L): the commission still applies
+            p = msgspec.structs.replace(p, realized_pnl=None)
+        if c is None or not -_UNSET_LIMIT < c < _UNSET_LIMIT or (
+            p.realized_pnl is not None and not -_UNSET_LIMIT < p.realized_pnl < _UNSET_LIMIT
+        ):
+            self._anomaly(
+                env,
+                core,
+                "bad_number",
+                f"commission report for {eid}: commission {c!r}, realizedPNL {p.realized_pnl!r}: recorded, not applied",
+            )
+            return []
         if core is None:
             prev = self._pending_comm.get(eid)
             if prev is None:
@@ -1220,6 +1372,14 @@ class LedgerFold:
         return out
 
     def _on_position(self, env: Envelope, p: ev.Position) -> list[Transition]:
+        if not (-_UNSET_LIMIT < p.position < _UNSET_LIMIT and -_UNSET_LIMIT < p.avg_cost < _UNSET_LIMIT):
+            self._anomaly(
+                env,
+                None,
+                "bad_number",
+                f"position {p.account} {p.symbol or p.con_id}: {p.position!r} @ {p.avg_cost!r}: recorded, not applied",
+            )
+            return []
         pos_key = _position_key(p.account, p.con_id, p.symbol, p.sec_type)
         pv = self.positions.get(pos_key)
         if pv is None:
@@ -1242,6 +1402,18 @@ class LedgerFold:
         sid = env.session_id
         cid = p.client_id or self._sess_client.get(sid, 0)
         bkey = (sid, cid, oid)
+        if p.order.get("whatIf") is True:
+            # a what-if asks for margin and commission; the broker never works it: not an order
+            if bkey not in self._what_if:
+                self._what_if[bkey] = None
+                self.what_ifs.append(bkey)
+            b = self._bind.get(bkey)
+            if b is not None and b.allowed and not b.placed and not b.view.acked_ns and not b.view.fills:
+                # the governor's ALLOW made a Created record for it: a what-if is never an order
+                del self._bind[bkey]
+                del self.orders[b.view.key]
+                self._active.pop(b.view.key, None)
+            return []
         out: list[Transition] = []
         b = self._bind.get(bkey)
         if b is not None:
@@ -1355,6 +1527,8 @@ class LedgerFold:
 
     def _on_session_started(self, env: Envelope, p: ev.SessionStarted) -> list[Transition]:
         self._sess_client[env.session_id] = p.client_id
+        if p.account:
+            self._sess_account[env.session_id] = p.account
         return []
 
     def _on_connected(self, env: Envelope, p: ev.Connected) -> list[Transition]:
@@ -1469,13 +1643,14 @@ def _copy_order_fields(v: OrderView, p: ev.PlaceOrder | ev.OpenOrder) -> None:
         v.con_id = p.con_id
     if p.action:
         v.action = p.action
-    if p.total_qty > 0:
+    if 0 < p.total_qty < _UNSET_LIMIT:
         v.total_qty = p.total_qty
     if p.order_type:
         v.order_type = p.order_type
-    if p.lmt_price is not None:
+    # NaN, ±inf and unset sentinels are no price: what is known is kept
+    if p.lmt_price is not None and -_UNSET_LIMIT < p.lmt_price < _UNSET_LIMIT:
         v.lmt_price = p.lmt_price
-    if p.aux_price is not None:
+    if p.aux_price is not None and -_UNSET_LIMIT < p.aux_price < _UNSET_LIMIT:
         v.aux_price = p.aux_price
     if p.tif:
         v.tif = p.tif

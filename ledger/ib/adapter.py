@@ -8,10 +8,15 @@ so a library that passes arguments by name still lands in the right slot.
 
 Conversion happens at receipt, before the library sees the objects (the library mutates some of them:
 ``commissionReport`` rewrites an unset ``yield_``/``realizedPNL`` to 0, ``placeOrder`` assigns
-``orderId``/``clientId``, trades keep and update the ``Order``). Values are copied verbatim: typed
-fields take the wire value as the library parsed it (``UNSET_DOUBLE`` stays ``1.797e308``), and the raw
-mappings (``contract``, ``order``, ``order_state``, ``execution``) hold every attribute, nested
-dataclasses as mappings, lists as lists, ``datetime`` as is (msgspec writes it as RFC 3339).
+``orderId``/``clientId``, trades keep and update the ``Order``). Values are copied as the library
+parsed them, with one exception: IB's "unset" sentinels (``UNSET_DOUBLE`` = 1.797e308,
+``UNSET_INTEGER`` = 2**31-1, ``UNSET_LONG``, ``UNSET_DECIMAL``, and their text in ``OrderState``) become
+None, in the typed fields and in the raw mappings alike, because they mean "no value" and would
+otherwise be read as numbers (a market order's ``lmtPrice`` times its quantity is an infinite
+notional). A typed number that cannot be None (a quantity, an average fill price) takes IB's own "none",
+0. The one kept 2**31-1 is an execution's ``orderId``: it marks a manual TWS order. The raw mappings
+(``contract``, ``order``, ``order_state``, ``execution``) hold every attribute, nested dataclasses as
+mappings, lists as lists, ``datetime`` as is (msgspec writes it as RFC 3339).
 
 Nothing here imports the IB library: it reads attributes, so it works on either library's objects.
 """
@@ -44,6 +49,11 @@ Builder = Callable[..., ev.Event]
 # --- lossless plain-data conversion --------------------------------------------------------------
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+# every sentinel as a hashable value: one set lookup per scalar attribute keeps the copy fast
+_UNSET = frozenset(
+    {ev.UNSET_DOUBLE, -ev.UNSET_DOUBLE, ev.UNSET_INTEGER, ev.UNSET_LONG, *(t for t in ev._UNSET_TEXT)}
+)
+_MARKERS = ev._INT_MARKERS
 _SCALARS = (str, int, float, bool, type(None))
 _SCALAR_SET = frozenset(_SCALARS)
 _KEEP = (_dt.datetime, _dt.date, _dt.time, decimal.Decimal, bytes)
@@ -93,8 +103,10 @@ def to_raw(obj: Any, _depth: int = 0) -> Any:
     k = _KINDS.get(t)
     if k is None:
         k = _kind(t, obj)
-    if k == _SCALAR or k == _KEPT:
-        return obj
+    if k == _SCALAR:
+        return None if obj in _UNSET else obj
+    if k == _KEPT:
+        return None if ev.is_unset(obj) else obj
     if _depth > 12:
         return repr(obj)
     d = _depth + 1
@@ -102,14 +114,20 @@ def to_raw(obj: Any, _depth: int = 0) -> Any:
         attrs = getattr(obj, "__dict__", None)
         if attrs is not None and len(attrs) >= len(_FIELDS[t]):
             # fast path: every field is an instance attribute (plain dataclasses, both libraries)
-            return {n: v if type(v) in _SCALAR_SET else to_raw(v, d) for n, v in attrs.items()}
+            return {
+                n: (None if v in _UNSET and n not in _MARKERS else v) if type(v) in _SCALAR_SET else to_raw(v, d)
+                for n, v in attrs.items()
+            }
         out = {}
         for name in _FIELDS[t]:
             v = getattr(obj, name, None)
-            out[name] = v if type(v) in _SCALAR_SET else to_raw(v, d)
+            if type(v) in _SCALAR_SET:
+                out[name] = None if v in _UNSET and name not in _MARKERS else v
+            else:
+                out[name] = to_raw(v, d)
         return out
     if k == _SEQUENCE:
-        return [v if type(v) in _SCALAR_SET else to_raw(v, d) for v in obj]
+        return [(None if v in _UNSET else v) if type(v) in _SCALAR_SET else to_raw(v, d) for v in obj]
     if k == _NAMEDTUPLE:  # TagValue: keep the names
         return {str(n): to_raw(v, d) for n, v in zip(obj._fields, obj, strict=False)}
     if k == _MAPPING:
@@ -130,9 +148,10 @@ def _raw_dict(obj: Any) -> dict[str, Any]:
 
 
 def _int(v: Any) -> int:
+    """An id or count; an unset sentinel (or nothing) is 0."""
     if type(v) is int:
-        return v
-    if v is None or v == "":
+        return 0 if v in _UNSET else v
+    if v is None or v == "" or ev.is_unset(v):
         return 0
     try:
         return int(v)
@@ -143,10 +162,18 @@ def _int(v: Any) -> int:
             return 0
 
 
-def _float(v: Any) -> float:
-    if type(v) is float:
+def _id(v: Any) -> int:
+    """An orderId: 2**31-1 is kept (an execution's marker of a manual TWS order)."""
+    if type(v) is int:
         return v
-    if v is None or v == "":
+    return _int(v)
+
+
+def _float(v: Any) -> float:
+    """A number that cannot be None (quantity, average price): unset is IB's own "none", 0."""
+    if type(v) is float:
+        return 0.0 if v in _UNSET else v
+    if v is None or v == "" or ev.is_unset(v):
         return 0.0
     try:
         return float(v)
@@ -155,9 +182,12 @@ def _float(v: Any) -> float:
 
 
 def _opt_float(v: Any) -> float | None:
-    if type(v) is float or v is None:
+    """A price or amount that may be unset: every sentinel (and an empty field) is None."""
+    if v is None:
         return v
-    if v == "":
+    if type(v) is float:
+        return None if v in _UNSET else v
+    if v == "" or ev.is_unset(v):
         return None
     try:
         return float(v)
@@ -192,7 +222,7 @@ def order_status(
     mktCapPrice: Any = 0.0,
 ) -> ev.OrderStatus:
     return ev.OrderStatus(
-        order_id=_int(orderId),
+        order_id=_id(orderId),
         status=_str(status),
         filled=_float(filled),
         remaining=_float(remaining),
@@ -202,7 +232,7 @@ def order_status(
         last_fill_price=_float(lastFillPrice),
         client_id=_int(clientId),
         why_held=_str(whyHeld),
-        mkt_cap_price=_float(mktCapPrice),
+        mkt_cap_price=_opt_float(mktCapPrice),
     )
 
 
@@ -232,7 +262,7 @@ def _order_fields(contract: Any, order: Any) -> dict[str, Any]:
 def open_order(orderId: Any, contract: Any, order: Any, orderState: Any) -> ev.OpenOrder:
     state = _raw_dict(orderState)
     return ev.OpenOrder(
-        order_id=_int(orderId),
+        order_id=_id(orderId),
         status=_str(state.get("status", "")),
         order_state=state,
         **_order_fields(contract, order),
@@ -243,7 +273,7 @@ def completed_order(contract: Any, order: Any, orderState: Any) -> ev.CompletedO
     state = _raw_dict(orderState)
     fields = _order_fields(contract, order)
     return ev.CompletedOrder(
-        order_id=_int(fields["order"].get("orderId", 0)),
+        order_id=_id(fields["order"].get("orderId", 0)),
         status=_str(state.get("status", "")),
         order_state=state,
         **fields,
@@ -257,7 +287,7 @@ def exec_details(reqId: Any, contract: Any, execution: Any) -> ev.ExecDetails:
     return ev.ExecDetails(
         exec_id=_str(g("execId", "")),
         req_id=_int(reqId),
-        order_id=_int(g("orderId", 0)),
+        order_id=_id(g("orderId", 0)),
         perm_id=_int(g("permId", 0)),
         client_id=_int(g("clientId", 0)),
         time=_str(g("time", "")),
@@ -285,7 +315,7 @@ def commission_report(commissionReport: Any) -> ev.CommissionReport:
     g = getattr
     return ev.CommissionReport(
         exec_id=_str(g(commissionReport, "execId", "")),
-        commission=_float(g(commissionReport, "commission", 0.0)),
+        commission=_opt_float(g(commissionReport, "commission", 0.0)),
         currency=_str(g(commissionReport, "currency", "")),
         realized_pnl=_opt_float(g(commissionReport, "realizedPNL", None)),
         yield_=_opt_float(g(commissionReport, "yield_", None)),
@@ -316,7 +346,7 @@ def position(account: Any, contract: Any, posSize: Any, avgCost: Any) -> ev.Posi
 
 
 def next_valid_id(reqId: Any) -> ev.NextValidId:
-    return ev.NextValidId(order_id=_int(reqId))
+    return ev.NextValidId(order_id=_id(reqId))
 
 
 def managed_accounts(accountsList: Any) -> ev.ManagedAccounts:
@@ -415,12 +445,12 @@ def place_order(contract: Any, order: Any, order_id: int, client_id: int, *, mod
     fields["client_id"] = _int(client_id) or fields["client_id"]
     cls = ev.ModifyOrder if modify else ev.PlaceOrder
     fields.pop("perm_id", None)
-    return cls(order_id=_int(order_id), **fields)
+    return cls(order_id=_id(order_id), **fields)
 
 
 def cancel_order(order: Any, client_id: int, reason: str = "") -> ev.CancelOrder:
     return ev.CancelOrder(
-        order_id=_int(getattr(order, "orderId", 0)),
+        order_id=_id(getattr(order, "orderId", 0)),
         client_id=_int(getattr(order, "clientId", 0)) or _int(client_id),
         perm_id=_int(getattr(order, "permId", 0)),
         reason=reason,

@@ -40,6 +40,7 @@ FILLED = "FILLED"
 BROKER_FILLED = "BROKER_FILLED"  # the broker says Filled; not every execution has arrived yet
 PARTIALLY_FILLED = "PARTIALLY_FILLED"  # live with part filled
 LIVE = "LIVE"  # PreSubmitted / Submitted: can execute at any moment
+HELD = "HELD"  # Inactive with whyHeld (locate, child, trigger): a working order the broker holds; live
 UNCONFIRMED = "UNCONFIRMED"  # sent, no acknowledgement yet: may be live
 CANCELLED = "CANCELLED"  # possibly with fills (see filled)
 REJECTED = "REJECTED"
@@ -61,6 +62,15 @@ VERDICT_OF_STATE: dict[str, str] = {
     sm.BLOCKED: BLOCKED,
     sm.UNKNOWN: UNKNOWN,
 }
+
+
+
+def verdict_of(v: OrderView) -> str:
+    """The monitor's verdict for an order view; a held order is HELD (live), never INACTIVE."""
+    if v.state == sm.INACTIVE_STATE and v.why_held:
+        return HELD
+    return VERDICT_OF_STATE.get(v.state, UNKNOWN)
+
 
 Subscriber = Callable[[Envelope, list[Transition], list[GovernorDecision]], None]
 
@@ -361,7 +371,7 @@ def build_result(
             order_id=order_id, client_id=client_id, transitions=critical, decisions=list(decisions or []),
             timed_out=timed_out, elapsed_s=round(elapsed_s, 3),
         )
-    verdict = VERDICT_OF_STATE.get(v.state, UNKNOWN)
+    verdict = verdict_of(v)
     anomalies = [
         AnomalyInfo(seq=a.seq, kind=a.kind, reason=a.reason, from_status=a.from_status, to_status=a.to_status)
         for a in fold.anomalies
@@ -416,6 +426,11 @@ def describe(verdict: str, v: OrderView, timed_out: bool) -> str:
         return (
             f"LIVE at the broker ({v.broker_status}){pending_cancel}: working, can fill at any moment. Not failed"
             + (" — still working when the wait ended; the recorder keeps following it" if timed_out else "")
+        )
+    if verdict == HELD:
+        return (
+            f"HELD by the broker ({v.why_held}): a live, working order that can still execute. Not failed, not "
+            "inactive: do not place it again"
         )
     if verdict == PARTIALLY_FILLED:
         return f"PARTIALLY FILLED {qty} and still LIVE ({v.broker_status}){pending_cancel}; the rest can still fill"

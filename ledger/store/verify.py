@@ -130,7 +130,7 @@ def verify(store: EventStore, anchors: dict[str, Any] | None = None) -> VerifyRe
         if s.anchor_seq and s.events == s.anchor_seq:
             s.anchor_chain = s.chain
         try:
-            env = codec.from_msgpack(row.state)
+            stored_v, env = codec.from_msgpack_stored(row.state)
         except (SchemaError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             report.undecodable.append(Undecodable(row.position, s.session_id, row.seq, str(exc)))
             _advance(report, s, row.originator_id, row.seq)
@@ -142,7 +142,7 @@ def verify(store: EventStore, anchors: dict[str, Any] | None = None) -> VerifyRe
             problems.append(f"row seq {row.seq} holds an envelope with seq {env.seq}")
         if env.session_id != s.session_id or str(originator_id_for(env.session_id)) != row.originator_id:
             problems.append(f"row of session {s.session_id} holds an envelope of session {env.session_id}")
-        if row.topic != f"ibledger:{env.kind}:v{env.v}":
+        if row.topic != f"ibledger:{env.kind}:v{stored_v}":
             problems.append(f"position {row.position}: topic {row.topic!r} does not match kind {env.kind!r}")
         for p in problems:
             report.tampered.append(Tampered(s.session_id or row.originator_id, f"position {row.position}: {p}"))

@@ -77,7 +77,7 @@ def _step(payload: ev.Event, after_ms: int, exec_bases: dict[str, str]) -> Step 
             avg_fill_price=payload.avg_fill_price,
             last_fill_price=payload.last_fill_price,
             why_held=payload.why_held,
-            mkt_cap_price=payload.mkt_cap_price,
+            mkt_cap_price=payload.mkt_cap_price or 0.0,
         )
     if isinstance(payload, ev.OpenOrder):  # CompletedOrder is a subclass but never live
         return Step("open_order", after_ms=after_ms, status=payload.status)
@@ -93,7 +93,7 @@ def _step(payload: ev.Event, after_ms: int, exec_bases: dict[str, str]) -> Step 
             after_ms=after_ms,
             exec=base,
             suffix=suffix,
-            commission=payload.commission,
+            commission=payload.commission or 0.0,
             currency=payload.currency or "USD",
             realized_pnl=payload.realized_pnl,
         )

@@ -68,10 +68,10 @@ def test_older_schema_is_upcast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_upcaster_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ev.OrderStatus, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(ev.OrderStatus, "SCHEMA_VERSION", 4)
     old = msgspec.json.decode(to_json(_envs()[8]))
-    old["v"] = 1
-    with pytest.raises(ev.SchemaError, match="no upcaster from v1"):
+    old["v"] = 3
+    with pytest.raises(ev.SchemaError, match="no upcaster from v3"):
         from_json(msgspec.json.encode(old))
 
 

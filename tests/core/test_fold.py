@@ -311,7 +311,7 @@ def test_inactive_with_why_held_goes_live() -> None:
     f = Feed()
     f(place(), status("Inactive", why_held="locate"))
     o = f.fold.order_for(1, 1)
-    assert o is not None and o.state == "Inactive" and not o.is_done and not o.is_live
+    assert o is not None and o.state == "Inactive" and not o.is_done and o.is_live  # held is live
     f(status("PreSubmitted", why_held="locate"), status("Submitted"), execd("m.1.01", 100))
     assert o.state == "Filled" and f.kinds() == []
 

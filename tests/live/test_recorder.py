@@ -87,7 +87,7 @@ def test_every_callback_recorded_in_order_before_the_library_sees_it(sim, sqlite
     # lossless raw fields: every Order attribute, unset doubles as the wire had them
     oo = next(e.payload for e in envs if e.kind == "open_order")
     assert oo.perm_id > 0 and oo.order["permId"] == oo.perm_id and len(oo.order) >= 100
-    assert oo.order["auxPrice"] == P.UNSET_DOUBLE and oo.order_state["status"] == "Submitted"
+    assert oo.order["auxPrice"] is None and oo.order_state["status"] == "Submitted"  # unset is None
     ex = next(e.payload for e in envs if e.kind == "exec_details")
     assert ex.req_id == -1 and ex.shares == 100 and ex.execution["execId"] == ex.exec_id
     # receipt stamps: wall clock and monotonic, non-decreasing in seq order for callbacks
@@ -424,9 +424,9 @@ def test_adapter_keeps_nested_library_objects_losslessly_and_detached():
     assert raw["algoParams"] == [{"tag": "adaptivePriority", "value": "Normal"}]
     assert raw["softDollarTier"] == {"name": "n", "val": "v", "displayName": "d"}
     assert raw["conditions"][0]["price"] == 100.0 and raw["conditions"][0]["conId"] == 265598
-    assert env.payload.order_state["commission"] == P.UNSET_DOUBLE
+    assert env.payload.order_state["commission"] is None  # IB's unset sentinel is no value
     # commissionReport: recorded before the library rewrites an unset realizedPNL / yield to 0
     report = lib.CommissionReport(execId="e.01", commission=1.0, currency="USD", realizedPNL=P.UNSET_DOUBLE,
                                   yield_=P.UNSET_DOUBLE)
     cr = adapter.commission_report(report)
-    assert cr.realized_pnl == P.UNSET_DOUBLE and cr.yield_ == P.UNSET_DOUBLE
+    assert cr.realized_pnl is None and cr.yield_ is None
