@@ -121,6 +121,10 @@ class Playback:
     def __len__(self) -> int:
         return len(self.orders)
 
+    def fresh(self) -> Playback:
+        """An unused copy: every client that connects gets the whole recording."""
+        return Playback(self.session_id, self.orders)
+
     def remaining(self) -> int:
         with self._lock:
             return len(self.orders) - len(self._used)

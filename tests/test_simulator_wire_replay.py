@@ -216,7 +216,8 @@ def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Pa
             truth = sim.broker.find(4, a.order.orderId)
             assert (truth.status, truth.filled) == ("Cancelled", 60)
             # the recording is used up: the next order gets the normal scenarios
-            assert sim.playback.remaining() == 0
+            assert sim.playbacks()[4].remaining() == 0
+            assert sim.playback.remaining() == 2  # the template stays whole for the next client
             c = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
             wait_events(ib, rec, 17)
             assert c.orderStatus.status == "Filled"
@@ -263,3 +264,17 @@ def test_cli_simulate_plays_a_session(session_file: Path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_every_client_gets_its_own_copy_of_the_session(session_file: Path):
+    with Simulator(playback=load_playback(session_file)) as sim:
+        for client_id in (5, 6):
+            ib = connect(sim.port, client_id=client_id)
+            try:
+                rec = Recorder(ib)
+                ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
+                events = wait_events(ib, rec, 5)
+                assert ("exec", "A.01", 60.0, 50.0, 60.0, 50.0) in events
+                assert sim.playbacks()[client_id].remaining() == 1
+            finally:
+                ib.disconnect()
