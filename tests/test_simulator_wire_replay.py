@@ -278,3 +278,28 @@ def test_every_client_gets_its_own_copy_of_the_session(session_file: Path):
                 assert sim.playbacks()[client_id].remaining() == 1
             finally:
                 ib.disconnect()
+
+
+def test_answers_to_requests_inside_the_session_are_not_replayed():
+    from replay.wire_replay import playback_from_envelopes
+
+    place = ev.PlaceOrder(order_id=7, client_id=1, symbol="AAPL", action="BUY", total_qty=100, order_type="LMT")
+    opened = ev.OpenOrder(order_id=7, perm_id=555, client_id=1, symbol="AAPL", total_qty=100, status="Submitted")
+    status = ev.OrderStatus(order_id=7, status="Submitted", remaining=100, perm_id=555, client_id=1)
+    answer_exec = ev.ExecDetails(exec_id="0000aaaa.00000009.01.01", req_id=5, order_id=7, perm_id=555, shares=1)
+    recorded = [
+        ev.SessionStarted(library="ib_insync", library_version="0.9.86", client_id=1),
+        place,
+        opened,
+        status,
+        # mid-session ib.reqOpenOrders(): the same order once more, closed by openOrderEnd
+        opened,
+        status,
+        ev.OpenOrderEnd(),
+        # mid-session ib.reqExecutions(): an answer and its commission report
+        answer_exec,
+        ev.CommissionReport(exec_id=answer_exec.exec_id, commission=1.0),
+    ]
+    envs = [ev.envelope(SID, i + 1, p, recv_ns=T0 + i * MS) for i, p in enumerate(recorded)]
+    [scenario] = playback_from_envelopes(envs).scenarios
+    assert [(s.type, s.status) for s in scenario.steps] == [("open_order", "Submitted"), ("status", "Submitted")]
