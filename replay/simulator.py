@@ -807,7 +807,6 @@ class Simulator:
             run.last_exec = name
             self._send_order(o, lambda sv: self._exec_fields(execution, -1, sv))
             self._send_positions(execution)
-            self.account.after_fill()
         elif kind == "commission":
             if step.unknown:
                 exec_id = f"{self.broker.new_exec_base()}.{step.suffix}"
@@ -821,7 +820,7 @@ class Simulator:
                 o,
                 lambda sv: P.commission_report(report.exec_id, report.commission, report.currency, report.realized_pnl),
             )
-            self.account.after_fill()
+            self.account.after_fill()  # once per fill: its execution and commission are both known now
         elif kind == "error":
             req_id = step.req_id if step.req_id is not None else o.wire_order_id
             text = step.msg or error_text(step.code, o.wire_order_id, o.status)
