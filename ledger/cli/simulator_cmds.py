@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
             list[Path] | None,
             typer.Option("--bars", help="OHLCV bars file (CSV, or Parquet with pyarrow) driving its symbols' prices."),
         ] = None,
+        slippage_ticks: Annotated[
+            int, typer.Option("--slippage-ticks", help="Ticks beyond the touch that market-following fills pay.")
+        ] = 0,
     ) -> None:
         """Serve a TWS stand-in that ib_insync / ib_async connect to; stops on Ctrl-C or SIGTERM."""
         from replay.tws.catalogue import BUILTIN, Catalogue, CatalogueError, load_instruments
@@ -58,6 +61,8 @@ def register(app: typer.Typer) -> None:
         dirs = [BUILTIN_DIR, *scenarios] if scenarios else None
         if speed < 0:
             fail(f"--speed {speed}: must be 0 or more")
+        if slippage_ticks < 0:
+            fail(f"--slippage-ticks {slippage_ticks}: must be 0 or more")
         run_seed = seed if seed is not None else int(time.time())
         paths: dict[str, list] = {}
         try:
@@ -76,6 +81,7 @@ def register(app: typer.Typer) -> None:
                 seed=run_seed,
                 market_speed=speed,
                 bars=paths,
+                slippage_ticks=slippage_ticks,
                 host=host,
                 port=port,
                 scenarios_dir=dirs,

@@ -29,6 +29,8 @@ log = logging.getLogger("replay.tws.simulator")
 LIVE, FROZEN, DELAYED_TYPE, DELAYED_FROZEN = 1, 2, 3, 4
 DELAY_SECONDS = 15 * 60
 HISTORY_YEARS = 1
+#: the prefix of TWS's historical-data errors (code 162; ib_async files 321 under warnings and would hang)
+HMDS = "Historical Market Data Service error message:"
 
 _BAR_SIZES = {
     "sec": 1,
@@ -54,14 +56,14 @@ class RequestRefused(ValueError):
 def bar_seconds(setting: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s+([a-z]+)\s*", setting.lower())
     if not m or m.group(2) not in _BAR_SIZES:
-        raise RequestRefused(321, f"Error validating request.-'bP' : cause - Invalid bar size setting {setting!r}")
+        raise RequestRefused(162, f"{HMDS}Error validating request.-'bP' : cause - Invalid bar size {setting!r}")
     return int(m.group(1)) * _BAR_SIZES[m.group(2)]
 
 
 def duration_seconds(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*([SDWMY])\s*", text.upper())
     if not m:
-        raise RequestRefused(321, f"Error validating request.-'bP' : cause - Invalid duration {text!r} (e.g. '1 D')")
+        raise RequestRefused(162, f"{HMDS}Error validating request.-'bP' : cause - Invalid duration {text!r} ('1 D')")
     return int(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
@@ -79,7 +81,7 @@ def parse_end(text: str, now: int, zone: ZoneInfo) -> int:
             return int(datetime.strptime(parts[0], "%Y%m%d").replace(tzinfo=tz).timestamp()) + 86400
         return int(datetime.strptime(parts[0] + parts[1], "%Y%m%d%H:%M:%S").replace(tzinfo=tz).timestamp())
     except (ValueError, KeyError) as exc:
-        raise RequestRefused(321, f"Error validating request.-'bP' : cause - Invalid end date/time {text!r}") from exc
+        raise RequestRefused(162, f"{HMDS}Error validating request.-'bP' : cause - Invalid end {text!r}") from exc
 
 
 def sessions(inst: Instrument, day: date, use_rth: bool, zone: ZoneInfo) -> list[tuple[int, int]]:
@@ -286,7 +288,7 @@ class Feeds:
             size = bar_seconds(fields[16])
             duration = duration_seconds(fields[17])
             if keep and fields[15].strip():
-                raise RequestRefused(321, "Error validating request.-'bP' : cause - keepUpToDate needs an empty end")
+                raise RequestRefused(162, f"{HMDS}Error validating request.-'bP' : cause - keepUpToDate needs no end")
             if duration > 400 * 86400 or (size < 60 and duration > 2 * 86400):
                 raise RequestRefused(
                     162,

@@ -1,10 +1,11 @@
 """Every request the IB clients can encode, and how the simulator answers the ones it does not serve.
 
 TWS never leaves a request unanswered: an unsupported or refused request gets an error carrying the
-request's id (321 "Error validating request", 354 "market data is not subscribed", ...), and requests
+request's id (322 "Error processing request", 354 "market data is not subscribed", ...), and requests
 that have a natural empty reply (family codes, news providers, scanner parameters, ...) get that empty
-reply. A client waiting on a future therefore always wakes up. This table is what lets the simulator
-promise the same: a message id the table does not know is answered with error 321 too.
+reply. A client waiting on a future therefore always wakes up — which is why requests a client awaits
+never get 321: ib_async files 321 under warnings and keeps waiting. Requests without an id, and
+message ids the table does not know, are answered with error 321 and request id -1.
 
 ``req_id_index`` is where the request id sits in the client's message (after the message id and, for
 the older messages, a version field); ``None`` for requests that carry none.
@@ -59,9 +60,9 @@ _TABLE: tuple[RequestKind, ...] = (
     _k(16, "reqAllOpenOrders", None, SERVED),
     _k(17, "reqManagedAccts", None, SERVED),
     _k(18, "requestFA", None, ERROR),
-    _k(19, "replaceFA", 4, ERROR),
+    _k(19, "replaceFA", 4, ERROR, 322),
     _k(20, "reqHistoricalData", 1, SERVED),
-    _k(21, "exerciseOptions", 2, ERROR),
+    _k(21, "exerciseOptions", 2, ERROR, 322),
     _k(22, "reqScannerSubscription", 1, EMPTY, reply=(20, 3, "{req}", 0)),
     _k(23, "cancelScannerSubscription", 2, NO_REPLY),
     _k(24, "reqScannerParameters", None, EMPTY, reply=(19, 1, "<ScanParameterResponse/>")),
@@ -71,8 +72,8 @@ _TABLE: tuple[RequestKind, ...] = (
     _k(51, "cancelRealTimeBars", 2, NO_REPLY),
     _k(52, "reqFundamentalData", 2, ERROR, 430),
     _k(53, "cancelFundamentalData", 2, NO_REPLY),
-    _k(54, "calculateImpliedVolatility", 2, ERROR),
-    _k(55, "calculateOptionPrice", 2, ERROR),
+    _k(54, "calculateImpliedVolatility", 2, ERROR, 322),
+    _k(55, "calculateOptionPrice", 2, ERROR, 322),
     _k(56, "cancelCalculateImpliedVolatility", 2, NO_REPLY),
     _k(57, "cancelCalculateOptionPrice", 2, NO_REPLY),
     _k(58, "reqGlobalCancel", None, SERVED),
@@ -128,6 +129,7 @@ REQUESTS: dict[int, RequestKind] = {k.msg_id: k for k in _TABLE}
 ERROR_TEXT = {
     162: "Historical Market Data Service error message:{name} is not served by the ibledger simulator",
     321: "Error validating request.-'{name}' : cause - not supported by the ibledger simulator",
+    322: "Error processing request.-'{name}' : cause - not supported by the ibledger simulator",
     354: "Requested market data is not subscribed.{name} is not served by the ibledger simulator",
     430: "We are sorry, but fundamentals data for the security specified is not available.",
     10090: "Part of requested market data is not subscribed. {name} is not served by the ibledger simulator",

@@ -25,6 +25,7 @@ from typing import Any
 from replay.tws import contracts as C
 from replay.tws import protocol as P
 from replay.tws import requests as R
+from replay.tws.account import AccountService
 from replay.tws.broker import Broker, BrokerOrder, Execution
 from replay.tws.catalogue import Catalogue
 from replay.tws.feeds import Feeds
@@ -76,6 +77,8 @@ class _Conn:
     positions_subscribed: bool = False
     auto_bind: bool = False
     closed: bool = False
+    #: this connection's own copy of the recorded session (``--session``), handed out at START_API
+    playback: Any = None
 
     def send(self, fields: P.Fields, wire_log: deque | None = None) -> None:
         if self.closed or self.writer.is_closing():
@@ -165,6 +168,9 @@ class Simulator:
         fd = self.feeds
         #: default-scenario orders on catalogued contracts work against the market here
         self.paper = Paper(self, slippage_ticks=slippage_ticks)
+        #: account values, portfolio, summary and P&L computed from the broker's truth
+        self.account = AccountService(self)
+        acct = self.account
         self._handlers.update(
             {
                 P.In.REQ_CONTRACT_DETAILS: lambda c, f: self._reply(
@@ -182,6 +188,11 @@ class Simulator:
                 90: lambda c, f: fd.cancel(c, f, 1),
                 50: fd.real_time_bars,
                 51: lambda c, f: fd.cancel(c, f, 2),
+                74: acct.positions_multi,
+                92: acct.pnl,
+                93: acct.cancel_pnl,
+                94: acct.pnl_single,
+                95: acct.cancel_pnl,
             }
         )
 
@@ -305,6 +316,7 @@ class Simulator:
                 self.broker.clock.tick(1)
             sent += self.feeds.step()
             self.paper.step()
+            self.account.step()
         return sent
 
     def advance(self, seconds: int = 1) -> int:
@@ -312,6 +324,12 @@ class Simulator:
         return self._call(self._advance, int(seconds))
 
     # ================================================================== public hooks
+
+    def playbacks(self) -> dict[int, Any]:
+        """clientId -> that connection's copy of the recorded session."""
+        return self._call(
+            lambda: {c.client_id: c.playback for c in self._conns if c.client_id is not None and c.playback}
+        )
 
     def connected_clients(self) -> list[int]:
         return self._call(lambda: sorted(c.client_id for c in self._conns if c.client_id is not None))
@@ -470,6 +488,7 @@ class Simulator:
         if conn in self._conns:
             self._conns.remove(conn)
         self.feeds.drop(conn)
+        self.account.drop(conn)
         if not conn.closed:
             conn.closed = True
             log.info("connection %s (clientId %s) closed", conn.number, conn.client_id)
@@ -506,6 +525,8 @@ class Simulator:
                 self._close(conn)
                 return
             conn.client_id = req.client_id
+            if self.playback is not None:
+                conn.playback = self.playback.fresh()
             conn.send(P.managed_accounts(self.accounts), self.wire_log)
             conn.send(P.next_valid_id(self.broker.next_valid_id(req.client_id)), self.wire_log)
             return
@@ -558,14 +579,11 @@ class Simulator:
         elif isinstance(req, P.ReqCurrentTime):
             conn.send(P.current_time(self.broker.clock.epoch()), self.wire_log)
         elif isinstance(req, P.ReqAccountUpdates):
-            if req.subscribe:
-                account = req.account or self.accounts[0]
-                conn.send(P.account_update_time(f"{self.broker.clock.now():%H:%M}"), self.wire_log)
-                conn.send(P.account_download_end(account), self.wire_log)
+            self.account.updates(conn, req.subscribe, req.account or self.accounts[0])
         elif isinstance(req, P.ReqAccountUpdatesMulti):
-            conn.send(P.account_update_multi_end(req.req_id), self.wire_log)
+            self.account.updates_multi(conn, req.req_id, req.account, req.model_code)
         elif isinstance(req, P.ReqAccountSummary):
-            conn.send(P.account_summary_end(req.req_id), self.wire_log)
+            self.account.summary(conn, req.req_id, req.tags)
         elif isinstance(req, P.ReqManagedAccounts):
             conn.send(P.managed_accounts(self.accounts), self.wire_log)
         else:
@@ -604,7 +622,8 @@ class Simulator:
             self._modify(existing, req)
             return
         o = req.order
-        scenario = self.playback.next_scenario(o.orderRef) if self.playback is not None else None
+        playback = conn.playback if conn.playback is not None else self.playback
+        scenario = playback.next_scenario(o.orderRef) if playback is not None else None
         scenario = scenario or self.book.choose(
             o.orderRef, req.contract.symbol, o.action, o.totalQuantity, o.tif, o.orderType
         )
@@ -801,6 +820,7 @@ class Simulator:
                 o,
                 lambda sv: P.commission_report(report.exec_id, report.commission, report.currency, report.realized_pnl),
             )
+            self.account.after_fill()  # once per fill: its execution and commission are both known now
         elif kind == "error":
             req_id = step.req_id if step.req_id is not None else o.wire_order_id
             text = step.msg or error_text(step.code, o.wire_order_id, o.status)

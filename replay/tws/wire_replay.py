@@ -12,7 +12,9 @@ recorded order with the same non-empty orderRef wins): the recorded orderId is m
 client's orderId and the broker assigns a fresh permId. Only ``live`` callbacks count; answers to
 startup reconciliation requests are left out (the simulator's broker answers those from its truth).
 
-Not replayed: manual TWS orders (orderId 0) and system messages with reqId -1 (e.g. 1100/1102/2104).
+Not replayed: manual TWS orders (orderId 0), system messages with reqId -1 (e.g. 1100/1102/2104), and
+answers to requests made during the session (reqOpenOrders' openOrder / orderStatus run up to its
+OpenOrderEnd, reqExecutions' executions and their commission reports).
 """
 
 from __future__ import annotations
@@ -121,6 +123,10 @@ class Playback:
     def __len__(self) -> int:
         return len(self.orders)
 
+    def fresh(self) -> Playback:
+        """An unused copy: every client that connects gets the whole recording."""
+        return Playback(self.session_id, self.orders)
+
     def remaining(self) -> int:
         with self._lock:
             return len(self.orders) - len(self._used)
@@ -148,9 +154,27 @@ def playback_from_envelopes(envelopes: Iterable[ev.Envelope]) -> Playback:
     orders: dict[int, RecordedOrder] = {}
     by_perm: dict[int, RecordedOrder] = {}
     pending: list[tuple[int, ev.Event]] = []  # broker messages seen before their order's place intent
+    # answers to requests made during the session are not unsolicited messages about an order:
+    # the openOrder / orderStatus run an OpenOrderEnd closes answers reqOpenOrders, and commission
+    # reports of executions that only ever arrived as reqExecutions answers belong to those answers
+    run_start: int | None = None  # where the current run of live openOrder / orderStatus began in pending
+    answered_execs: set[str] = set()
+    live_execs: set[str] = set()
     for env in envelopes:
         session_id = session_id or env.session_id
         p = env.payload
+        if isinstance(p, ev.OpenOrderEnd):
+            if run_start is not None:
+                del pending[_answer_start(pending, run_start) :]
+            run_start = None
+            continue
+        if env.source == "live" and isinstance(p, ev.OpenOrder | ev.OrderStatus) and not isinstance(
+            p, ev.CompletedOrder
+        ):
+            if run_start is None:
+                run_start = len(pending)
+        else:
+            run_start = None
         if isinstance(p, ev.SessionStarted):
             client_id = p.client_id
             continue
@@ -180,7 +204,12 @@ def playback_from_envelopes(envelopes: Iterable[ev.Envelope]) -> Playback:
         if env.source != "live" or not isinstance(p, _BROKER_KINDS) or isinstance(p, ev.CompletedOrder):
             continue
         if isinstance(p, ev.ExecDetails) and p.req_id != -1:
+            answered_execs.add(p.exec_id)
             continue  # an answer to reqExecutions, not a live fill
+        if isinstance(p, ev.ExecDetails):
+            live_execs.add(p.exec_id)
+        if isinstance(p, ev.CommissionReport) and p.exec_id in answered_execs and p.exec_id not in live_execs:
+            continue  # the commission report that came with a reqExecutions answer
         pending.append((env.recv_ns, p))
     exec_owner: dict[str, RecordedOrder] = {}
     # executions first, so a commission report recorded before its execution still finds its order
@@ -189,6 +218,21 @@ def playback_from_envelopes(envelopes: Iterable[ev.Envelope]) -> Playback:
         if rec is not None:
             rec.messages.append((recv_ns, p))
     return Playback(session_id, sorted(orders.values(), key=lambda o: o.placed_ns))
+
+
+def _answer_start(pending: list[tuple[int, ev.Event]], run_start: int) -> int:
+    """Where a reqOpenOrders answer begins: walking back from its end, one openOrder and one
+    orderStatus per order; a second message of one kind for one order belongs to the live flow before."""
+    seen: set[tuple[str, int]] = set()
+    i = len(pending)
+    while i > run_start:
+        p = pending[i - 1][1]
+        key = (type(p).__name__, getattr(p, "order_id", 0) or getattr(p, "perm_id", 0))
+        if key in seen:
+            break
+        seen.add(key)
+        i -= 1
+    return i
 
 
 def _owner(

@@ -186,3 +186,15 @@ def test_quirk_scenarios_stay_selectable_by_order_ref(sim: Simulator, ib):
     trade = ib.placeOrder(AAPL, iblib.LimitOrder("BUY", 100, 100.0, orderRef="fill_simple"))
     assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
     assert trade.orderStatus.avgFillPrice == 100.0  # the scenario's price, not the market's
+
+
+def test_slippage_ticks_move_the_fill_price_away_from_the_touch():
+    with Simulator(seed=11, slippage_ticks=3) as s:
+        ib = connect(s.port, client_id=43)
+        try:
+            q = _quote(s)
+            trade = ib.placeOrder(AAPL, iblib.MarketOrder("BUY", 10))
+            assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
+            assert trade.orderStatus.avgFillPrice == pytest.approx(q.ask + 0.03)
+        finally:
+            ib.disconnect()

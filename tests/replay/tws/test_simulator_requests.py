@@ -164,3 +164,13 @@ def test_fire_and_forget_requests_leave_the_connection_working():
             assert ib.reqCurrentTime() is not None
         finally:
             ib.disconnect()
+
+
+#: codes ib_insync / ib_async file under warnings: an awaited request answered with one never completes
+CLIENT_WARNING_CODES = {105, 110, 165, 202, 321, 329, 399, 404, 434, 492, 10167}
+
+
+def test_refusals_of_awaitable_requests_use_codes_the_clients_treat_as_errors():
+    for kind in R.REQUESTS.values():
+        if kind.handling == R.ERROR and kind.req_id_index is not None:
+            assert kind.code not in CLIENT_WARNING_CODES, kind.name

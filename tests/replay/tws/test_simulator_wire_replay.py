@@ -216,7 +216,8 @@ def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Pa
             truth = sim.broker.find(4, a.order.orderId)
             assert (truth.status, truth.filled) == ("Cancelled", 60)
             # the recording is used up: the next order gets the normal scenarios
-            assert sim.playback.remaining() == 0
+            assert sim.playbacks()[4].remaining() == 0
+            assert sim.playback.remaining() == 2  # the template stays whole for the next client
             c = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
             wait_events(ib, rec, 17)
             assert c.orderStatus.status == "Filled"
@@ -263,3 +264,42 @@ def test_cli_simulate_plays_a_session(session_file: Path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_every_client_gets_its_own_copy_of_the_session(session_file: Path):
+    with Simulator(playback=load_playback(session_file)) as sim:
+        for client_id in (5, 6):
+            ib = connect(sim.port, client_id=client_id)
+            try:
+                rec = Recorder(ib)
+                ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
+                events = wait_events(ib, rec, 5)
+                assert ("exec", "A.01", 60.0, 50.0, 60.0, 50.0) in events
+                assert sim.playbacks()[client_id].remaining() == 1
+            finally:
+                ib.disconnect()
+
+
+def test_answers_to_requests_inside_the_session_are_not_replayed():
+    from replay.tws.wire_replay import playback_from_envelopes
+
+    place = ev.PlaceOrder(order_id=7, client_id=1, symbol="AAPL", action="BUY", total_qty=100, order_type="LMT")
+    opened = ev.OpenOrder(order_id=7, perm_id=555, client_id=1, symbol="AAPL", total_qty=100, status="Submitted")
+    status = ev.OrderStatus(order_id=7, status="Submitted", remaining=100, perm_id=555, client_id=1)
+    answer_exec = ev.ExecDetails(exec_id="0000aaaa.00000009.01.01", req_id=5, order_id=7, perm_id=555, shares=1)
+    recorded = [
+        ev.SessionStarted(library="ib_insync", library_version="0.9.86", client_id=1),
+        place,
+        opened,
+        status,
+        # mid-session ib.reqOpenOrders(): the same order once more, closed by openOrderEnd
+        opened,
+        status,
+        ev.OpenOrderEnd(),
+        # mid-session ib.reqExecutions(): an answer and its commission report
+        answer_exec,
+        ev.CommissionReport(exec_id=answer_exec.exec_id, commission=1.0),
+    ]
+    envs = [ev.envelope(SID, i + 1, p, recv_ns=T0 + i * MS) for i, p in enumerate(recorded)]
+    [scenario] = playback_from_envelopes(envs).scenarios
+    assert [(s.type, s.status) for s in scenario.steps] == [("open_order", "Submitted"), ("status", "Submitted")]
