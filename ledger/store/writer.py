@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
 import msgspec
@@ -44,6 +44,22 @@ RESERVE = 256  # queue slots only fault reports, governor decisions and session_
 
 CommitListener = Callable[[Sequence[Envelope], int], None]
 
+
+
+def wait_for_room(w: Any, pending: Sized, limit: int, timeout: float) -> bool:
+    """With ``w._lock`` held: wait up to ``timeout`` s (on ``w._not_full``) until fewer than ``limit`` items are
+    pending. False when still full, or once the writer ``w`` is dead or closing: the caller counts a loss."""
+    if len(pending) < limit:
+        return True
+    if timeout <= 0:
+        return False
+    deadline = time.monotonic() + timeout
+    while len(pending) >= limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or w.dead or w._closing:
+            return False
+        w._not_full.wait(left)
+    return True
 
 class WriterError(StoreError):
     """The writer could not commit (store failure, seq conflict, lost events, timeout)."""
@@ -112,16 +128,8 @@ class Writer:
         with self._lock:
             if self.dead or self._closing:
                 return False
-            limit = self.capacity + (RESERVE if reserve else 0)
-            if len(self._items) >= limit:
-                if timeout <= 0:
-                    return False
-                deadline = time.monotonic() + timeout
-                while len(self._items) >= limit:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self.dead or self._closing:
-                        return False
-                    self._not_full.wait(left)
+            if not wait_for_room(self, self._items, self.capacity + (RESERVE if reserve else 0), timeout):
+                return False
             self._items.append(env)
             self.enqueued_seq = env.seq
             if self._writer_waiting:

@@ -33,7 +33,7 @@ import msgspec
 from ledger.core import codec
 from ledger.core.events import Envelope
 from ledger.store.base import EventStore, StoreError
-from ledger.store.writer import RESERVE, CommitListener, WriterError, _replace_unencodable
+from ledger.store.writer import RESERVE, CommitListener, WriterError, _replace_unencodable, wait_for_room
 
 log = logging.getLogger("ledger.store.writer")
 
@@ -211,16 +211,8 @@ class ProcessWriter:
         with self._lock:
             if self.dead or self._closing:
                 return False
-            limit = self.capacity + (RESERVE if reserve else 0)
-            if len(self._inflight) >= limit:
-                if timeout <= 0:
-                    return False
-                deadline = time.monotonic() + timeout
-                while len(self._inflight) >= limit:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self.dead or self._closing:
-                        return False
-                    self._not_full.wait(left)
+            if not wait_for_room(self, self._inflight, self.capacity + (RESERVE if reserve else 0), timeout):
+                return False
             try:
                 data = codec.to_msgpack(env)
             except Exception as exc:  # noqa: BLE001 - stored as a RecorderFault under the same seq
