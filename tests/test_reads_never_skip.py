@@ -104,6 +104,10 @@ def test_deleted_rows_fail_full_reads_fold_and_projection(recorded) -> None:
     assert r.returncode != 0 and "seqs 40..42 missing" in r.stderr
     r = run("orders", "--store", url, "--allow-gaps")
     assert r.returncode == 0 and "INCOMPLETE" in r.stderr
+    r = run("replay", sid[:8], "--store", url)
+    assert r.returncode == 1 and "seqs 40..42 missing" in r.stderr
+    r = run("replay", sid[:8], "--store", url, "--allow-gaps", "--json")
+    assert r.returncode == 0 and "INCOMPLETE replay" in r.stderr and "seqs 40..42 missing" in r.stderr
     assert _table_rows(db) == n - 3
 
 
