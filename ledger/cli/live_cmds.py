@@ -219,8 +219,16 @@ def order_cmd(
     action = action.upper()
     if action not in ("BUY", "SELL"):
         fail(f"action must be BUY or SELL, got {action!r}")
-    if quantity <= 0:
-        fail(f"quantity must be positive, got {quantity:g}")
+    import math
+
+    if not math.isfinite(quantity) or quantity <= 0:
+        fail(f"quantity must be a finite number > 0, got {quantity:g}")
+    if limit is not None and (not math.isfinite(limit) or limit <= 0):
+        fail(f"--limit must be a finite price > 0, got {limit:g}; leave it out for a market order")
+    for name in ("timeout", "linger"):
+        value = locals()[name]
+        if not math.isfinite(value) or value < 0:
+            fail(f"--{name} must be a finite number of seconds >= 0, got {value:g}")
     settings = _settings(host, port, client_id, account, config, live, simulate)
     gov = _governor(governor)
 
