@@ -245,7 +245,7 @@ def file_source(path: str | Path) -> Source:
     return src
 
 
-def store_source(url: str, prefix: str = "") -> Source:
+def store_source(url: str, prefix: str = "", *, on_gap: Callable[[Any], None] | None = None) -> Source:
     from ledger.store import StoreError, open_store, redact_url
 
     if not prefix.strip():
@@ -262,7 +262,7 @@ def store_source(url: str, prefix: str = "") -> Source:
 
     def stream() -> Iterator[Envelope]:
         with open_store(url, create=False) as store:
-            yield from store.read_session(sid)
+            yield from store.read_session(sid, allow_gaps=on_gap is not None, on_gap=on_gap)
 
     name = f"store:{sid} ({redact_url(url)})"
     return Source(name, stream, total)
@@ -279,13 +279,18 @@ def synthetic_source(spec: str, config: GovernorConfig | None = None) -> Source:
     return Source(f"synthetic:{seed}:{n}", lambda: synthetic_session(seed, n, config=config), None)
 
 
-def open_source(spec: str | Path, store_url: str | None = None) -> Source:
-    """Resolve a SOURCE argument: an existing file, ``synthetic:...``, ``store:PREFIX`` or a session prefix."""
+def open_source(
+    spec: str | Path, store_url: str | None = None, *, on_gap: Callable[[Any], None] | None = None
+) -> Source:
+    """Resolve a SOURCE argument: an existing file, ``synthetic:...``, ``store:PREFIX`` or a session prefix.
+
+    ``on_gap``: for store sources, read on past missing events (``--allow-gaps``), telling ``on_gap``.
+    """
     text = str(spec)
     if text.startswith("synthetic:"):
         return synthetic_source(text)
     if text.startswith("store:"):
-        return store_source(resolve_store_url(store_url), text.removeprefix("store:"))
+        return store_source(resolve_store_url(store_url), text.removeprefix("store:"), on_gap=on_gap)
     path = Path(text)
     if path.exists() and not path.is_file():
         raise SourceError(f"{text}: not a regular file (a device, FIFO or directory): give a session file")
@@ -293,7 +298,7 @@ def open_source(spec: str | Path, store_url: str | None = None) -> Source:
         if not path.is_file():
             raise SourceError(f"{text}: no such session file")
         return file_source(path)
-    return store_source(resolve_store_url(store_url), text)
+    return store_source(resolve_store_url(store_url), text, on_gap=on_gap)
 
 
 def as_source(source: Source | Iterable[Envelope] | str | Path, store_url: str | None = None) -> Source:

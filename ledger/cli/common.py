@@ -50,7 +50,8 @@ def opened_store(url: str | None, *, write: bool = False, init: bool = False) ->
     except NoStore as exc:
         fail(str(exc))
     except StoreError as exc:
-        fail(f"cannot open store {redact(resolved)}: {exc}")
+        text = redact(str(exc))
+        fail(text if text.startswith("cannot open") else f"cannot open store {redact(resolved)}: {text}")
     with store:
         yield store
 

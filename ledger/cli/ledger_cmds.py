@@ -103,7 +103,8 @@ def export_cmd(
             count = len(events) if events is not None else st.last_seq(sid)
             write_session(out, events if events is not None else st.read_session(sid), sid, count)
         except GapError as exc:
-            fail(f"{exc}\nNothing was exported ({out} not written).", code=1)
+            fail(f"{exc}; pass --allow-gaps to export what is readable (flagged incomplete).\nNothing was "
+                 f"exported ({out} not written).", code=1)
         except StoreError as exc:
             fail(f"export of session {sid} failed: {exc}\nNothing was exported ({out} not written).", code=1)
         except OSError as exc:
@@ -146,6 +147,9 @@ def orders_cmd(
                 state = fold(st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append))
             else:
                 state = fold(env for _, env in st.read_all(allow_gaps=allow_gaps, on_gap=gaps.append))
+        except GapError as exc:
+            fail(f"{exc}; pass --allow-gaps to fold what is readable (flagged incomplete).\nNo orders printed.",
+                 code=1)
         except StoreError as exc:
             fail(f"{exc}\nNo orders printed.", code=1)
     _gap_note(gaps)

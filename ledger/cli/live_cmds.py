@@ -163,7 +163,7 @@ TIFS = ("DAY", "GTC", "IOC", "FOK", "GTD", "OPG", "DTC", "AUC")
 MAX_SYMBOL = 24
 
 
-def _check_order_args(symbol: str, limit: float | None, tif: str) -> None:
+def _check_order_args(symbol: str, tif: str) -> None:
     """Refuse, before connecting, what TWS would refuse or misread: a clear message and exit 2."""
     sym = symbol.strip()
     if not sym:
@@ -171,8 +171,6 @@ def _check_order_args(symbol: str, limit: float | None, tif: str) -> None:
     if len(sym) > MAX_SYMBOL or not sym.isprintable():
         shown = sym[:MAX_SYMBOL] + "..." if len(sym) > MAX_SYMBOL else sym
         fail(f"symbol {esc(repr(shown))} is not a ticker (at most {MAX_SYMBOL} printable characters)")
-    if limit is not None and not (0 < limit < float("inf")):
-        fail(f"--limit must be a positive, finite price, got {limit:g}; omit --limit for a market order")
     if tif not in TIFS:
         fail(f"--tif {esc(repr(tif))} is not a time in force IB knows; use one of {', '.join(TIFS)}")
 
@@ -201,9 +199,17 @@ def order_cmd(
     action = action.upper()
     if action not in ("BUY", "SELL"):
         fail(f"action must be BUY or SELL, got {action!r}")
-    if not (0 < quantity < float("inf")):
-        fail(f"quantity must be a positive number, got {quantity:g}")
-    _check_order_args(symbol, limit, tif)
+    import math
+
+    if not math.isfinite(quantity) or quantity <= 0:
+        fail(f"quantity must be a finite number > 0, got {quantity:g}")
+    if limit is not None and (not math.isfinite(limit) or limit <= 0):
+        fail(f"--limit must be a finite price > 0, got {limit:g}; leave it out for a market order")
+    for name in ("timeout", "linger"):
+        value = locals()[name]
+        if not math.isfinite(value) or value < 0:
+            fail(f"--{name} must be a finite number of seconds >= 0, got {value:g}")
+    _check_order_args(symbol, tif)
     settings = _settings(conn)
     gov = _governor(governor)
 

@@ -102,6 +102,11 @@ def replay_cmd(
     save: Annotated[
         Path | None, typer.Option("--save", help="Also write the source stream as a session file (one session)")
     ] = None,
+    allow_gaps: Annotated[
+        bool,
+        typer.Option("--allow-gaps", help="Replay past missing events of a damaged store (warned, result flagged "
+                     "INCOMPLETE) instead of failing"),
+    ] = False,
 ) -> None:
     """Replay a session through the same fold and governor as live; print orders, anomalies, decisions, digest.
 
@@ -118,7 +123,8 @@ def replay_cmd(
         except GovernorConfigError as exc:
             fail(f"governor config refused: {exc}")
     try:
-        src = open_source(source, store)
+        gaps: list = []
+        src = open_source(source, store, on_gap=gaps.append if allow_gaps else None)
     except SourceError as exc:
         fail(str(exc))
     show = progress if progress is not None else err_console.is_terminal
@@ -145,7 +151,8 @@ def replay_cmd(
         fail(str(exc))
     except GapError as exc:  # a hole met while streaming a store session: never a short replay
         fail(f"{src.name}: {exc.gap.describe()}; the store is damaged or rows were removed (run `ibledger "
-             f"verify`). Nothing was replayed to completion.", code=1)
+             f"verify`; --allow-gaps replays what is readable, flagged incomplete). Nothing was replayed to "
+             f"completion.", code=1)
     except StoreError as exc:
         fail(f"{src.name}: {exc}\nNothing was replayed to completion.", code=1)
     except ValueError as exc:  # a session file that turns out bad half-way (SessionFileError), schema errors
@@ -153,6 +160,8 @@ def replay_cmd(
     finally:
         gc.set_threshold(*thresholds)
     result.source = src.name
+    for g in gaps:
+        err_console.print(f"[bold yellow]warning:[/] INCOMPLETE replay: {g.describe()}", highlight=False)
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(result.to_json()) + b"\n")
         sys.stdout.flush()

@@ -178,7 +178,7 @@ class GapError(StoreError):
         self.gap = gap
         super().__init__(
             f"{gap.describe()}; the store is damaged or rows were removed. Run `ibledger verify` to see "
-            f"every problem; pass --allow-gaps to read on (the output is then flagged incomplete)"
+            f"every problem"
         )
 
     def __reduce__(self) -> Any:

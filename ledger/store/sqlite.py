@@ -114,11 +114,15 @@ def check_sqlite_file(path: Path, url: str, *, create: bool, init: bool) -> None
     if not path.is_file():
         raise NoStore(f"no ibledger store at {url}: {path} is not a regular file")
     try:
-        probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
         try:
             names = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         finally:
             probe.close()
+    except sqlite3.OperationalError as exc:
+        if create and ("locked" in str(exc) or "busy" in str(exc)):
+            return  # another process is creating or writing it right now: the open itself will wait
+        raise StoreError(f"cannot open {url}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise NoStore(
             f"no ibledger store at {url}: {path} is not a SQLite database ({exc}); choose another file"

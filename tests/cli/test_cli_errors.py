@@ -203,3 +203,17 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path: Path, capsys)
         run_guarded(divides)
     err = " ".join(capsys.readouterr().err.split())
     assert info.value.code == 70 and "internal error (ZeroDivisionError" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (["1e400", "--limit", "1"], "quantity must be a finite number > 0, got inf"),
+    (["nan", "--limit", "1"], "quantity must be a finite number > 0, got nan"),
+    (["1", "--limit", "nan"], "--limit must be a finite price > 0, got nan"),
+    (["1", "--limit", "-2"], "--limit must be a finite price > 0, got -2"),
+    (["1", "--limit", "1", "--timeout", "inf"], "--timeout must be a finite number of seconds"),
+])
+def test_order_refuses_non_finite_numbers_before_anything(store: str, args: list[str], msg: str) -> None:
+    before = _count(store)
+    r = run("order", "BUY", "AAPL", *args, "--simulate", "--store", store)
+    assert r.returncode == 2 and msg in r.stderr
+    assert _count(store) == before  # nothing recorded, nothing sent

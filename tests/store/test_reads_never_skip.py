@@ -6,6 +6,7 @@ The corrupted-index case damages a real SQLite file at a real page of the sessio
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -104,6 +105,10 @@ def test_deleted_rows_fail_full_reads_fold_and_projection(recorded) -> None:
     assert r.returncode != 0 and "seqs 40..42 missing" in r.stderr
     r = run("orders", "--store", url, "--allow-gaps")
     assert r.returncode == 0 and "INCOMPLETE" in r.stderr
+    r = run("replay", sid[:8], "--store", url)
+    assert r.returncode == 1 and "seqs 40..42 missing" in r.stderr
+    r = run("replay", sid[:8], "--store", url, "--allow-gaps", "--json")
+    assert r.returncode == 0 and "INCOMPLETE replay" in r.stderr and "seqs 40..42 missing" in r.stderr
     assert _table_rows(db) == n - 3
 
 
@@ -139,3 +144,34 @@ def test_clean_store_reads_and_verifies(recorded) -> None:
         report = verify(st)
     assert report.ok and not report.integrity and not report.unreadable and not report.position_holes
     assert "integrity_check" in report.integrity_checked
+
+
+def test_postgres_verify_runs_amcheck_when_installed(pg_database_url: str) -> None:
+    """PostgreSQL's own index check (amcheck), in a database of this test's own so others see no change."""
+    import uuid
+
+    import psycopg
+
+    server = pg_database_url.rsplit("/", 1)[0]
+    db = "ibledger_amcheck_test"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", (db,)).fetchone():
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                c.execute(f'CREATE DATABASE "{db}"')
+    with psycopg.connect(f"{server}/{db}", autocommit=True) as c:
+        try:
+            c.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        except psycopg.Error as exc:
+            pytest.skip(f"amcheck not available: {exc}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = f"{server}/{db}?schema={schema}"
+    try:
+        envs = list(synthetic_session(12, 30))
+        with open_store(url) as st:
+            st.append(envs)
+            report = verify(st)
+        assert report.ok and "amcheck" in report.integrity_checked and not report.integrity
+        assert report.unreadable == []
+    finally:
+        with psycopg.connect(f"{server}/{db}", autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
