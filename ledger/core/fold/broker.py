@@ -17,7 +17,8 @@ def on_status(led: FoldState, env: Envelope, p: ev.OrderStatus) -> list[Transiti
     if not (
         filled >= 0.0 and rem >= 0.0 and avg >= 0.0 and last >= 0.0 and filled + rem + avg + last < _UNSET_LIMIT
     ):
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             None,
             "bad_number",
@@ -68,7 +69,8 @@ def on_open(led: FoldState, env: Envelope, p: ev.OpenOrder, completed: bool = Fa
         return []  # the broker's answer to a what-if (margin, commission): not an order
     led._merge_out = None
     oid = 0 if completed else p.order_id
-    core = resolve(led,
+    core = resolve(
+        led,
         env, p.client_id, oid, p.perm_id, True, (not completed) and p.order_id <= 0, p.account
     )
     if core is None:

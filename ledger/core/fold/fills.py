@@ -14,7 +14,7 @@ from ledger.core.fold.state import (
     EPS,
     MAX_ORDER_ID,
     FoldState,
-    _Core,
+    OrderState,
     _newer,
     _same,
     record_anomaly,
@@ -34,7 +34,8 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
     shares = p.shares
     price = p.price
     if not (0.0 <= shares < _UNSET_LIMIT and 0.0 <= price < _UNSET_LIMIT):
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             owner,
             "bad_number",
@@ -63,7 +64,8 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
     if owner is not None:
         if owner is core or any(f.exec_id == eid for f in core.view.fills):
             return out  # a duplicate (delivered again under other ids)
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "exec_id_collision",
@@ -88,7 +90,8 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
     if prev is None and rev != "01" and rev.isdigit() and int(rev) > 1:
         other = family_owner(led, family, rev)
         if other is not None and other is not core:
-            record_anomaly(led,
+            record_anomaly(
+                led,
                 env,
                 core,
                 "exec_id_collision",
@@ -153,7 +156,7 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
     return out
 
 
-def same_exec(led: FoldState, owner: _Core, p: ev.ExecDetails) -> bool:
+def same_exec(led: FoldState, owner: OrderState, p: ev.ExecDetails) -> bool:
     """Is an execution with a known execId about the order that already holds it (a duplicate)?"""
     v = owner.view
     if p.perm_id > 0 and led._by_perm.get(p.perm_id) is not owner:
@@ -161,7 +164,7 @@ def same_exec(led: FoldState, owner: _Core, p: ev.ExecDetails) -> bool:
     return not (p.account and v.account and p.account != v.account)
 
 
-def family_owner(led: FoldState, family: str, rev: str) -> _Core | None:
+def family_owner(led: FoldState, family: str, rev: str) -> OrderState | None:
     """The order holding an earlier revision of ``family`` ("F.01" for "F.02"), if any."""
     width = len(rev)
     top = int(rev)
@@ -183,7 +186,8 @@ def on_commission(led: FoldState, env: Envelope, p: ev.CommissionReport) -> list
     if c is None or not -_UNSET_LIMIT < c < _UNSET_LIMIT or (
         p.realized_pnl is not None and not -_UNSET_LIMIT < p.realized_pnl < _UNSET_LIMIT
     ):
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "bad_number",
@@ -195,7 +199,8 @@ def on_commission(led: FoldState, env: Envelope, p: ev.CommissionReport) -> list
         if prev is None:
             led._pending_comm[eid] = p
         elif not (_same(prev.commission, p.commission) and prev.currency == p.currency):
-            record_anomaly(led,
+            record_anomaly(
+                led,
                 env,
                 None,
                 "duplicate_commission",
@@ -216,7 +221,8 @@ def on_commission(led: FoldState, env: Envelope, p: ev.CommissionReport) -> list
             core.view.commission += p.commission
         return []
     if not (_same(fill.commission, p.commission) and fill.currency == p.currency):
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "duplicate_commission",

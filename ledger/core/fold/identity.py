@@ -12,7 +12,7 @@ from ledger.core.fold.state import (
     EPS,
     MAX_ORDER_ID,
     FoldState,
-    _Core,
+    OrderState,
     _finite,
     _newer,
     record_anomaly,
@@ -30,7 +30,7 @@ def create_order(
     pid: int,
     manual: bool = False,
     intent: ev.PlaceOrder | None = None,
-) -> _Core:
+) -> OrderState:
     sid = env.session_id
     if pid > 0:
         key = f"perm:{pid}"
@@ -80,7 +80,7 @@ def create_order(
             last_update_ns=ns,
         )
     led._n += 1
-    core = _Core(view=view, idx=led._n, placed=intent is not None)
+    core = OrderState(view=view, idx=led._n, placed=intent is not None)
     led.orders[key] = view
     led._active[key] = core
     if pid > 0:
@@ -91,7 +91,7 @@ def create_order(
     return core
 
 
-def bind_key(led: FoldState, core: _Core, bkey: tuple[str, int, int]) -> None:
+def bind_key(led: FoldState, core: OrderState, bkey: tuple[str, int, int]) -> None:
     led._bind[bkey] = core
     core.bsid, core.bcid, core.boid = bkey
     v = core.view
@@ -100,7 +100,7 @@ def bind_key(led: FoldState, core: _Core, bkey: tuple[str, int, int]) -> None:
         v.client_id = bkey[1]
 
 
-def perm_core(led: FoldState, env: Envelope, pid: int, account: str) -> _Core | None:
+def perm_core(led: FoldState, env: Envelope, pid: int, account: str) -> OrderState | None:
     """The order known by ``pid`` *in this account*: permIds are unique per account only."""
     core = led._by_perm.get(pid)
     if core is None:
@@ -117,7 +117,7 @@ def perm_core(led: FoldState, env: Envelope, pid: int, account: str) -> _Core | 
     return core
 
 
-def claim_perm(led: FoldState, core: _Core, pid: int) -> None:
+def claim_perm(led: FoldState, core: OrderState, pid: int) -> None:
     """``core`` is now the order known by ``pid``; another account's order keeps it in its scope."""
     old = led._by_perm.get(pid)
     if old is not None and old is not core and old.view.account:
@@ -129,7 +129,7 @@ def claim_perm(led: FoldState, core: _Core, pid: int) -> None:
 
 def resolve(
     led: FoldState, env: Envelope, cid: int, oid: int, pid: int, create: bool, manual: bool = False, account: str = ""
-) -> _Core | None:
+) -> OrderState | None:
     """Find (or create) the order a broker message is about, binding identities on the way."""
     core = led._by_perm.get(pid) if pid > 0 else None
     if core is not None and (account or led._perm_acct):
@@ -172,7 +172,8 @@ def resolve(
             return b
         # the same (client, orderId) now names another permId: TWS reused the id
         if not b.view.is_done:
-            record_anomaly(led,
+            record_anomaly(
+                led,
                 env,
                 b,
                 "order_id_reused",
@@ -201,7 +202,7 @@ def resolve(
     return core
 
 
-def unacked_elsewhere(led: FoldState, sid: str, cid: int, oid: int) -> _Core | None:
+def unacked_elsewhere(led: FoldState, sid: str, cid: int, oid: int) -> OrderState | None:
     """The latest order placed under (cid, oid) in an earlier session and never acknowledged."""
     for other in islice(reversed(led._sessions), 4):  # the recorder's last few restarts
         if other == sid:
@@ -213,7 +214,7 @@ def unacked_elsewhere(led: FoldState, sid: str, cid: int, oid: int) -> _Core | N
     return None
 
 
-def merge(led: FoldState, env: Envelope, a: _Core, b: _Core, pid: int) -> _Core:
+def merge(led: FoldState, env: Envelope, a: OrderState, b: OrderState, pid: int) -> OrderState:
     """Two records are one order: fold the later-created into the earlier."""
     keep, gone = (a, b) if a.idx < b.idx else (b, a)
     kv, gv = keep.view, gone.view

@@ -7,7 +7,7 @@ from ledger.core import statemachine as sm
 from ledger.core.events import Envelope
 from ledger.core.fold.broker import _copy_order_fields
 from ledger.core.fold.identity import bind_key, create_order
-from ledger.core.fold.state import MAX_ORDER_ID, FoldState, _Core, record_anomaly, session_client
+from ledger.core.fold.state import MAX_ORDER_ID, FoldState, OrderState, record_anomaly, session_client
 from ledger.core.fold.status import refresh
 from ledger.core.fold.views import Transition
 
@@ -54,7 +54,7 @@ def on_place(led: FoldState, env: Envelope, p: ev.PlaceOrder) -> list[Transition
 
 
 def apply_modify(
-    led: FoldState, env: Envelope, core: _Core, p: ev.PlaceOrder, out: list[Transition]
+    led: FoldState, env: Envelope, core: OrderState, p: ev.PlaceOrder, out: list[Transition]
 ) -> list[Transition]:
     v = core.view
     old_state, old_overlay = v.state, v.overlay

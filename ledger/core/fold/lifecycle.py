@@ -66,7 +66,8 @@ def checkpoint(led: FoldState, env: Envelope, when: str) -> None:
         v = core.view
         if v.fill_pending and core.mismatch_flagged != v.broker_filled:
             core.mismatch_flagged = v.broker_filled
-            record_anomaly(led,
+            record_anomaly(
+                led,
                 env,
                 core,
                 "fill_status_mismatch",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ledger.core import events as ev
 from ledger.core.events import Envelope
-from ledger.core.fold.state import _UNSET_LIMIT, FoldState, _Core, record_anomaly
+from ledger.core.fold.state import _UNSET_LIMIT, FoldState, OrderState, record_anomaly
 from ledger.core.fold.views import PositionView, Transition
 
 
-def position_fill(led: FoldState, core: _Core, p: ev.ExecDetails, qty: float, ns: int) -> None:
+def position_fill(led: FoldState, core: OrderState, p: ev.ExecDetails, qty: float, ns: int) -> None:
     """Add an execution's signed quantity to its account/contract position row."""
     src = (p.account, p.con_id, p.side)
     if src != core.pos_src:
@@ -42,7 +42,8 @@ def position_fill(led: FoldState, core: _Core, p: ev.ExecDetails, qty: float, ns
 
 def on_position(led: FoldState, env: Envelope, p: ev.Position) -> list[Transition]:
     if not (-_UNSET_LIMIT < p.position < _UNSET_LIMIT and -_UNSET_LIMIT < p.avg_cost < _UNSET_LIMIT):
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             None,
             "bad_number",

@@ -129,7 +129,7 @@ def _same(a: float | None, b: float | None) -> bool:
     return a == b or (a != a and b != b)  # NaN-aware
 
 
-class _Core(Struct, gc=False):
+class OrderState(Struct, gc=False):
     """Internal per-order state kept next to the public view (never encoded)."""
 
     view: OrderView
@@ -143,7 +143,7 @@ class _Core(Struct, gc=False):
     pending_mod: ev.PlaceOrder | None = None
     mismatch_flagged: float = -1.0
     notional: float = 0.0
-    # the latest (session, client, order) binding, for the fast path of _resolve
+    # the latest (session, client, order) binding, for the fast path of identity.resolve
     bsid: str = ""
     bcid: int = 0
     boid: int = 0
@@ -155,7 +155,7 @@ class _Core(Struct, gc=False):
 
 
 def record_anomaly(
-    led: FoldState, env: Envelope, core: _Core | None, kind: str, reason: str, frm: str = "", to: str = ""
+    led: FoldState, env: Envelope, core: OrderState | None, kind: str, reason: str, frm: str = "", to: str = ""
 ) -> None:
     key = ""
     if core is not None:
@@ -197,22 +197,22 @@ class FoldState:
         self.reconcile_unknown: list[str] = []
         self.last_ns = 0
         self.redelivered = 0
-        self._active: dict[str, _Core] = {}  # not done, in order of becoming active
-        self._by_perm: dict[int, _Core] = {}
-        self._bind: dict[tuple[str, int, int], _Core] = {}
+        self._active: dict[str, OrderState] = {}  # not done, in order of becoming active
+        self._by_perm: dict[int, OrderState] = {}
+        self._bind: dict[tuple[str, int, int], OrderState] = {}
         self._sessions: dict[str, None] = {}  # sessions seen, in order of first appearance
         self._hw: dict[str, int] = {}  # seq high-water mark per session (but the current one)
         self._cur_sid: str | None = None
         self._cur_hw = 0
         self._sess_client: dict[str, int] = {}
         self._sess_account: dict[str, str] = {}  # the session's account, for messages that carry none
-        self._perm_acct: dict[tuple[str, int], _Core] = {}  # (account, permId) when accounts share a permId
+        self._perm_acct: dict[tuple[str, int], OrderState] = {}  # (account, permId) when accounts share a permId
         self.what_ifs: list[tuple[str, int, int]] = []  # (session, client, order) of what-if requests
         self._what_if: dict[tuple[str, int, int], None] = {}
-        self._execs: dict[str, _Core] = {}  # execId -> the order it belongs to
+        self._execs: dict[str, OrderState] = {}  # execId -> the order it belongs to
         self._pending_comm: dict[str, ev.CommissionReport] = {}
         self._pending_flagged: dict[str, bool] = {}
-        self._suspects: dict[str, _Core] = {}
+        self._suspects: dict[str, OrderState] = {}
         self.merged: dict[str, str] = {}  # keys merged away -> the key the order lives on as
         self._n = 0
-        self._merge_out: list[Transition] | None = None  # transitions produced by a merge in _resolve
+        self._merge_out: list[Transition] | None = None  # transitions produced by a merge in identity.resolve

@@ -25,14 +25,14 @@ from ledger.core.fold.state import (
     _TERMINAL_BROKER,
     EPS,
     FoldState,
-    _Core,
+    OrderState,
     _kind,
     record_anomaly,
 )
 from ledger.core.fold.views import Transition
 
 
-def recount(led: FoldState, core: _Core) -> None:
+def recount(led: FoldState, core: OrderState) -> None:
     v = core.view
     filled = 0.0
     notional = 0.0
@@ -49,7 +49,7 @@ def recount(led: FoldState, core: _Core) -> None:
 
 
 def refresh(
-    led: FoldState, core: _Core, env: Envelope, old_state: str, old_overlay: str, out: list[Transition]
+    led: FoldState, core: OrderState, env: Envelope, old_state: str, old_overlay: str, out: list[Transition]
 ) -> None:
     """Re-derive the ledger state and the flags after a change; record the transition, if any."""
     v = core.view
@@ -150,12 +150,13 @@ def refresh(
 
 
 def check_move(
-    led: FoldState, core: _Core, env: Envelope, frm: str, status: str, cell: str | None, why_held: str
+    led: FoldState, core: OrderState, env: Envelope, frm: str, status: str, cell: str | None, why_held: str
 ) -> bool:
     """The non-✓ cells: record what must be recorded; True if the status is still to be applied."""
     v = core.view
     if cell is None:
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "unknown_status",
@@ -170,7 +171,8 @@ def check_move(
         return False
     if cell == sm.IF_WHY_HELD:
         if not (why_held or v.why_held):
-            record_anomaly(led,
+            record_anomaly(
+                led,
                 env,
                 core,
                 "illegal_transition",
@@ -181,7 +183,8 @@ def check_move(
             return False
     elif cell == sm.IF_FILL:
         if not v.fills:
-            record_anomaly(led,
+            record_anomaly(
+                led,
                 env,
                 core,
                 "illegal_transition",
@@ -190,7 +193,8 @@ def check_move(
                 status,
             )
             return False
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "flagged_transition",
@@ -204,7 +208,8 @@ def check_move(
     elif cell == sm.WARN:
         record_anomaly(led, env, core, "flagged_transition", f"{frm} → {status} is legal but unusual", frm, status)
     elif cell == sm.UNSPECIFIED:
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "unexpected_first_status",
@@ -215,7 +220,9 @@ def check_move(
     return True
 
 
-def apply_status(led: FoldState, core: _Core, env: Envelope, status: str, why_held: str, observe: bool = True) -> bool:
+def apply_status(
+    led: FoldState, core: OrderState, env: Envelope, status: str, why_held: str, observe: bool = True
+) -> bool:
     """Validate one observed broker status against the table; apply it if allowed. True if applied."""
     v = core.view
     if observe:
@@ -244,7 +251,8 @@ def apply_status(led: FoldState, core: _Core, env: Envelope, status: str, why_he
     if why_held or status != sm.INACTIVE:
         v.why_held = why_held
     if v.state == _FILLED_ST and status in _CONTRADICTING:
-        record_anomaly(led,
+        record_anomaly(
+            led,
             env,
             core,
             "status_contradicts_fills",
