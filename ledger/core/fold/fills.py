@@ -42,25 +42,10 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
             f"execution {eid}: shares {shares!r}, price {price!r} (not finite or negative): recorded, not applied",
         )
         return []
-    pid = p.perm_id
-    oid = p.order_id
-    core = led._by_perm.get(pid) if pid > 0 else None
-    if (
-        core is None
-        or core.boid != oid
-        or core.bcid != p.client_id
-        or core.bsid != env.session_id
-        or (led._perm_acct and p.account and core.view.account and core.view.account != p.account)
-    ):
-        led._merge_out = None
-        core = resolve(led, env, p.client_id, oid, pid, True, oid == MAX_ORDER_ID or oid < 0, p.account)
-        if core is None:
-            record_anomaly(led, env, None, "unidentified", f"execution {eid} without orderId or permId")
-            return []
-        core.seen = env.session_id
-        out: list[Transition] = led._merge_out or []
-    else:
-        out = []
+    found = _exec_order(led, env, p)
+    if found is None:
+        return []
+    core, out = found
     if owner is not None:
         if owner is core or any(f.exec_id == eid for f in core.view.fills):
             return out  # a duplicate (delivered again under other ids)
@@ -126,24 +111,7 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
     # static fields the execution knows better than nothing
     if not v.symbol or not v.account or not v.con_id or not v.action:
         _fill_static(v, p)
-    if prev is None:
-        fams[family] = fill
-        filled = v.filled + shares
-        v.filled = filled
-        core.notional += shares * price
-        v.avg_fill_price = core.notional / filled if filled else 0.0
-        if fill.commission is not None:
-            v.commission += fill.commission
-        delta = shares
-    elif _newer(rev, prev.revision):
-        prev.superseded = True
-        fill.correction = True
-        fams[family] = fill
-        recount(led, core)
-        delta = shares - prev.shares
-    else:
-        fill.superseded = True
-        delta = 0.0
+    delta = _count_fill(led, core, fill, prev)
     if delta:
         position_fill(led, core, p, delta, ns)
     if late:
@@ -154,6 +122,58 @@ def on_exec(led: FoldState, env: Envelope, p: ev.ExecDetails) -> list[Transition
         record_anomaly(led, env, core, "overfill", f"executions cover {v.filled:g} of {tq:g}")
     refresh(led, core, env, old_state, old_overlay, out)
     return out
+
+
+def _exec_order(led: FoldState, env: Envelope, p: ev.ExecDetails) -> tuple[OrderState, list[Transition]] | None:
+    """The order an execution belongs to, and the transitions a merge on the way produced (None: unidentified).
+
+    The fast path skips ``resolve`` when the permId's order is already bound to exactly these ids.
+    """
+    pid = p.perm_id
+    oid = p.order_id
+    core = led._by_perm.get(pid) if pid > 0 else None
+    if (
+        core is None
+        or core.boid != oid
+        or core.bcid != p.client_id
+        or core.bsid != env.session_id
+        or (led._perm_acct and p.account and core.view.account and core.view.account != p.account)
+    ):
+        led._merge_out = None
+        core = resolve(led, env, p.client_id, oid, pid, True, oid == MAX_ORDER_ID or oid < 0, p.account)
+        if core is None:
+            record_anomaly(led, env, None, "unidentified", f"execution {p.exec_id} without orderId or permId")
+            return None
+        core.seen = env.session_id
+        return core, led._merge_out or []
+    return core, []
+
+
+def _count_fill(led: FoldState, core: OrderState, fill: Fill, prev: Fill | None) -> float:
+    """Count ``fill`` into its order's totals; return the change in filled shares it makes.
+
+    A new family adds incrementally (the hot path); a newer revision replaces the one before it and
+    recounts; an older or equal revision is kept as superseded and changes nothing.
+    """
+    v = core.view
+    shares = fill.shares
+    if prev is None:
+        core.families[fill.family] = fill
+        filled = v.filled + shares
+        v.filled = filled
+        core.notional += shares * fill.price
+        v.avg_fill_price = core.notional / filled if filled else 0.0
+        if fill.commission is not None:
+            v.commission += fill.commission
+        return shares
+    if _newer(fill.revision, prev.revision):
+        prev.superseded = True
+        fill.correction = True
+        core.families[fill.family] = fill
+        recount(led, core)
+        return shares - prev.shares
+    fill.superseded = True
+    return 0.0
 
 
 def same_exec(led: FoldState, owner: OrderState, p: ev.ExecDetails) -> bool:
