@@ -64,8 +64,13 @@ def fold_version() -> str:
     h.update(f"schema:{schema.SCHEMA_VERSION}".encode())
     for mod in (orders_mod, sm, ev):
         path = getattr(mod, "__file__", None)
-        if path:
-            h.update(Path(path).read_bytes())
+        if not path:
+            continue
+        files = [Path(path)]
+        if Path(path).name == "__init__.py":  # a package (the fold): every module in it is its code
+            files = sorted(Path(path).parent.glob("*.py"))
+        for f in files:
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
