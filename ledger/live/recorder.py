@@ -94,26 +94,27 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ledger.core import events as ev
 from ledger.core.events import Envelope, envelope
-from ledger.core.governor_config import dump_config
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
 from ledger.ib.reconcile import Reconciler
+from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
+from ledger.live.session_life import carry_over, started_payload
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
-from ledger.version import __version__ as IBLEDGER_VERSION
+
+if TYPE_CHECKING:
+    from ledger.ib.library import IB
 
 log = logging.getLogger("ledger.live.recorder")
 
 __all__ = ["Recorder", "RecorderError", "event_ref"]
-
-Subscriber = Callable[[Envelope, list, list], None]
 
 _MAX_DECISION_DEPTH = 8
 _PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
@@ -255,7 +256,7 @@ class Recorder:
     @classmethod
     def attach(
         cls,
-        ib: Any,
+        ib: IB,
         store: EventStore | str,
         *,
         engine: Any = None,
@@ -648,12 +649,12 @@ class Recorder:
         return env
 
     def _process(self, env: Envelope, depth: int) -> None:
-        try:
-            transitions, decisions = self.engine.step(env)
-        except Exception:  # noqa: BLE001 - interpretation never stops recording
+        stepped = engine_step(self.engine, env)
+        if stepped is None:
             self.engine_errors += 1
-            log.exception("engine failed on %s seq %s (recorded anyway)", env.kind, env.seq)
             transitions, decisions = [], []
+        else:
+            transitions, decisions = stepped
         self._notify.append((env, transitions, decisions))
         if not decisions:
             return
@@ -667,16 +668,10 @@ class Recorder:
             if denv is not None:
                 self._process(denv, depth + 1)
 
-    def _deliver(self, notify: list[tuple[Envelope, list, list]]) -> None:
+    def _deliver(self, notify: list[Notice]) -> None:
         subs = list(self._subscribers)
-        if not subs:
-            return
-        for env, transitions, decisions in notify:
-            for fn in subs:
-                try:
-                    fn(env, transitions, decisions)
-                except Exception:  # noqa: BLE001
-                    log.exception("recorder subscriber %r failed on %s seq %s", fn, env.kind, env.seq)
+        if subs:
+            deliver(subs, notify)
 
     def _ensure_started(self, accounts: Sequence[str] | None = None) -> None:
         if self._started:
@@ -688,60 +683,15 @@ class Recorder:
         if not account and accounts and len(accounts) == 1:
             account = accounts[0]
         if self.governed and self.carry_over and account:
-            self._learn_previous_session(account)
-        try:
-            server_version = int(client.serverVersion()) if client.isConnected() else 0
-        except Exception:  # noqa: BLE001
-            server_version = 0
-        connected = client.isConnected()
-        started = ev.SessionStarted(
-            library=_library()[0],
-            library_version=_library()[1],
-            client_id=int(getattr(client, "clientId", 0) or 0) if connected else 0,
-            host=str(getattr(client, "host", "") or "") if connected else "",
-            port=max(int(getattr(client, "port", 0) or 0), 0) if connected else 0,
-            account=account,
-            server_version=server_version,
-            config_hash=self.config_hash,
-            ibledger_version=IBLEDGER_VERSION,
-            mode=self.mode,
-            governor_config=dump_config(self.engine.config),
-        )
+            self.carried_from = carry_over(self.store, self.engine, session_id=self.session_id, account=account)
+        started = started_payload(client, account=account, config_hash=self.config_hash, mode=self.mode,
+                                  engine_config=self.engine.config)
         ns, mono = (pending[1], pending[2]) if pending else self._stamp()
         env = self._enqueue(started, "live", None, None, ns, mono, reserve=True)
         if env is not None:
             self._process(env, 0)
         if pending is not None:
             self._on_connect(*pending, sync=True)
-
-    def _learn_previous_session(self, account: str, look_back: int = 50) -> None:
-        """Fold the account's previous recording session into the engine before this one starts, so the
-        trading state (a halt stays a halt: ``CARRIED_OVER``) and the breaker windows carry over into the
-        new session. Only the latest earlier session of the same account (of the last ``look_back``) is
-        read; its recorded decisions are facts already, so what the governor derives from them is not
-        recorded again."""
-        try:
-            for info in reversed(self.store.sessions()[-look_back:]):
-                if info.session_id == self.session_id or not info.has_start:
-                    continue
-                first = next(iter(self.store.read_session(info.session_id)), None)
-                p = first.payload if first is not None else None
-                if not isinstance(p, ev.SessionStarted) or p.account != account:
-                    continue
-                last_state = None
-                for env in self.store.read_session(info.session_id):
-                    self.engine.step(env)
-                    if type(env.payload) is ev.GovernorDecision:
-                        last_state = env.payload.trading_state
-                if last_state is not None:
-                    # the state it ended in, even where it was derived from events of still earlier sessions
-                    self.engine.governor.carry_state(last_state)
-                self.carried_from = info.session_id
-                log.info("governor state carried over from session %s (account %s): %s",
-                         info.session_id, account, self.engine.trading_state)
-                return
-        except Exception:  # noqa: BLE001 - a new session still starts, with the configured initial state
-            log.exception("could not read the previous session of account %s: the governor starts afresh", account)
 
     def _on_connect(self, payload: ev.Connected, recv_ns: int, mono_ns: int, *, sync: bool) -> None:
         env = self._enqueue(payload, "live", None, None, recv_ns, mono_ns)
@@ -1191,8 +1141,3 @@ def _check_encodable(payload: ev.Event) -> None:
         raise TypeError(f"expected an ledger.core.events payload, got {type(payload).__name__}")
     _payload_encoder.encode(payload)
 
-
-def _library() -> tuple[str, str]:
-    from ledger.ib.library import LIBRARY_NAME, LIBRARY_VERSION
-
-    return LIBRARY_NAME, LIBRARY_VERSION
