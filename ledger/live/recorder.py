@@ -105,6 +105,7 @@ from ledger.ib import adapter
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
+from ledger.live.journal import LossCount
 from ledger.live.session_life import carry_over, started_payload
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
@@ -219,10 +220,7 @@ class Recorder:
         self._last_api_error = ""
         self._fault: BaseException | None = None
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
-        self._lost_unreported = 0
-        self._loss_burst = False
-        self.lost = 0  # events lost (queue full, or given up by the writer) — counted, never silent
-        self.lost_by_kind: dict[str, int] = {}
+        self.losses = LossCount()  # events lost (queue full, or given up by the writer): counted, never silent
         self._lost_logged_at = 0.0
         self.internal_errors = 0
         self.engine_errors = 0
@@ -346,6 +344,16 @@ class Recorder:
     @property
     def fold(self) -> Any:
         return self.engine.fold
+
+    @property
+    def lost(self) -> int:
+        """Events lost in this session (queue full, or given up by the writer)."""
+        return self.losses.total
+
+    @property
+    def lost_by_kind(self) -> dict[str, int]:
+        """Events lost in this session, by event kind."""
+        return self.losses.by_kind
 
     @property
     def committed_seq(self) -> int:
@@ -509,7 +517,7 @@ class Recorder:
             self._closed = True
         self._unhook()
         complete = self._writer.close(timeout)
-        self.lost += self._writer.lost
+        self.losses.total += self._writer.lost
         if self._own_store:
             try:
                 self.store.close()
@@ -577,7 +585,7 @@ class Recorder:
                     return None
                 if not self._started:
                     self._ensure_started()
-                if self._faults_inbox or self._lost_unreported:
+                if self._faults_inbox or self.losses.unreported:
                     self._drain_faults_locked()
                 env = self._enqueue(payload, source, correlation_id, causation_id, recv_ns, mono_ns or 0,
                                     _reserve)
@@ -601,9 +609,7 @@ class Recorder:
         recv_ns: int, mono_ns: int, reserve: bool = False,
     ) -> Envelope | None:
         if self.stopped:  # the session is over for good: count, do not retry, do not report again
-            kind = ev.kind_of(payload)
-            self.lost += 1
-            self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
+            self.losses.count(ev.kind_of(payload), report=False)
             return None
         seq = self._seq + 1
         env = envelope(self.session_id, seq, payload, recv_ns=recv_ns, mono_ns=mono_ns, source=source,
@@ -629,12 +635,8 @@ class Recorder:
                 ok = False
             if not ok:
                 kind = ev.kind_of(payload)
-                self.lost += 1
-                self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
-                self._lost_unreported += 1
-                if not self._loss_burst:
+                if self.losses.count(kind):
                     # tell the engine now (through the reserve), not when the queue has room again
-                    self._loss_burst = True
                     self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
                 now = time.monotonic()
                 if self._fault is None or now - self._lost_logged_at > 1.0:
@@ -735,7 +737,7 @@ class Recorder:
     def _after_commit(self, batch: Any, commit_ns: int) -> None:
         """Writer thread, after each commit: once the store takes events again, report what was lost
         (on the IB loop) without waiting for the next callback."""
-        if self._lost_unreported and not self._closed:
+        if self.losses.unreported and not self._closed:
             loop = self._loop
             if loop is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError):
@@ -795,22 +797,21 @@ class Recorder:
         if self.stopped:  # nothing can be recorded any more: the fault was told once, at the stop
             self._faults_inbox.clear()
             return
-        while self._faults_inbox or self._lost_unreported:
+        while self._faults_inbox or self.losses.unreported:
             if self._faults_inbox:
                 message, lost = self._faults_inbox.popleft()
             elif force or (self._writer.free() > 0 and not self._writer.failing):
                 message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
-                self._loss_burst = False
+                self.losses.burst = False
                 self.blocked_s = 0.0  # the store keeps up again: a new burst gets a new budget
             else:
                 return
-            lost += self._lost_unreported
-            payload = ev.RecorderFault(message=message, lost=lost)
+            payload = ev.RecorderFault(message=message, lost=lost + self.losses.unreported)
             env = self._enqueue(payload, "live", None, None, *self._stamp(), reserve=True)
             if env is None:
                 self._faults_inbox.appendleft((message, 0))
                 return
-            self._lost_unreported = 0
+            self.losses.take_unreported()
             self._process(env, 0)
 
     def _internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
