@@ -102,6 +102,7 @@ from ledger.core import events as ev
 from ledger.core.events import Envelope, envelope
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
+from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
@@ -226,8 +227,7 @@ class Recorder:
         self.engine_errors = 0
         self._full_warned_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._restore: list[tuple[Any, str, Any]] = []  # (object, attribute, our hook)
-        self._event_hooks: list[tuple[Any, Any]] = []  # (eventkit Event, handler)
+        self._patches = Patches()  # what _install hooked into the client, so close() undoes only that
         self.reconciler = Reconciler(self, ib, timeout=reconcile_timeout, enabled=reconcile)
         writer_cls: Any = Writer
         if writer == "process":
@@ -322,12 +322,10 @@ class Recorder:
             self._attach_connected()
 
     def _hook(self, obj: Any, name: str, hook: Any) -> None:
-        setattr(obj, name, hook)
-        self._restore.append((obj, name, hook))
+        self._patches.hook(obj, name, hook)
 
     def _listen(self, event: Any, handler: Any) -> None:
-        event += handler
-        self._event_hooks.append((event, handler))
+        self._patches.listen(event, handler)
 
     def _attach_connected(self) -> None:
         """Attached to a client that is already connected: start, record the connection, reconcile."""
@@ -545,19 +543,7 @@ class Recorder:
                 log.exception("closing the recorder after an error failed")
 
     def _unhook(self) -> None:
-        for obj, name, hook in reversed(self._restore):
-            try:
-                if obj.__dict__.get(name) is hook:
-                    delattr(obj, name)
-            except Exception:  # noqa: BLE001
-                pass  # someone wrapped over us: our hook stays, as a pass-through (closed)
-        self._restore.clear()
-        for event, handler in self._event_hooks:
-            try:
-                event -= handler
-            except Exception:  # noqa: BLE001
-                pass
-        self._event_hooks.clear()
+        self._patches.undo()
 
     # --- the recording path ----------------------------------------------------------------------
 
