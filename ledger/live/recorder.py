@@ -94,26 +94,29 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ledger.core import events as ev
 from ledger.core.events import Envelope, envelope
-from ledger.core.governor_config import dump_config
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
+from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
+from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
+from ledger.live.journal import LossCount
+from ledger.live.session_life import carry_over, started_payload
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
-from ledger.version import __version__ as IBLEDGER_VERSION
+
+if TYPE_CHECKING:
+    from ledger.ib.library import IB
 
 log = logging.getLogger("ledger.live.recorder")
 
 __all__ = ["Recorder", "RecorderError", "event_ref"]
-
-Subscriber = Callable[[Envelope, list, list], None]
 
 _MAX_DECISION_DEPTH = 8
 _PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
@@ -218,17 +221,13 @@ class Recorder:
         self._last_api_error = ""
         self._fault: BaseException | None = None
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
-        self._lost_unreported = 0
-        self._loss_burst = False
-        self.lost = 0  # events lost (queue full, or given up by the writer) — counted, never silent
-        self.lost_by_kind: dict[str, int] = {}
+        self.losses = LossCount()  # events lost (queue full, or given up by the writer): counted, never silent
         self._lost_logged_at = 0.0
         self.internal_errors = 0
         self.engine_errors = 0
         self._full_warned_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._restore: list[tuple[Any, str, Any]] = []  # (object, attribute, our hook)
-        self._event_hooks: list[tuple[Any, Any]] = []  # (eventkit Event, handler)
+        self._patches = Patches()  # what _install hooked into the client, so close() undoes only that
         self.reconciler = Reconciler(self, ib, timeout=reconcile_timeout, enabled=reconcile)
         writer_cls: Any = Writer
         if writer == "process":
@@ -255,7 +254,7 @@ class Recorder:
     @classmethod
     def attach(
         cls,
-        ib: Any,
+        ib: IB,
         store: EventStore | str,
         *,
         engine: Any = None,
@@ -323,12 +322,10 @@ class Recorder:
             self._attach_connected()
 
     def _hook(self, obj: Any, name: str, hook: Any) -> None:
-        setattr(obj, name, hook)
-        self._restore.append((obj, name, hook))
+        self._patches.hook(obj, name, hook)
 
     def _listen(self, event: Any, handler: Any) -> None:
-        event += handler
-        self._event_hooks.append((event, handler))
+        self._patches.listen(event, handler)
 
     def _attach_connected(self) -> None:
         """Attached to a client that is already connected: start, record the connection, reconcile."""
@@ -345,6 +342,16 @@ class Recorder:
     @property
     def fold(self) -> Any:
         return self.engine.fold
+
+    @property
+    def lost(self) -> int:
+        """Events lost in this session (queue full, or given up by the writer)."""
+        return self.losses.total
+
+    @property
+    def lost_by_kind(self) -> dict[str, int]:
+        """Events lost in this session, by event kind."""
+        return self.losses.by_kind
 
     @property
     def committed_seq(self) -> int:
@@ -508,7 +515,7 @@ class Recorder:
             self._closed = True
         self._unhook()
         complete = self._writer.close(timeout)
-        self.lost += self._writer.lost
+        self.losses.total += self._writer.lost
         if self._own_store:
             try:
                 self.store.close()
@@ -536,19 +543,7 @@ class Recorder:
                 log.exception("closing the recorder after an error failed")
 
     def _unhook(self) -> None:
-        for obj, name, hook in reversed(self._restore):
-            try:
-                if obj.__dict__.get(name) is hook:
-                    delattr(obj, name)
-            except Exception:  # noqa: BLE001
-                pass  # someone wrapped over us: our hook stays, as a pass-through (closed)
-        self._restore.clear()
-        for event, handler in self._event_hooks:
-            try:
-                event -= handler
-            except Exception:  # noqa: BLE001
-                pass
-        self._event_hooks.clear()
+        self._patches.undo()
 
     # --- the recording path ----------------------------------------------------------------------
 
@@ -576,7 +571,7 @@ class Recorder:
                     return None
                 if not self._started:
                     self._ensure_started()
-                if self._faults_inbox or self._lost_unreported:
+                if self._faults_inbox or self.losses.unreported:
                     self._drain_faults_locked()
                 env = self._enqueue(payload, source, correlation_id, causation_id, recv_ns, mono_ns or 0,
                                     _reserve)
@@ -600,9 +595,7 @@ class Recorder:
         recv_ns: int, mono_ns: int, reserve: bool = False,
     ) -> Envelope | None:
         if self.stopped:  # the session is over for good: count, do not retry, do not report again
-            kind = ev.kind_of(payload)
-            self.lost += 1
-            self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
+            self.losses.count(ev.kind_of(payload), report=False)
             return None
         seq = self._seq + 1
         env = envelope(self.session_id, seq, payload, recv_ns=recv_ns, mono_ns=mono_ns, source=source,
@@ -628,12 +621,8 @@ class Recorder:
                 ok = False
             if not ok:
                 kind = ev.kind_of(payload)
-                self.lost += 1
-                self.lost_by_kind[kind] = self.lost_by_kind.get(kind, 0) + 1
-                self._lost_unreported += 1
-                if not self._loss_burst:
+                if self.losses.count(kind):
                     # tell the engine now (through the reserve), not when the queue has room again
-                    self._loss_burst = True
                     self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
                 now = time.monotonic()
                 if self._fault is None or now - self._lost_logged_at > 1.0:
@@ -648,12 +637,12 @@ class Recorder:
         return env
 
     def _process(self, env: Envelope, depth: int) -> None:
-        try:
-            transitions, decisions = self.engine.step(env)
-        except Exception:  # noqa: BLE001 - interpretation never stops recording
+        stepped = engine_step(self.engine, env)
+        if stepped is None:
             self.engine_errors += 1
-            log.exception("engine failed on %s seq %s (recorded anyway)", env.kind, env.seq)
             transitions, decisions = [], []
+        else:
+            transitions, decisions = stepped
         self._notify.append((env, transitions, decisions))
         if not decisions:
             return
@@ -667,16 +656,10 @@ class Recorder:
             if denv is not None:
                 self._process(denv, depth + 1)
 
-    def _deliver(self, notify: list[tuple[Envelope, list, list]]) -> None:
+    def _deliver(self, notify: list[Notice]) -> None:
         subs = list(self._subscribers)
-        if not subs:
-            return
-        for env, transitions, decisions in notify:
-            for fn in subs:
-                try:
-                    fn(env, transitions, decisions)
-                except Exception:  # noqa: BLE001
-                    log.exception("recorder subscriber %r failed on %s seq %s", fn, env.kind, env.seq)
+        if subs:
+            deliver(subs, notify)
 
     def _ensure_started(self, accounts: Sequence[str] | None = None) -> None:
         if self._started:
@@ -688,60 +671,15 @@ class Recorder:
         if not account and accounts and len(accounts) == 1:
             account = accounts[0]
         if self.governed and self.carry_over and account:
-            self._learn_previous_session(account)
-        try:
-            server_version = int(client.serverVersion()) if client.isConnected() else 0
-        except Exception:  # noqa: BLE001
-            server_version = 0
-        connected = client.isConnected()
-        started = ev.SessionStarted(
-            library=_library()[0],
-            library_version=_library()[1],
-            client_id=int(getattr(client, "clientId", 0) or 0) if connected else 0,
-            host=str(getattr(client, "host", "") or "") if connected else "",
-            port=max(int(getattr(client, "port", 0) or 0), 0) if connected else 0,
-            account=account,
-            server_version=server_version,
-            config_hash=self.config_hash,
-            ibledger_version=IBLEDGER_VERSION,
-            mode=self.mode,
-            governor_config=dump_config(self.engine.config),
-        )
+            self.carried_from = carry_over(self.store, self.engine, session_id=self.session_id, account=account)
+        started = started_payload(client, account=account, config_hash=self.config_hash, mode=self.mode,
+                                  engine_config=self.engine.config)
         ns, mono = (pending[1], pending[2]) if pending else self._stamp()
         env = self._enqueue(started, "live", None, None, ns, mono, reserve=True)
         if env is not None:
             self._process(env, 0)
         if pending is not None:
             self._on_connect(*pending, sync=True)
-
-    def _learn_previous_session(self, account: str, look_back: int = 50) -> None:
-        """Fold the account's previous recording session into the engine before this one starts, so the
-        trading state (a halt stays a halt: ``CARRIED_OVER``) and the breaker windows carry over into the
-        new session. Only the latest earlier session of the same account (of the last ``look_back``) is
-        read; its recorded decisions are facts already, so what the governor derives from them is not
-        recorded again."""
-        try:
-            for info in reversed(self.store.sessions()[-look_back:]):
-                if info.session_id == self.session_id or not info.has_start:
-                    continue
-                first = next(iter(self.store.read_session(info.session_id)), None)
-                p = first.payload if first is not None else None
-                if not isinstance(p, ev.SessionStarted) or p.account != account:
-                    continue
-                last_state = None
-                for env in self.store.read_session(info.session_id):
-                    self.engine.step(env)
-                    if type(env.payload) is ev.GovernorDecision:
-                        last_state = env.payload.trading_state
-                if last_state is not None:
-                    # the state it ended in, even where it was derived from events of still earlier sessions
-                    self.engine.governor.carry_state(last_state)
-                self.carried_from = info.session_id
-                log.info("governor state carried over from session %s (account %s): %s",
-                         info.session_id, account, self.engine.trading_state)
-                return
-        except Exception:  # noqa: BLE001 - a new session still starts, with the configured initial state
-            log.exception("could not read the previous session of account %s: the governor starts afresh", account)
 
     def _on_connect(self, payload: ev.Connected, recv_ns: int, mono_ns: int, *, sync: bool) -> None:
         env = self._enqueue(payload, "live", None, None, recv_ns, mono_ns)
@@ -785,7 +723,7 @@ class Recorder:
     def _after_commit(self, batch: Any, commit_ns: int) -> None:
         """Writer thread, after each commit: once the store takes events again, report what was lost
         (on the IB loop) without waiting for the next callback."""
-        if self._lost_unreported and not self._closed:
+        if self.losses.unreported and not self._closed:
             loop = self._loop
             if loop is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError):
@@ -845,22 +783,21 @@ class Recorder:
         if self.stopped:  # nothing can be recorded any more: the fault was told once, at the stop
             self._faults_inbox.clear()
             return
-        while self._faults_inbox or self._lost_unreported:
+        while self._faults_inbox or self.losses.unreported:
             if self._faults_inbox:
                 message, lost = self._faults_inbox.popleft()
             elif force or (self._writer.free() > 0 and not self._writer.failing):
                 message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
-                self._loss_burst = False
+                self.losses.burst = False
                 self.blocked_s = 0.0  # the store keeps up again: a new burst gets a new budget
             else:
                 return
-            lost += self._lost_unreported
-            payload = ev.RecorderFault(message=message, lost=lost)
+            payload = ev.RecorderFault(message=message, lost=lost + self.losses.unreported)
             env = self._enqueue(payload, "live", None, None, *self._stamp(), reserve=True)
             if env is None:
                 self._faults_inbox.appendleft((message, 0))
                 return
-            self._lost_unreported = 0
+            self.losses.take_unreported()
             self._process(env, 0)
 
     def _internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
@@ -1191,8 +1128,3 @@ def _check_encodable(payload: ev.Event) -> None:
         raise TypeError(f"expected an ledger.core.events payload, got {type(payload).__name__}")
     _payload_encoder.encode(payload)
 
-
-def _library() -> tuple[str, str]:
-    from ledger.ib.library import LIBRARY_NAME, LIBRARY_VERSION
-
-    return LIBRARY_NAME, LIBRARY_VERSION
