@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from ledger.core import statemachine as sm
+from ledger.core.events import check_version
 from ledger.core.fold import LedgerFold
 from ledger.store import open_store
 from projections import schema
@@ -56,7 +57,8 @@ def assert_equal_to_fold(path: Path, envs) -> None:
     fold = LedgerFold()
     transitions = []
     for env in envs:
-        transitions.extend(fold.apply(env))
+        # what the projector reads: the stored event, upcast (an envelope saying v1 gets v1 -> v2 on read)
+        transitions.extend(fold.apply(check_version(env)))
     db_orders = {r["key"]: r for r in rows(path, "SELECT * FROM orders")}
     assert set(db_orders) == set(fold.orders)
     fills_by_order: dict[str, list[dict]] = {}
