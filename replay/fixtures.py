@@ -3,8 +3,8 @@
 For each scenario (default: every scenario shipped in ``replay/tws/scenarios/*.toml`` plus the built-in
 ``default``) :func:`record_fixtures`
 
-1. starts the wire-level simulator on a free port (a fresh one per scenario, so permIds and execIds
-   start from the same values every time);
+1. starts the wire-level simulator on a free port (a fresh one per scenario) seeded from the scenario's
+   name (:func:`fixture_seed`), so permIds and execIds are the same every time yet no two fixtures share any;
 2. opens a recorded session (:func:`ledger.live.placement.open_session`: the real client library from
    ``ledger.ib.library`` over a real socket, the :class:`~ledger.live.recorder.Recorder` writing into a temporary
    SQLite store, the engine, background reconnect) with the deterministic session id
@@ -25,6 +25,7 @@ import asyncio
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,11 @@ def fixture_path(out_dir: str | Path, scenario: str) -> Path:
 
 def fixture_session_id(scenario: str) -> str:
     return derived_id("fixture", scenario)
+
+
+def fixture_seed(scenario: str) -> int:
+    """The simulator seed for ``scenario``'s fixture: fixed per name, distinct across names."""
+    return zlib.crc32(f"fixture:{scenario}".encode())
 
 
 def record_fixtures(
@@ -169,7 +175,7 @@ async def _record_one(store: Any, scenario: Any) -> str:
 
     drive = DRIVES.get(scenario.name, Drive())
     sid = fixture_session_id(scenario.name)
-    with Simulator(port=0) as sim:
+    with Simulator(port=0, seed=fixture_seed(scenario.name)) as sim:
         settings = resolve(host="127.0.0.1", port=sim.port, client_id=drive.client_id, account=sim.accounts[0], env={})
         async with open_session(settings, store, session_id=sid, reconnect_delay=0.1, linger=0.2) as sess:
             contract, order = _order_for(scenario)

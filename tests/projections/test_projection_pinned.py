@@ -53,16 +53,16 @@ COLUMNS = {
 }
 
 PINNED: dict[str, str] = {
-    "events": "7b6b70646151d182a03d7280",
-    "order_events": "b13e400865f4b2a8dcfec5ab",
-    "transitions": "e42a320166ed59328cfb1919",
-    "anomalies": "75865ec061fa8d81be53ecd5",
-    "governor_decisions": "24dcd3bc239ab0dd207774d2",
-    "orders": "a1fc1a633a16df3592cca7de",
-    "failure_reports": "d960dd423b80c84313785efa",
-    "connection_events": "dd52a473e2ba7b4e698d615a",
-    "fills": "ef487733b8f44cd21a4196a1",
-    "sessions": "25c0b6ba88ed6141cb48c8eb",
+    "events": "b796a23f3062748fee039f24",
+    "order_events": "972e28d2a9d74e5e0c5c54a4",
+    "transitions": "74e7d40c164a57436df4d31b",
+    "anomalies": "47533c5e52c6aa2f095aa0a1",
+    "governor_decisions": "64de83d6516a054cfb74e4a2",
+    "orders": "ac114a0147c661437b6e7721",
+    "failure_reports": "41e5528a9938cf65c716ce07",
+    "connection_events": "d236b01442fa1a7445abba36",
+    "fills": "699f540646b28d4af17ac21e",
+    "sessions": "b91260550af0227ee41692b1",
 }
 
 
