@@ -26,7 +26,6 @@ governor limits the orders *it* let through); input STATE_CHANGEs set the tradin
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 from ledger.core import events as ev
@@ -41,6 +40,7 @@ from ledger.core.governor.pricing import (
     _price_set,
     _sym_key,
 )
+from ledger.core.governor.window import _Window
 from ledger.core.governor_config import GovernorConfig, default_config
 
 __all__ = [
@@ -119,37 +119,6 @@ def _clean(details: dict[str, Any]) -> dict[str, float | int | str]:
         else:
             out[k] = v
     return out
-
-
-class _Window:
-    """The last ``n`` event times: "n within ``span_ns``" is one comparison (O(1), memory O(n))."""
-
-    __slots__ = ("n", "span", "times")
-
-    def __init__(self, n: int, span_ns: int) -> None:
-        self.n = n
-        self.span = span_ns
-        self.times: deque[int] = deque(maxlen=max(n, 1))
-
-    def full_at(self, now_ns: int) -> bool:
-        """Would one more event at ``now_ns`` exceed the limit (``n`` already inside the window)?"""
-        t = self.times
-        return self.n > 0 and len(t) == self.n and t[0] > now_ns - self.span
-
-    def count_at(self, now_ns: int) -> int:
-        lo = now_ns - self.span
-        return sum(1 for x in self.times if x > lo)
-
-    def add(self, ns: int) -> bool:
-        """Record an event; True when ``n`` events now fall within the window ending at ``ns``."""
-        if self.n <= 0:
-            return False
-        t = self.times
-        t.append(ns)
-        return len(t) == self.n and t[0] > ns - self.span
-
-    def clear(self) -> None:
-        self.times.clear()
 
 
 class Governor:
