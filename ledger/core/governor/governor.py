@@ -26,13 +26,21 @@ governor limits the orders *it* let through); input STATE_CHANGEs set the tradin
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 from ledger.core import events as ev
 from ledger.core import statemachine as sm
 from ledger.core.events import Envelope, GovernorDecision
 from ledger.core.fold import LedgerFold, OrderView, Transition
+from ledger.core.governor.pricing import (
+    _AUX_IS_PRICE,
+    _NEEDS_MULTIPLIER,
+    _as_multiplier,
+    _finite,
+    _price_set,
+    _sym_key,
+)
+from ledger.core.governor.window import _Window
 from ledger.core.governor_config import GovernorConfig, default_config
 
 __all__ = [
@@ -93,32 +101,11 @@ _CANCELLABLE = frozenset(
 )
 _PRECHECK_ACTIONS = frozenset({"place", "modify", "cancel"})
 _SHADOW = frozenset({"shadow_place", "shadow_modify"})
-# Contracts whose notional depends on a multiplier: never priced x1 by guess.
-_NEEDS_MULTIPLIER = frozenset({"FUT", "OPT", "FOP", "FWD", "WAR", "IOPT"})
-# Order types whose aux price is a trigger price (a fair estimate of where they execute); for the others
-# (TRAIL: a trailing amount, REL: an offset...) the aux price is not a price at all.
-_AUX_IS_PRICE = frozenset({"STP", "STP PRT", "MIT", "STP LMT", "LIT"})
-# ib_insync / ib_async fill unset prices with IB's UNSET_DOUBLE (sys.float_info.max): a finite number
-# that is no price. Anything this large is treated as "not set".
-_NO_PRICE_ABOVE = 1e300
 
 
 def is_precheck(d: GovernorDecision) -> bool:
     """An ALLOW / BLOCK answer to an intent (as opposed to a state change or an emergency cancel)."""
     return d.decision in ("ALLOW", "BLOCK") and (d.action in _PRECHECK_ACTIONS or d.action in _SHADOW)
-
-
-_INF = math.inf
-
-
-def _finite(x: float | None) -> bool:
-    cls = x.__class__
-    return (cls is float or cls is int) and -_INF < x < _INF  # type: ignore[operator]
-
-
-def _price_set(x: float | None) -> bool:
-    """A usable price: a finite positive number that is not IB's unset sentinel."""
-    return _finite(x) and 0 < x < _NO_PRICE_ABOVE  # type: ignore[operator]
 
 
 def _clean(details: dict[str, Any]) -> dict[str, float | int | str]:
@@ -132,37 +119,6 @@ def _clean(details: dict[str, Any]) -> dict[str, float | int | str]:
         else:
             out[k] = v
     return out
-
-
-class _Window:
-    """The last ``n`` event times: "n within ``span_ns``" is one comparison (O(1), memory O(n))."""
-
-    __slots__ = ("n", "span", "times")
-
-    def __init__(self, n: int, span_ns: int) -> None:
-        self.n = n
-        self.span = span_ns
-        self.times: deque[int] = deque(maxlen=max(n, 1))
-
-    def full_at(self, now_ns: int) -> bool:
-        """Would one more event at ``now_ns`` exceed the limit (``n`` already inside the window)?"""
-        t = self.times
-        return self.n > 0 and len(t) == self.n and t[0] > now_ns - self.span
-
-    def count_at(self, now_ns: int) -> int:
-        lo = now_ns - self.span
-        return sum(1 for x in self.times if x > lo)
-
-    def add(self, ns: int) -> bool:
-        """Record an event; True when ``n`` events now fall within the window ending at ``ns``."""
-        if self.n <= 0:
-            return False
-        t = self.times
-        t.append(ns)
-        return len(t) == self.n and t[0] > ns - self.span
-
-    def clear(self) -> None:
-        self.times.clear()
 
 
 class Governor:
@@ -620,18 +576,3 @@ class Governor:
             if _SIDES.get(v.action.upper()) == sign and v.state in _CANCELLABLE | {sm.CREATED}:
                 pending += v.remaining if v.remaining > 0 else 0.0
         return position, pending
-
-
-def _sym_key(symbol: str, sec_type: str) -> str:
-    """Prices by symbol are kept per security type: an AAPL option is never priced at AAPL stock."""
-    return f"{symbol.upper()}|{(sec_type or 'STK').upper()}"
-
-
-def _as_multiplier(raw: Any) -> float | None:
-    if raw in (None, ""):
-        return None
-    try:
-        m = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return m if math.isfinite(m) and 0 < m < _NO_PRICE_ABOVE else None
