@@ -20,8 +20,18 @@ def to_msgpack(env: Envelope) -> bytes:
     return _mp_encoder.encode(env)
 
 
+def _decode_stored(data: bytes) -> Envelope:
+    """The envelope as stored, before any upcast; undecodable bytes become a :class:`SchemaError`."""
+    try:
+        return _mp_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise SchemaError(f"stored event does not match this ibledger's schema: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"stored event is not valid msgpack (corrupt bytes?): {exc}") from exc
+
+
 def from_msgpack(data: bytes) -> Envelope:
-    return from_msgpack_stored(data)[1]
+    return check_version(_decode_stored(data))
 
 
 def from_msgpack_stored(data: bytes) -> tuple[int, Envelope]:
@@ -30,12 +40,7 @@ def from_msgpack_stored(data: bytes) -> tuple[int, Envelope]:
     Verification compares the row's topic with what was written, not with what reading made of it, so an
     old session stays untampered after an upgrade bumped a kind's schema.
     """
-    try:
-        env = _mp_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise SchemaError(f"stored event does not match this ibledger's schema: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise SchemaError(f"stored event is not valid msgpack (corrupt bytes?): {exc}") from exc
+    env = _decode_stored(data)
     return env.v, check_version(env)
 
 
