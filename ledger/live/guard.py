@@ -145,8 +145,8 @@ class KillSwitch:
             return
         self.pending.append((f"{env.session_id}#{env.seq}", p))
         rec = self.rec
-        loop = rec._loop
-        if rec._ctx is not None and loop is not None and not loop.is_closed():
+        loop = rec.loop
+        if rec.in_callback and loop is not None and not loop.is_closed():
             loop.call_soon(self.run)  # inside a callback: once the library has handled it
         else:
             self.run()

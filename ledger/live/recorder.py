@@ -99,15 +99,17 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ledger.core import events as ev
-from ledger.core.events import Envelope, envelope
+from ledger.core.events import Envelope
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
 from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
+from ledger.live.handoff import WRITERS, Handoff
 from ledger.live.journal import LossCount
 from ledger.live.session_life import carry_over, started_payload
+from ledger.live.stamp import Stamps
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
 
@@ -164,7 +166,7 @@ class Recorder:
         enforce: bool = True,
         carry_over: bool = True,
     ) -> None:
-        if writer not in ("thread", "process"):
+        if writer not in WRITERS:
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         if switch_interval is not None:
             # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
@@ -195,17 +197,12 @@ class Recorder:
             if self._own_store:
                 self.store.close()
             raise
-        self._ctx: tuple[int, int] | None = None
+        self._stamps = Stamps()
         self.config_hash = config_hash
         self.mode = mode
         self.account = account
-        self.full_block_s = full_block_s
-        self.max_block_s = max_block_s  # total IB-loop blocking allowed per loss burst (see _enqueue)
-        self.blocked_s = 0.0  # IB-loop time spent waiting for queue room in the current burst
-        self.stopped: str = ""  # why recording stopped for good (seq conflict, store file lost); "" = recording
         self.on_fatal: list[Callable[[str], None]] = []  # told once, on the IB loop when there is one
         self._lock = threading.RLock()
-        self._seq = 0
         self._depth = 0
         self._notify: list[tuple[Envelope, list, list]] = []
         self._subscribers: list[Subscriber] = []
@@ -221,30 +218,24 @@ class Recorder:
         self._last_api_error = ""
         self._fault: BaseException | None = None
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
-        self.losses = LossCount()  # events lost (queue full, or given up by the writer): counted, never silent
         self._lost_logged_at = 0.0
         self.internal_errors = 0
         self.engine_errors = 0
-        self._full_warned_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._patches = Patches()  # what _install hooked into the client, so close() undoes only that
         self.reconciler = Reconciler(self, ib, timeout=reconcile_timeout, enabled=reconcile)
-        writer_cls: Any = Writer
-        if writer == "process":
-            from ledger.store.writer_process import ProcessWriter
-
-            writer_cls = ProcessWriter
-        self._writer = writer_cls(
-            self.store, capacity=queue_size, max_batch=max_batch, on_error=self._on_writer_error,
-            name=f"ibledger-writer-{self.session_id[:8]}",
+        self._handoff = Handoff(
+            self.store, self.session_id, writer=writer, queue_size=queue_size, max_batch=max_batch,
+            full_block_s=full_block_s, max_block_s=max_block_s, on_error=self._on_writer_error,
+            on_lost=self._on_lost,
         )
-        self._writer.add_listener(self._after_commit)
+        self._handoff.add_listener(self._after_commit)
         cfg = getattr(self.engine, "config", None)
         self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
         self.carry_over = carry_over
         self.carried_from: str | None = None  # the earlier session of the account the governor learned from
         self.kill_switch = KillSwitch(self)
-        self._writer.start()
+        self._handoff.start()
         if self.governed:
             self.engine.sink = self._record_operator_decisions
             self._subscribers.append(self.kill_switch.on_event)
@@ -291,7 +282,7 @@ class Recorder:
         try:
             rec._install()
         except BaseException:
-            rec._writer.close(1.0)
+            rec._handoff.close(1.0)
             if rec._own_store:
                 rec.store.close()
             raise
@@ -344,6 +335,28 @@ class Recorder:
         return self.engine.fold
 
     @property
+    def losses(self) -> LossCount:
+        """Events lost in this session: counted by kind, never silent."""
+        return self._handoff.losses
+
+    @property
+    def stopped(self) -> str:
+        """Why recording stopped for good (seq conflict, store file lost); "" while recording."""
+        return self._handoff.stopped
+
+    @property
+    def full_block_s(self) -> float:
+        return self._handoff.full_block_s
+
+    @property
+    def max_block_s(self) -> float:
+        return self._handoff.max_block_s
+
+    @property
+    def blocked_s(self) -> float:
+        return self._handoff.blocked_s
+
+    @property
     def lost(self) -> int:
         """Events lost in this session (queue full, or given up by the writer)."""
         return self.losses.total
@@ -355,12 +368,12 @@ class Recorder:
 
     @property
     def committed_seq(self) -> int:
-        return self._writer.committed_seq
+        return self._handoff.committed_seq
 
     @property
     def last_seq(self) -> int:
         """Highest seq recorded (queued); ``committed_seq`` is the acknowledged part of it."""
-        return self._seq
+        return self._handoff.seq
 
     @property
     def fault(self) -> BaseException | None:
@@ -385,7 +398,7 @@ class Recorder:
 
     @property
     def writer(self) -> Writer:
-        return self._writer
+        return self._handoff.writer
 
     # --- the port reconciliation uses (ledger.ib.reconcile.RecorderPort) ---------------------------------
 
@@ -469,29 +482,29 @@ class Recorder:
 
     def on_commit(self, callback: Callable[[Sequence[Envelope], int], None]) -> None:
         """``callback(batch, commit_mono_ns)`` in the writer thread after each commit (keep it short)."""
-        self._writer.add_listener(callback)
+        self._handoff.add_listener(callback)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything recorded so far is committed; raise the fault if there is one."""
         self._drain_faults()
-        target = self._seq
-        ok = self._writer.wait_committed(target, timeout)
+        target = self._handoff.seq
+        ok = self._handoff.wait_committed(target, timeout)
         if self._fault is not None:
             raise self._fault
         if not ok:
             raise RecorderError(
-                f"flush: seq {self._writer.committed_seq} of {target} committed after {timeout:.1f}s"
+                f"flush: seq {self._handoff.committed_seq} of {target} committed after {timeout:.1f}s"
             )
 
     async def flush_async(self, timeout: float = 5.0) -> None:
         """:meth:`flush` without blocking the event loop."""
         self._drain_faults()
-        target = self._seq
-        ok = await asyncio.get_running_loop().run_in_executor(None, self._writer.wait_committed, target, timeout)
+        target = self._handoff.seq
+        ok = await asyncio.get_running_loop().run_in_executor(None, self._handoff.wait_committed, target, timeout)
         if self._fault is not None:
             raise self._fault
         if not ok:
-            raise RecorderError(f"flush: seq {self._writer.committed_seq} of {target} committed after {timeout}s")
+            raise RecorderError(f"flush: seq {self._handoff.committed_seq} of {target} committed after {timeout}s")
 
     def reconcile(self, reason: str = "manual") -> Any:
         """Reconcile now. Inside a running event loop: returns the task (await it). Otherwise runs the
@@ -511,11 +524,10 @@ class Recorder:
                 self.reconciler._close(self.reconciler.bracket, dropped=True)
             self._ensure_started()
             self._drain_faults_locked(force=True)
-            self._record(ev.SessionEnded(reason=reason, events=self._seq + 1), source="live", _reserve=True)
+            self._record(ev.SessionEnded(reason=reason, events=self._handoff.seq + 1), source="live", _reserve=True)
             self._closed = True
         self._unhook()
-        complete = self._writer.close(timeout)
-        self.losses.total += self._writer.lost
+        complete = self._handoff.close(timeout)
         if self._own_store:
             try:
                 self.store.close()
@@ -523,11 +535,11 @@ class Recorder:
                 log.exception("closing the store failed")
         if not complete and self._fault is None:
             self._fault = RecorderError(
-                f"close: {self._writer.enqueued_seq - self._writer.committed_seq} event(s) not committed"
+                f"close: {self._handoff.enqueued_seq - self._handoff.committed_seq} event(s) not committed"
             )
         if self._fault is not None:
             log.error("recorder closed with a fault (session %s, committed seq %s, lost %s): %s",
-                      self.session_id, self._writer.committed_seq, self.lost, self._fault)
+                      self.session_id, self._handoff.committed_seq, self.lost, self._fault)
             raise self._fault
 
     def __enter__(self) -> Recorder:
@@ -562,9 +574,10 @@ class Recorder:
         with self._lock:
             if recv_ns is None:
                 recv_ns, mono_ns = self._stamp()
-            outer_ctx = self._ctx
+            stamps = self._stamps
+            outer_ctx = stamps.ctx
             if outer_ctx is None:
-                self._ctx = (recv_ns, mono_ns or 0)
+                stamps.ctx = (recv_ns, mono_ns or 0)
             self._depth += 1
             try:
                 if self._closed:
@@ -580,7 +593,7 @@ class Recorder:
                 elif self._faults_inbox:
                     self._drain_faults_locked()
             finally:
-                self._ctx = outer_ctx
+                stamps.ctx = outer_ctx
                 self._depth -= 1
                 if self._depth == 0 and self._notify:
                     notify, self._notify = self._notify, []
@@ -594,47 +607,21 @@ class Recorder:
         self, payload: ev.Event, source: ev.Source, correlation_id: str | None, causation_id: str | None,
         recv_ns: int, mono_ns: int, reserve: bool = False,
     ) -> Envelope | None:
-        if self.stopped:  # the session is over for good: count, do not retry, do not report again
-            self.losses.count(ev.kind_of(payload), report=False)
-            return None
-        seq = self._seq + 1
-        env = envelope(self.session_id, seq, payload, recv_ns=recv_ns, mono_ns=mono_ns, source=source,
-                       correlation_id=correlation_id, causation_id=causation_id)
-        w = self._writer
-        if not w.put(env, 0.0, reserve=reserve):
-            # Wait for room only while the writer is making progress (behind, not failing: a full disk or
-            # a dead database will not drain in a second) and within the burst's total budget, so the
-            # IB loop is never frozen for more than max_block_s whatever the store does.
-            budget = min(self.full_block_s, self.max_block_s - self.blocked_s)
-            if not w.dead and not w.failing and budget > 0:
-                now = time.monotonic()
-                if now - self._full_warned_at > 5.0:
-                    self._full_warned_at = now
-                    log.warning(
-                        "recorder queue FULL (%d events waiting, writer behind): blocking the IB loop up to "
-                        "%.1fs (%.1fs left of %.1fs per burst) so nothing is lost", w.capacity - w.free(),
-                        budget, self.max_block_s - self.blocked_s, self.max_block_s,
-                    )
-                ok = w.put(env, budget, reserve=reserve)
-                self.blocked_s += time.monotonic() - now
-            else:
-                ok = False
-            if not ok:
-                kind = ev.kind_of(payload)
-                if self.losses.count(kind):
-                    # tell the engine now (through the reserve), not when the queue has room again
-                    self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
-                now = time.monotonic()
-                if self._fault is None or now - self._lost_logged_at > 1.0:
-                    self._lost_logged_at = now
-                    self._set_fault(
-                        RecorderError(f"recorder LOST events: queue full or writer stopped ({self.lost} lost so "
-                                      f"far, latest a {kind}; by kind: {self.lost_by_kind})"),
-                        report=False,
-                    )
-                return None
-        self._seq = seq
-        return env
+        return self._handoff.put(payload, source, correlation_id, causation_id, recv_ns, mono_ns, reserve)
+
+    def _on_lost(self, kind: str, burst_started: bool) -> None:
+        """An event could not be queued (counted by the handoff): fault, loudly, at most once a second."""
+        if burst_started:
+            # tell the engine now (through the reserve), not when the queue has room again
+            self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
+        now = time.monotonic()
+        if self._fault is None or now - self._lost_logged_at > 1.0:
+            self._lost_logged_at = now
+            self._set_fault(
+                RecorderError(f"recorder LOST events: queue full or writer stopped ({self.lost} lost so "
+                              f"far, latest a {kind}; by kind: {self.lost_by_kind})"),
+                report=False,
+            )
 
     def _process(self, env: Envelope, depth: int) -> None:
         stepped = engine_step(self.engine, env)
@@ -693,22 +680,15 @@ class Recorder:
     # --- time -----------------------------------------------------------------------------------------
 
     def _stamp(self) -> tuple[int, int]:
-        """The receipt stamp: the triggering callback's while one is being recorded, else now."""
-        ctx = self._ctx
-        if ctx is not None:
-            return ctx
-        return time.time_ns(), time.monotonic_ns()
+        return self._stamps.now()
 
-    @contextlib.contextmanager
-    def _at(self, recv_ns: int, mono_ns: int) -> Iterator[None]:
-        """Everything recorded while handling one callback (session start, connection, brackets,
-        faults, decisions) carries that callback's receipt stamp, so stamps never go backwards."""
-        prev = self._ctx
-        self._ctx = (recv_ns, mono_ns)
-        try:
-            yield
-        finally:
-            self._ctx = prev
+    def _at(self, recv_ns: int, mono_ns: int) -> contextlib.AbstractContextManager[None]:
+        return self._stamps.at(recv_ns, mono_ns)
+
+    @property
+    def in_callback(self) -> bool:
+        """A callback or record call is being handled right now (its stamp is in force)."""
+        return self._stamps.in_callback
 
     # --- faults --------------------------------------------------------------------------------------
 
@@ -737,7 +717,7 @@ class Recorder:
                    f"{exc.got}): two recorders must not share a session id; this recorder stopped")
         else:
             why = f"{exc}; this recorder stopped"
-        self.stopped = why
+        self._handoff.stopped = why
         self._fault = RecorderError(why)
         self._fault.__cause__ = exc
         log.error("RECORDER STOPPED (session %s): %s — new orders are blocked", self.session_id, why)
@@ -786,10 +766,9 @@ class Recorder:
         while self._faults_inbox or self.losses.unreported:
             if self._faults_inbox:
                 message, lost = self._faults_inbox.popleft()
-            elif force or (self._writer.free() > 0 and not self._writer.failing):
+            elif force or self._handoff.has_room():
                 message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
-                self.losses.burst = False
-                self.blocked_s = 0.0  # the store keeps up again: a new burst gets a new budget
+                self._handoff.end_burst()  # the store keeps up again: a new burst gets a new budget
             else:
                 return
             payload = ev.RecorderFault(message=message, lost=lost + self.losses.unreported)
@@ -823,6 +802,7 @@ class Recorder:
         is_accounts = name == "managedAccounts"
         lock = self._lock
         rc = self.reconciler
+        stamps = self._stamps
         time_ns = time.time_ns
         monotonic_ns = time.monotonic_ns
 
@@ -836,8 +816,8 @@ class Recorder:
                     if self._loop is None:
                         self._capture_loop()
                     with lock:
-                        prev = self._ctx
-                        self._ctx = (recv_ns, mono_ns)  # see _at(): one stamp for all this callback causes
+                        prev = stamps.ctx
+                        stamps.ctx = (recv_ns, mono_ns)  # one stamp for all this callback causes
                         try:
                             if not self._started:
                                 self._ensure_started(
@@ -852,7 +832,7 @@ class Recorder:
                             if is_error:
                                 rc.on_error(payload.code)  # type: ignore[attr-defined]
                         finally:
-                            self._ctx = prev
+                            stamps.ctx = prev
                 except Exception as exc:  # noqa: BLE001 - the library must still see the callback
                     self._internal_error(name, exc, args)
             return original(*args, **kwargs)
