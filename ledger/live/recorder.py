@@ -101,11 +101,11 @@ import msgspec
 from ledger.core import events as ev
 from ledger.core.events import Envelope
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
-from ledger.ib import adapter
+from ledger.ib import adapter, client_hooks
 from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
-from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
+from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor
 from ledger.live.handoff import WRITERS, Handoff
 from ledger.live.journal import LossCount
 from ledger.live.session_life import carry_over, started_payload
@@ -121,7 +121,6 @@ log = logging.getLogger("ledger.live.recorder")
 __all__ = ["Recorder", "RecorderError", "event_ref"]
 
 _MAX_DECISION_DEPTH = 8
-_PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
 
 
 class RecorderError(RuntimeError):
@@ -289,34 +288,13 @@ class Recorder:
         return rec
 
     def _install(self) -> None:
-        ib = self.ib
-        w = ib.wrapper
-        for name, builder in adapter.CALLBACKS.items():
-            original = getattr(w, name, None)
-            if original is not None:
-                self._hook(w, name, self._callback_hook(name, builder, original))
-        if getattr(w, _PRICE_TICK, None) is not None:
-            self._hook(w, _PRICE_TICK, self._tick_hook(getattr(w, _PRICE_TICK)))
-        self._hook(w, adapter.CONNECT_ACK, self._connect_ack_hook(getattr(w, adapter.CONNECT_ACK)))
-        self._hook(w, adapter.CONNECTION_CLOSED, self._closed_hook(getattr(w, adapter.CONNECTION_CLOSED)))
-        self._hook(ib, "placeOrder", self._place_hook(ib.placeOrder))
-        self._hook(ib, "cancelOrder", self._cancel_hook(ib.cancelOrder))
-        self._hook(ib, "reqGlobalCancel", self._global_cancel_hook(ib.reqGlobalCancel))
-        self._hook(ib, "disconnect", self._disconnect_hook(ib.disconnect))
-        self._listen(ib.client.apiError, self._on_api_error)
-        self._listen(ib.connectedEvent, self._on_connected_event)
+        client_hooks.install(self, self.ib, self._patches)
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        if ib.isConnected():
+        if self.ib.isConnected():
             self._attach_connected()
-
-    def _hook(self, obj: Any, name: str, hook: Any) -> None:
-        self._patches.hook(obj, name, hook)
-
-    def _listen(self, event: Any, handler: Any) -> None:
-        self._patches.listen(event, handler)
 
     def _attach_connected(self) -> None:
         """Attached to a client that is already connected: start, record the connection, reconcile."""
@@ -779,7 +757,7 @@ class Recorder:
             self.losses.take_unreported()
             self._process(env, 0)
 
-    def _internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
+    def internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
         """A callback could not be converted: record what we have as a fault (never drop silently)."""
         self.internal_errors += 1
         log.exception("recorder could not record %s (the library still handles it)", where)
@@ -795,49 +773,33 @@ class Recorder:
         except Exception:  # noqa: BLE001
             log.exception("recorder fault reporting failed")
 
-    # --- hooks -----------------------------------------------------------------------------------------
+    # --- the port the client hooks use (ledger.ib.client_hooks.HookPort) --------------------------------
 
-    def _callback_hook(self, name: str, builder: adapter.Builder, original: Callable[..., Any]) -> Any:
-        is_error = name == "error"
-        is_accounts = name == "managedAccounts"
-        lock = self._lock
+    def on_callback(self, name: str, payload: ev.Event, args: tuple, recv_ns: int, mono_ns: int) -> None:
+        """A wrapper callback: start the session if needed, record it (attributed to a reconciliation
+        bracket when one is open), all under the callback's stamp."""
+        if self._loop is None:
+            self._capture_loop()
         rc = self.reconciler
         stamps = self._stamps
-        time_ns = time.time_ns
-        monotonic_ns = time.monotonic_ns
-
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time_ns()
-            mono_ns = monotonic_ns()
-            if not self._closed:
-                try:
-                    a = adapter.bind_args(original, args, kwargs) if kwargs else args
-                    payload = builder(*a)
-                    if self._loop is None:
-                        self._capture_loop()
-                    with lock:
-                        prev = stamps.ctx
-                        stamps.ctx = (recv_ns, mono_ns)  # one stamp for all this callback causes
-                        try:
-                            if not self._started:
-                                self._ensure_started(
-                                    accounts=payload.accounts.split(",") if is_accounts else None  # type: ignore[attr-defined]
-                                )
-                            if rc.bracket is None:
-                                self._record(payload, recv_ns=recv_ns, mono_ns=mono_ns)
-                            else:
-                                source = rc.source_for(name, a)
-                                self._record(payload, source=source, recv_ns=recv_ns, mono_ns=mono_ns)  # type: ignore[arg-type]
-                                rc.on_recorded(name, source)
-                            if is_error:
-                                rc.on_error(payload.code)  # type: ignore[attr-defined]
-                        finally:
-                            stamps.ctx = prev
-                except Exception as exc:  # noqa: BLE001 - the library must still see the callback
-                    self._internal_error(name, exc, args)
-            return original(*args, **kwargs)
-
-        return hook
+        with self._lock:
+            prev = stamps.ctx
+            stamps.ctx = (recv_ns, mono_ns)  # one stamp for all this callback causes
+            try:
+                if not self._started:
+                    self._ensure_started(
+                        accounts=payload.accounts.split(",") if name == "managedAccounts" else None  # type: ignore[attr-defined]
+                    )
+                if rc.bracket is None:
+                    self._record(payload, recv_ns=recv_ns, mono_ns=mono_ns)
+                else:
+                    source = rc.source_for(name, args)
+                    self._record(payload, source=source, recv_ns=recv_ns, mono_ns=mono_ns)  # type: ignore[arg-type]
+                    rc.on_recorded(name, source)
+                if name == "error":
+                    rc.on_error(payload.code)  # type: ignore[attr-defined]
+            finally:
+                stamps.ctx = prev
 
     def _capture_loop(self) -> None:
         try:
@@ -845,47 +807,21 @@ class Recorder:
         except RuntimeError:
             pass
 
-    def _connect_ack_hook(self, original: Callable[..., Any]) -> Any:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time.time_ns()
-            mono_ns = time.monotonic_ns()
-            if not self._closed:
-                try:
-                    self._capture_loop()
-                    payload = adapter.connected(self.ib.client)
-                    with self._lock, self._at(recv_ns, mono_ns):
-                        if not self._started:
-                            # session_started waits for managedAccounts (the next message) to name the account
-                            self._pending_connect = (payload, recv_ns, mono_ns)
-                        else:
-                            self._on_connect(payload, recv_ns, mono_ns, sync=True)
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("connectAck", exc, args)
-            return original(*args, **kwargs)
+    def on_connect_ack(self, payload: ev.Connected, recv_ns: int, mono_ns: int) -> None:
+        """The handshake completed. Before the session started, ``session_started`` waits for
+        ``managedAccounts`` (the next message) to name the account."""
+        self._capture_loop()
+        with self._lock, self._at(recv_ns, mono_ns):
+            if not self._started:
+                self._pending_connect = (payload, recv_ns, mono_ns)
+            else:
+                self._on_connect(payload, recv_ns, mono_ns, sync=True)
 
-        return hook
+    def on_connection_closed(self) -> None:
+        self._disconnected(self._last_api_error or "connection closed by the server")
 
-    def _closed_hook(self, original: Callable[..., Any]) -> Any:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            if not self._closed:
-                try:
-                    self._disconnected(self._last_api_error or "connection closed by the server")
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("connectionClosed", exc, args)
-            return original(*args, **kwargs)
-
-        return hook
-
-    def _disconnect_hook(self, original: Callable[..., Any]) -> Any:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            if not self._closed:
-                try:
-                    self._disconnected("client disconnect")
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("disconnect", exc, args)
-            return original(*args, **kwargs)
-
-        return hook
+    def on_disconnect(self) -> None:
+        self._disconnected("client disconnect")
 
     def _disconnected(self, reason: str) -> None:
         with self._lock, self._at(time.time_ns(), time.monotonic_ns()):
@@ -898,26 +834,64 @@ class Recorder:
             self._record(ev.Disconnected(reason=reason))
             self._last_api_error = ""
 
-    def _on_api_error(self, msg: Any) -> None:
+    def on_api_error(self, msg: Any) -> None:
         self._last_api_error = str(msg)
 
-    def _on_connected_event(self, *args: Any) -> None:
+    def on_synchronized(self, *args: Any) -> None:
         if self._closed:
             return
         try:
             with self._lock:
                 self.reconciler.on_synchronized()
         except Exception as exc:  # noqa: BLE001
-            self._internal_error("connectedEvent", exc, args)
+            self.internal_error("connectedEvent", exc, args)
+
+    def was_placed(self, key: tuple[int, int]) -> bool:
+        return key in self._placed
+
+    def on_place(self, payload: ev.PlaceOrder, key: tuple[int, int]) -> BaseException | None:
+        """Governed: pre-check, intent, decision; a BLOCK (not shadow) is refused. Else the intent only."""
+        blocked: ev.GovernorDecision | None = None
+        if self.governed and self._intent_key(payload) not in self._prerecorded:
+            decision = self._govern_intent(payload)
+            if decision.decision == "BLOCK" and not decision.action.startswith("shadow_"):
+                blocked = decision
+        else:
+            self._record_intent(payload)
+        if blocked is not None:
+            return OrderBlocked(blocked)
+        self._placed[key] = None
+        return None
+
+    def on_unchecked_place(self, exc: BaseException, order_id: int, symbol: str, args: tuple) -> BaseException | None:
+        """Recorded as a fault; governed and enforcing, the order is not sent (fail closed)."""
+        self.internal_error("placeOrder", exc, args)
+        if self.governed and self.engine.config.state.enforce:
+            return OrderBlocked(ev.GovernorDecision(
+                decision="BLOCK", reason="RECORDER_FAULT", action="place", order_id=order_id, symbol=symbol,
+                message=f"the order could not be checked and recorded ({type(exc).__name__}: {exc})",
+            ))  # fmt: skip
+        return None
+
+    def on_cancel(self, payload: ev.CancelOrder) -> None:
+        if self.governed and self._intent_key(payload) not in self._prerecorded:
+            self._govern_intent(payload)
+        else:
+            self._record_intent(payload)
+
+    def on_global_cancel(self, payload: ev.GlobalCancel) -> None:
+        self._record_intent(payload)
+        if self.governed:
+            # placements still queued in the client would go out after the global cancel and be live:
+            # they are dropped instead (never sent)
+            self.kill_switch.drop_unsent()
+
+    def on_price(self, obs: ev.PriceObserved, recv_ns: int, mono_ns: int) -> None:
+        with self._lock:
+            self._record(obs, recv_ns=recv_ns, mono_ns=mono_ns)
 
     def _client_id(self) -> int:
-        cid = getattr(self.ib.wrapper, "clientId", None)
-        if cid is None or cid == -1:
-            cid = getattr(self.ib.client, "clientId", 0)
-        try:
-            return int(cid)
-        except (TypeError, ValueError):
-            return 0
+        return client_hooks.client_id(self.ib)
 
     def _intent_key(self, payload: ev.Event) -> tuple | None:
         if isinstance(payload, ev.PlaceOrder):  # ModifyOrder included
@@ -940,45 +914,6 @@ class Recorder:
         if env is not None:
             self.last_intent = env
 
-    def _place_hook(self, original: Callable[..., Any]) -> Any:
-        def placeOrder(contract: Any, order: Any, *args: Any, **kwargs: Any) -> Any:
-            blocked: ev.GovernorDecision | None = None
-            client = self.ib.client
-            # governed: also in the moment between the socket and the API being up (the library would send)
-            if not self._closed and (client.isReady() or (self.governed and client.isConnected())):
-                try:
-                    if not getattr(order, "orderId", 0):
-                        # the id the library would assign, assigned first so the intent carries it
-                        order.orderId = self.ib.client.getReqId()
-                    cid = self._client_id()
-                    oid = int(order.orderId)
-                    key = (cid, oid)
-                    modify = key in self._placed or key in getattr(self.ib.wrapper, "trades", {})
-                    payload = adapter.place_order(contract, order, oid, cid, modify=modify)
-                    if self.governed and self._intent_key(payload) not in self._prerecorded:
-                        decision = self._govern_intent(payload)
-                        if decision.decision == "BLOCK" and not decision.action.startswith("shadow_"):
-                            blocked = decision
-                    else:
-                        self._record_intent(payload)
-                    if blocked is None:
-                        self._placed[key] = None
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("placeOrder", exc, (contract, order))
-                    if self.governed and self.engine.config.state.enforce:
-                        # fail closed: an order the governor could not check is not sent
-                        blocked = ev.GovernorDecision(
-                            decision="BLOCK", reason="RECORDER_FAULT", action="place",
-                            order_id=int(getattr(order, "orderId", 0) or 0),
-                            symbol=str(getattr(contract, "symbol", "") or ""),
-                            message=f"the order could not be checked and recorded ({type(exc).__name__}: {exc})",
-                        )
-            if blocked is not None:
-                raise OrderBlocked(blocked)
-            return original(contract, order, *args, **kwargs)
-
-        return placeOrder
-
     def _govern_intent(self, payload: ev.Event) -> ev.GovernorDecision:
         """The engine's protocol for one intent: pre-check on the state before it, record the intent,
         then its decision (caused by the intent), one stamp for both. Returns the decision."""
@@ -996,57 +931,7 @@ class Recorder:
                          recv_ns=recv_ns, mono_ns=mono_ns)
         return decision
 
-    def _cancel_hook(self, original: Callable[..., Any]) -> Any:
-        def cancelOrder(order: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._closed and self.ib.client.isReady():
-                try:
-                    payload = adapter.cancel_order(order, self._client_id())
-                    if self.governed and self._intent_key(payload) not in self._prerecorded:
-                        self._govern_intent(payload)
-                    else:
-                        self._record_intent(payload)
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("cancelOrder", exc, (order,))
-            if self.governed and self.ib.client.isConnected():
-                # a cancel reduces risk: it goes out now, not behind the client's request throttle
-                return send_ahead(self.ib.client, lambda: original(order, *args, **kwargs))
-            return original(order, *args, **kwargs)
-
-        return cancelOrder
-
     # --- market prices ---------------------------------------------------------------------------------
-
-    def _tick_hook(self, original: Callable[..., Any]) -> Any:
-        """Price ticks of the strategy's own subscriptions become ``price_observed`` (sampled, see
-        :class:`~ledger.core.prices.PriceSampler`): the governor prices market orders from them."""
-        sampler = self.prices
-        wrapper = self.ib.wrapper
-        interval_ns, move = sampler.interval_ns, sampler.move
-        fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
-        monotonic_ns = time.monotonic_ns
-
-        def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._closed and tickType in PRICE_TICKS:
-                try:
-                    mono_ns = monotonic_ns()
-                    f = fast.get(reqId)
-                    # the common case, decided without building anything: too soon, or no move
-                    if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
-                        ticker = getattr(wrapper, "reqId2Ticker", {}).get(reqId)
-                        contract = getattr(ticker, "contract", None)
-                        mdt = int(getattr(ticker, "marketDataType", 0) or 0)
-                        obs = observation(contract, int(tickType), price, mdt)
-                        if obs is not None and sampler.keep(obs, mono_ns):
-                            fast[reqId] = (mono_ns, obs.price)
-                            with self._lock:
-                                self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
-                    else:
-                        sampler.seen += 1
-                except Exception as exc:  # noqa: BLE001 - the library must still see the tick
-                    self._internal_error(_PRICE_TICK, exc, (reqId, tickType, price))
-            return original(reqId, tickType, price, *args, **kwargs)
-
-        return hook
 
     def record_price(self, contract: Any, price: float, *, tick: str = "last", market_data_type: int = 1,
                      origin: str = "snapshot") -> Envelope | None:
@@ -1066,23 +951,6 @@ class Recorder:
         an emergency cancel carried out at once)."""
         for d in decisions:
             self.record(d)
-
-    def _global_cancel_hook(self, original: Callable[..., Any]) -> Any:
-        def reqGlobalCancel(*args: Any, **kwargs: Any) -> Any:
-            if not self._closed and self.ib.client.isReady():
-                try:
-                    self._record_intent(adapter.global_cancel())
-                    if self.governed:
-                        # placements still queued in the client would go out after the global cancel
-                        # and be live: they are dropped instead (never sent)
-                        self.kill_switch.drop_unsent()
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("reqGlobalCancel", exc)
-            if self.governed and self.ib.client.isConnected():
-                return send_ahead(self.ib.client, lambda: original(*args, **kwargs))
-            return original(*args, **kwargs)
-
-        return reqGlobalCancel
 
     # --- reconciliation ------------------------------------------------------------------------------
 
