@@ -136,9 +136,9 @@ class KillSwitch:
             intent = ev.CancelOrder(order_id=oid, client_id=cid, reason=f"{DROPPED_UNSENT}: still queued in the "
                                     "client when the kill switch ran; never sent to the broker")
             try:
-                rec._govern_intent(intent)
+                rec.intents.govern(intent)
             except Exception:  # noqa: BLE001 - recorded as a fault by the recorder; the drop stands
                 log.exception("could not record the dropped placement %s:%s", cid, oid)
-            rec._placed.pop((cid, oid), None)
+            rec.intents.forget((cid, oid))
             self.dropped.add((cid, oid))
             mark_cancelled_locally(ib, oid, "dropped by the kill switch before it was sent")

@@ -105,8 +105,10 @@ from ledger.ib import adapter, client_hooks
 from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
-from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor
+from ledger.live.errors import RecorderError
+from ledger.live.guard import KillSwitch, resolve_governor
 from ledger.live.handoff import WRITERS, Handoff
+from ledger.live.intents import Intents
 from ledger.live.journal import LossCount
 from ledger.live.session_life import carry_over, started_payload
 from ledger.live.stamp import Stamps
@@ -121,10 +123,6 @@ log = logging.getLogger("ledger.live.recorder")
 __all__ = ["Recorder", "RecorderError", "event_ref"]
 
 _MAX_DECISION_DEPTH = 8
-
-
-class RecorderError(RuntimeError):
-    """The recorder could not record everything (queue full, store failure, lost events)."""
 
 
 def event_ref(env: Envelope) -> str:
@@ -210,10 +208,6 @@ class Recorder:
         self._conn_open = False  # a Connected is recorded and no Disconnected since
         self._connects = 0
         self._pending_connect: tuple[ev.Connected, int, int] | None = None
-        self._placed: dict[tuple[int, int], None] = {}
-        self._intent_local = threading.local()
-        self._prerecorded: dict[tuple, Envelope] = {}  # intents recorded by rec.record(), not yet sent
-        self.last_intent: Envelope | None = None  # envelope of the latest intent recorded by a hook
         self._last_api_error = ""
         self._fault: BaseException | None = None
         self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
@@ -229,6 +223,10 @@ class Recorder:
             on_lost=self._on_lost,
         )
         self._handoff.add_listener(self._after_commit)
+        self.intents = Intents(
+            record=self._record, stamp=self._stamp, lock=self._lock, engine=self.engine,
+            client_id=self._client_id, fault=lambda: self._fault, governed=self.governed,
+        )
         cfg = getattr(self.engine, "config", None)
         self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
         self.carry_over = carry_over
@@ -420,9 +418,7 @@ class Recorder:
         env = self._record(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
         if env is None:
             raise RecorderError(f"could not record {ev.kind_of(payload)}: {self._fault}") from self._fault
-        key = self._intent_key(payload)
-        if key is not None:
-            self._prerecorded[key] = env  # the hook on ib.placeOrder / cancelOrder will not record it twice
+        self.intents.recorded_by_caller(payload, env)  # the hook that sends it will not record it twice
         return env
 
     @contextlib.contextmanager
@@ -435,13 +431,8 @@ class Recorder:
                 trade = ib.placeOrder(contract, order)
             intent_env = rec.last_intent
         """
-        loc = self._intent_local
-        prev = getattr(loc, "ctx", None)
-        loc.ctx = (correlation_id, causation_id)
-        try:
+        with self.intents.context(correlation_id, causation_id):
             yield
-        finally:
-            loc.ctx = prev
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """``callback(env, transitions, decisions)`` after fold + governor for every recorded event.
@@ -847,40 +838,21 @@ class Recorder:
             self.internal_error("connectedEvent", exc, args)
 
     def was_placed(self, key: tuple[int, int]) -> bool:
-        return key in self._placed
+        return key in self.intents.placed
 
     def on_place(self, payload: ev.PlaceOrder, key: tuple[int, int]) -> BaseException | None:
-        """Governed: pre-check, intent, decision; a BLOCK (not shadow) is refused. Else the intent only."""
-        blocked: ev.GovernorDecision | None = None
-        if self.governed and self._intent_key(payload) not in self._prerecorded:
-            decision = self._govern_intent(payload)
-            if decision.decision == "BLOCK" and not decision.action.startswith("shadow_"):
-                blocked = decision
-        else:
-            self._record_intent(payload)
-        if blocked is not None:
-            return OrderBlocked(blocked)
-        self._placed[key] = None
-        return None
+        return self.intents.place(payload, key)
 
     def on_unchecked_place(self, exc: BaseException, order_id: int, symbol: str, args: tuple) -> BaseException | None:
         """Recorded as a fault; governed and enforcing, the order is not sent (fail closed)."""
         self.internal_error("placeOrder", exc, args)
-        if self.governed and self.engine.config.state.enforce:
-            return OrderBlocked(ev.GovernorDecision(
-                decision="BLOCK", reason="RECORDER_FAULT", action="place", order_id=order_id, symbol=symbol,
-                message=f"the order could not be checked and recorded ({type(exc).__name__}: {exc})",
-            ))  # fmt: skip
-        return None
+        return self.intents.unchecked_place(exc, order_id, symbol, self.governed and self.engine.config.state.enforce)
 
     def on_cancel(self, payload: ev.CancelOrder) -> None:
-        if self.governed and self._intent_key(payload) not in self._prerecorded:
-            self._govern_intent(payload)
-        else:
-            self._record_intent(payload)
+        self.intents.cancel(payload)
 
     def on_global_cancel(self, payload: ev.GlobalCancel) -> None:
-        self._record_intent(payload)
+        self.intents.record(payload)
         if self.governed:
             # placements still queued in the client would go out after the global cancel and be live:
             # they are dropped instead (never sent)
@@ -893,43 +865,10 @@ class Recorder:
     def _client_id(self) -> int:
         return client_hooks.client_id(self.ib)
 
-    def _intent_key(self, payload: ev.Event) -> tuple | None:
-        if isinstance(payload, ev.PlaceOrder):  # ModifyOrder included
-            return ("place", payload.client_id or self._client_id(), payload.order_id)
-        if isinstance(payload, ev.CancelOrder):
-            return ("cancel", payload.client_id or self._client_id(), payload.order_id)
-        if isinstance(payload, ev.GlobalCancel):
-            return ("global",)
-        return None
-
-    def _record_intent(self, payload: ev.Event) -> None:
-        if self._prerecorded:
-            pre = self._prerecorded.pop(self._intent_key(payload), None)
-            if pre is not None:  # already recorded through rec.record() just before sending
-                self.last_intent = pre
-                return
-        ctx = getattr(self._intent_local, "ctx", None)
-        correlation_id, causation_id = ctx if ctx is not None else (None, None)
-        env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id)
-        if env is not None:
-            self.last_intent = env
-
-    def _govern_intent(self, payload: ev.Event) -> ev.GovernorDecision:
-        """The engine's protocol for one intent: pre-check on the state before it, record the intent,
-        then its decision (caused by the intent), one stamp for both. Returns the decision."""
-        ctx = getattr(self._intent_local, "ctx", None)
-        correlation_id, causation_id = ctx if ctx is not None else (None, None)
-        with self._lock:
-            recv_ns, mono_ns = self._stamp()
-            decision = self.engine.pre_check(payload, recv_ns)  # type: ignore[arg-type]
-            i_env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id,
-                                 recv_ns=recv_ns, mono_ns=mono_ns)
-            if i_env is None:
-                raise RecorderError(f"the intent could not be recorded: {self._fault}")
-            self.last_intent = i_env
-            self._record(decision, correlation_id=correlation_id, causation_id=event_ref(i_env),
-                         recv_ns=recv_ns, mono_ns=mono_ns)
-        return decision
+    @property
+    def last_intent(self) -> Envelope | None:
+        """The envelope of the latest intent recorded by a hook (or found recorded by the caller)."""
+        return self.intents.last
 
     # --- market prices ---------------------------------------------------------------------------------
 
