@@ -92,7 +92,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +105,7 @@ from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.errors import RecorderError
+from ledger.live.faults import Faults
 from ledger.live.guard import KillSwitch, resolve_governor
 from ledger.live.handoff import WRITERS, Handoff
 from ledger.live.intents import Intents
@@ -198,7 +198,6 @@ class Recorder:
         self.config_hash = config_hash
         self.mode = mode
         self.account = account
-        self.on_fatal: list[Callable[[str], None]] = []  # told once, on the IB loop when there is one
         self._lock = threading.RLock()
         self._depth = 0
         self._notify: list[tuple[Envelope, list, list]] = []
@@ -209,10 +208,6 @@ class Recorder:
         self._connects = 0
         self._pending_connect: tuple[ev.Connected, int, int] | None = None
         self._last_api_error = ""
-        self._fault: BaseException | None = None
-        self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
-        self._lost_logged_at = 0.0
-        self.internal_errors = 0
         self.engine_errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._patches = Patches()  # what _install hooked into the client, so close() undoes only that
@@ -222,10 +217,11 @@ class Recorder:
             full_block_s=full_block_s, max_block_s=max_block_s, on_error=self._on_writer_error,
             on_lost=self._on_lost,
         )
+        self.faults = Faults(self.session_id, self._handoff)
         self._handoff.add_listener(self._after_commit)
         self.intents = Intents(
             record=self._record, stamp=self._stamp, lock=self._lock, engine=self.engine,
-            client_id=self._client_id, fault=lambda: self._fault, governed=self.governed,
+            client_id=self._client_id, fault=lambda: self.faults.first, governed=self.governed,
         )
         cfg = getattr(self.engine, "config", None)
         self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
@@ -333,6 +329,16 @@ class Recorder:
         return self._handoff.blocked_s
 
     @property
+    def on_fatal(self) -> list[Callable[[str], None]]:
+        """Told once, with why, when the session stops for good (on the IB loop when there is one)."""
+        return self.faults.on_fatal
+
+    @property
+    def internal_errors(self) -> int:
+        """Callbacks that could not be converted or recorded (each recorded as a fault)."""
+        return self.faults.internal_errors
+
+    @property
     def lost(self) -> int:
         """Events lost in this session (queue full, or given up by the writer)."""
         return self.losses.total
@@ -353,11 +359,11 @@ class Recorder:
 
     @property
     def fault(self) -> BaseException | None:
-        return self._fault
+        return self.faults.first
 
     @property
     def healthy(self) -> bool:
-        return self._fault is None
+        return self.faults.first is None
 
     @property
     def reconciling(self) -> bool:
@@ -417,7 +423,8 @@ class Recorder:
             raise RecorderError(f"cannot record {type(payload).__name__}: not encodable ({exc})") from exc
         env = self._record(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
         if env is None:
-            raise RecorderError(f"could not record {ev.kind_of(payload)}: {self._fault}") from self._fault
+            fault = self.faults.first
+            raise RecorderError(f"could not record {ev.kind_of(payload)}: {fault}") from fault
         self.intents.recorded_by_caller(payload, env)  # the hook that sends it will not record it twice
         return env
 
@@ -458,8 +465,8 @@ class Recorder:
         self._drain_faults()
         target = self._handoff.seq
         ok = self._handoff.wait_committed(target, timeout)
-        if self._fault is not None:
-            raise self._fault
+        if self.faults.first is not None:
+            raise self.faults.first
         if not ok:
             raise RecorderError(
                 f"flush: seq {self._handoff.committed_seq} of {target} committed after {timeout:.1f}s"
@@ -470,8 +477,8 @@ class Recorder:
         self._drain_faults()
         target = self._handoff.seq
         ok = await asyncio.get_running_loop().run_in_executor(None, self._handoff.wait_committed, target, timeout)
-        if self._fault is not None:
-            raise self._fault
+        if self.faults.first is not None:
+            raise self.faults.first
         if not ok:
             raise RecorderError(f"flush: seq {self._handoff.committed_seq} of {target} committed after {timeout}s")
 
@@ -502,14 +509,14 @@ class Recorder:
                 self.store.close()
             except Exception:  # noqa: BLE001
                 log.exception("closing the store failed")
-        if not complete and self._fault is None:
-            self._fault = RecorderError(
+        if not complete and self.faults.first is None:
+            self.faults.first = RecorderError(
                 f"close: {self._handoff.enqueued_seq - self._handoff.committed_seq} event(s) not committed"
             )
-        if self._fault is not None:
+        if self.faults.first is not None:
             log.error("recorder closed with a fault (session %s, committed seq %s, lost %s): %s",
-                      self.session_id, self._handoff.committed_seq, self.lost, self._fault)
-            raise self._fault
+                      self.session_id, self._handoff.committed_seq, self.lost, self.faults.first)
+            raise self.faults.first
 
     def __enter__(self) -> Recorder:
         return self
@@ -553,13 +560,13 @@ class Recorder:
                     return None
                 if not self._started:
                     self._ensure_started()
-                if self._faults_inbox or self.losses.unreported:
+                if self.faults.to_tell():
                     self._drain_faults_locked()
                 env = self._enqueue(payload, source, correlation_id, causation_id, recv_ns, mono_ns or 0,
                                     _reserve)
                 if env is not None:
                     self._process(env, 0)
-                elif self._faults_inbox:
+                elif self.faults.inbox:
                     self._drain_faults_locked()
             finally:
                 stamps.ctx = outer_ctx
@@ -579,18 +586,7 @@ class Recorder:
         return self._handoff.put(payload, source, correlation_id, causation_id, recv_ns, mono_ns, reserve)
 
     def _on_lost(self, kind: str, burst_started: bool) -> None:
-        """An event could not be queued (counted by the handoff): fault, loudly, at most once a second."""
-        if burst_started:
-            # tell the engine now (through the reserve), not when the queue has room again
-            self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
-        now = time.monotonic()
-        if self._fault is None or now - self._lost_logged_at > 1.0:
-            self._lost_logged_at = now
-            self._set_fault(
-                RecorderError(f"recorder LOST events: queue full or writer stopped ({self.lost} lost so "
-                              f"far, latest a {kind}; by kind: {self.lost_by_kind})"),
-                report=False,
-            )
+        self.faults.lost(kind, burst_started)
 
     def _process(self, env: Envelope, depth: int) -> None:
         stepped = engine_step(self.engine, env)
@@ -661,64 +657,27 @@ class Recorder:
 
     # --- faults --------------------------------------------------------------------------------------
 
-    def _set_fault(self, exc: BaseException, *, report: bool = True) -> None:
-        first = self._fault is None
-        if first:
-            self._fault = exc
-        log.error("RECORDER FAULT (session %s): %s — new orders are blocked", self.session_id, exc)
-        if report:
-            self._faults_inbox.append((f"{type(exc).__name__}: {exc}", 0))
-
     def _after_commit(self, batch: Any, commit_ns: int) -> None:
         """Writer thread, after each commit: once the store takes events again, report what was lost
         (on the IB loop) without waiting for the next callback."""
         if self.losses.unreported and not self._closed:
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._drain_faults)
+            self._on_loop(self._drain_faults)
 
-    def _stop_for_good(self, exc: BaseException) -> None:
-        """The writer cannot go on (another writer owns the session's seqs, or the store file is gone):
-        stop the session with one fault, one log line and no more attempts."""
-        if isinstance(exc, SeqConflict):
-            why = (f"another writer appended to session {self.session_id} (expected seq {exc.expected}, got "
-                   f"{exc.got}): two recorders must not share a session id; this recorder stopped")
-        else:
-            why = f"{exc}; this recorder stopped"
-        self._handoff.stopped = why
-        self._fault = RecorderError(why)
-        self._fault.__cause__ = exc
-        log.error("RECORDER STOPPED (session %s): %s — new orders are blocked", self.session_id, why)
-        for fn in list(self.on_fatal):
-            loop = self._loop
-            try:
-                if loop is not None and not loop.is_closed():
-                    loop.call_soon_threadsafe(fn, why)
-                else:
-                    fn(why)
-            except Exception:  # noqa: BLE001 - a listener never breaks the stop
-                log.exception("on_fatal listener failed")
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
 
     def _on_writer_error(self, exc: BaseException) -> None:
         # writer thread: never take the recorder lock here (the loop thread may hold it while waiting
         # for queue room that only this thread can make)
         if isinstance(exc, (SeqConflict, StoreFileLost)):
             if not self.stopped:
-                self._stop_for_good(exc)
+                self.faults.stop(exc, self._loop)
             return
-        first = self._fault is None
-        if first:
-            self._fault = exc
-            log.error("RECORDER FAULT (session %s): store append failed: %s: %s — new orders are blocked; "
-                      "retrying", self.session_id, type(exc).__name__, exc)
-            self._faults_inbox.append((f"store append failed: {type(exc).__name__}: {exc}", 0))
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(self._drain_faults)
-                except RuntimeError:
-                    pass
+        if self.faults.store_failed(exc):
+            self._on_loop(self._drain_faults)
 
     def _drain_faults(self) -> None:
         if self._closed:
@@ -727,39 +686,26 @@ class Recorder:
             self._drain_faults_locked()
 
     def _drain_faults_locked(self, force: bool = False) -> None:
-        """Record pending faults. Lost events are reported in one ``RecorderFault`` once the queue has
-        room again (or at close), with the exact count since the previous report."""
+        """Record the faults waiting to be told (see :meth:`Faults.next_report`), each through the reserve."""
+        faults = self.faults
         if self.stopped:  # nothing can be recorded any more: the fault was told once, at the stop
-            self._faults_inbox.clear()
+            faults.inbox.clear()
             return
-        while self._faults_inbox or self.losses.unreported:
-            if self._faults_inbox:
-                message, lost = self._faults_inbox.popleft()
-            elif force or self._handoff.has_room():
-                message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
-                self._handoff.end_burst()  # the store keeps up again: a new burst gets a new budget
-            else:
-                return
+        while (report := faults.next_report(force)) is not None:
+            message, lost = report
             payload = ev.RecorderFault(message=message, lost=lost + self.losses.unreported)
             env = self._enqueue(payload, "live", None, None, *self._stamp(), reserve=True)
             if env is None:
-                self._faults_inbox.appendleft((message, 0))
+                faults.inbox.appendleft((message, 0))
                 return
             self.losses.take_unreported()
             self._process(env, 0)
 
     def internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
         """A callback could not be converted: record what we have as a fault (never drop silently)."""
-        self.internal_errors += 1
-        log.exception("recorder could not record %s (the library still handles it)", where)
         try:
-            text = repr(args)[:4000]
-        except Exception:  # noqa: BLE001
-            text = "<unrepresentable>"
-        try:
-            self._set_fault(RecorderError(f"could not record {where}: {type(exc).__name__}: {exc}"), report=False)
             with self._lock:
-                self._faults_inbox.append((f"unrecorded callback {where}: {exc}; args: {text}", 0))
+                self.faults.internal(where, exc, args)
                 self._drain_faults_locked()
         except Exception:  # noqa: BLE001
             log.exception("recorder fault reporting failed")
