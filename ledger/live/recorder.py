@@ -110,7 +110,7 @@ from ledger.live.guard import KillSwitch, resolve_governor
 from ledger.live.handoff import WRITERS, Handoff
 from ledger.live.intents import Intents
 from ledger.live.journal import LossCount
-from ledger.live.session_life import carry_over, started_payload
+from ledger.live.session_life import carry_over, ended_payload, started_payload
 from ledger.live.stamp import Stamps
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 from ledger.store.writer import Writer
@@ -298,7 +298,7 @@ class Recorder:
             self._ensure_started(accounts=accounts)
             self._on_connect(adapter.connected(client), *self._stamp(), sync=False)
         if self.reconciler.enabled:
-            self._reconcile_now("attach")
+            self.reconciler.run_now("attach")
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -485,7 +485,7 @@ class Recorder:
     def reconcile(self, reason: str = "manual") -> Any:
         """Reconcile now. Inside a running event loop: returns the task (await it). Otherwise runs the
         loop until done and returns the ``ReconcileEnded`` payload."""
-        return self._reconcile_now(reason)
+        return self.reconciler.run_now(reason)
 
     async def reconcile_async(self, reason: str = "manual") -> ev.ReconcileEnded:
         return await self.reconciler.run(reason)
@@ -495,12 +495,10 @@ class Recorder:
         with self._lock:
             if self._closed:
                 return
-            self.reconciler.cancel()
-            if self.reconciler.bracket is not None:
-                self.reconciler._close(self.reconciler.bracket, dropped=True)
+            self.reconciler.stop()
             self._ensure_started()
             self._drain_faults_locked(force=True)
-            self._record(ev.SessionEnded(reason=reason, events=self._handoff.seq + 1), source="live", _reserve=True)
+            self._record(ended_payload(reason, self._handoff.seq), source="live", _reserve=True)
             self._closed = True
         self._unhook()
         complete = self._handoff.close(timeout)
@@ -836,21 +834,6 @@ class Recorder:
         an emergency cancel carried out at once)."""
         for d in decisions:
             self.record(d)
-
-    # --- reconciliation ------------------------------------------------------------------------------
-
-    def _reconcile_now(self, reason: str) -> Any:
-        try:
-            asyncio.get_running_loop()
-            running = True
-        except RuntimeError:
-            running = False
-        if running:
-            task = self.reconciler.schedule(reason)
-            return task
-        from ledger.ib.library import util
-
-        return util.run(self.reconciler.run(reason))
 
 
 _payload_encoder = msgspec.msgpack.Encoder()
