@@ -51,6 +51,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ledger.core.events import SIMULATOR_ACCOUNT, SIMULATOR_CLIENT_ID
+
 ENV_HOST = "IBKR_HOST"
 ENV_PORT = "IBKR_PORT"
 ENV_CLIENT_ID = "IBKR_CLIENT_ID"
@@ -66,8 +68,6 @@ LIVE_PORTS: dict[int, str] = {7496: "TWS live", 4001: "IB Gateway live"}
 PAPER_PORTS: dict[int, str] = {7497: "TWS paper", 4002: "IB Gateway paper"}
 PAPER_ACCOUNT_PREFIXES = ("DU", "DF")
 
-SIMULATOR_ACCOUNT = "DU1234567"
-SIMULATOR_CLIENT_ID = 1
 
 Mode = Literal["paper", "live", "simulation"]
 
