@@ -6,15 +6,15 @@ events (``recv_ns``; the ``now_ns`` given to :meth:`Governor.pre_check` is the i
 ``recv_ns``). No clock, no uuid4, no randomness, no set iteration: two runs over one stream give the same
 decisions, live and in replay, with no replay branch anywhere.
 
-Decisions (``ledger.core.events.GovernorDecision``):
+Decisions (``ledger.core.events.GovernorDecision``; the reason codes are in :mod:`ledger.core.governor.reasons`):
 
 * ``ALLOW`` / ``BLOCK`` -- answers of :meth:`pre_check` for a place / modify / cancel intent. Cancels are
-  always allowed (they reduce risk). A BLOCK carries a reason code from :data:`BLOCK_REASONS` and the
+  always allowed (they reduce risk). A BLOCK carries a reason code from ``BLOCK_REASONS`` and the
   numbers behind it in ``details`` (``limit``, ``value``, ...).
 * ``STATE_CHANGE`` -- the trading state changed. *Derived* ones (a circuit breaker tripped,
-  :data:`DERIVED_REASONS`) are made by the governor itself and applied the moment they are made; when
+  ``DERIVED_REASONS``) are made by the governor itself and applied the moment they are made; when
   the recorded copy flows back through :meth:`observe` it changes nothing. *Input* ones (an operator's
-  halt / resume / reducing, or the state carried into a new session, :data:`INPUT_REASONS`) are applied
+  halt / resume / reducing, or the state carried into a new session, ``INPUT_REASONS``) are applied
   when they are observed: they are facts the governor cannot re-derive, so a replay honours them.
 * ``EMERGENCY_CANCEL`` -- one per order that may be live, after a breaker tripped with
   ``breakers.emergency_cancel`` on, or after an operator's halt with ``cancel_all``: the caller cancels it.
@@ -42,16 +42,12 @@ from ledger.core.governor.pricing import (
 )
 from ledger.core.governor.reasons import (
     ACTIVE,
-    BLOCK_REASONS,
     BREAKER_ANOMALIES,
     BREAKER_ERRORS,
     BREAKER_REJECTIONS,
     CARRIED_OVER,
-    DERIVED_REASONS,
     HALTED,
     INPUT_REASONS,
-    MANUAL_HALT,
-    MANUAL_REDUCING,
     MANUAL_RESUME,
     OK,
     REDUCING,
@@ -60,20 +56,7 @@ from ledger.core.governor.rules import CANCELLABLE, RULES, SIDES, Check
 from ledger.core.governor.window import _Window
 from ledger.core.governor_config import GovernorConfig, default_config
 
-__all__ = [
-    "ACTIVE",
-    "BLOCK_REASONS",
-    "DERIVED_REASONS",
-    "HALTED",
-    "INPUT_REASONS",
-    "MANUAL_HALT",
-    "MANUAL_REDUCING",
-    "MANUAL_RESUME",
-    "REDUCING",
-    "Governor",
-    "Intent",
-    "is_precheck",
-]
+__all__ = ["Governor", "Intent", "is_precheck"]
 
 Intent = ev.PlaceOrder | ev.ModifyOrder | ev.CancelOrder
 
