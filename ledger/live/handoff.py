@@ -27,7 +27,7 @@ from ledger.store.writer import Writer
 
 log = logging.getLogger("ledger.live.recorder")
 
-__all__ = ["WRITERS", "Handoff"]
+__all__ = ["WRITERS", "Handoff", "Writer"]
 
 WRITERS = ("thread", "process")  # where commits run: a thread of this process, or a child process
 

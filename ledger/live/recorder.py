@@ -45,9 +45,20 @@ engine (fold + governor) in seq order, the governor's decisions are recorded as 
 = ``ledger.core.engine.event_id`` of the cause) and the subscribers are called — all in the thread the
 callback arrived on (the IB event loop), before the library's own handler.
 
+Where each part lives
+---------------------
+This class is the facade and the recording path (stamp, queue, fold, govern, notify, in one lock).
+The rest is in pieces named for what they hold: the hooks on the client, behind the
+:class:`~ledger.ib.client_hooks.HookPort` this class implements, in :mod:`ledger.ib.client_hooks`;
+seqs, the writer queue and its bounded waiting in :mod:`ledger.live.handoff`; receipt stamps in
+:mod:`ledger.live.stamp`; intents (once, in context, governed) in :mod:`ledger.live.intents`; the
+fault book in :mod:`ledger.live.faults`; session start and end in :mod:`ledger.live.session_life`;
+the kill switch in :mod:`ledger.live.guard`; reconciliation in :mod:`ledger.ib.reconcile`.
+
 Never blocking the event loop
 -----------------------------
-Recording only appends to a bounded in-memory queue (:mod:`ledger.store.writer`); one writer thread
+Recording only appends to a bounded in-memory queue (:mod:`ledger.store.writer`, through
+:mod:`ledger.live.handoff`); one writer thread
 group-commits everything queued in one store transaction. *Acknowledged* means committed:
 ``committed_seq`` and ``flush()``.
 
@@ -107,13 +118,12 @@ from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.errors import RecorderError
 from ledger.live.faults import Faults
 from ledger.live.guard import KillSwitch, resolve_governor
-from ledger.live.handoff import WRITERS, Handoff
+from ledger.live.handoff import WRITERS, Handoff, Writer
 from ledger.live.intents import Intents
 from ledger.live.journal import LossCount
 from ledger.live.session_life import carry_over, ended_payload, started_payload
 from ledger.live.stamp import Stamps
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
-from ledger.store.writer import Writer
 
 if TYPE_CHECKING:
     from ledger.ib.library import IB
