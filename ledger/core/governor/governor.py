@@ -26,6 +26,7 @@ governor limits the orders *it* let through); input STATE_CHANGEs set the tradin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ledger.core import events as ev
@@ -56,7 +57,7 @@ from ledger.core.governor.rules import CANCELLABLE, RULES, SIDES, Check
 from ledger.core.governor.window import _Window
 from ledger.core.governor_config import GovernorConfig, default_config
 
-__all__ = ["Governor", "Intent", "is_precheck"]
+__all__ = ["OBSERVERS", "Governor", "Intent", "is_precheck"]
 
 Intent = ev.PlaceOrder | ev.ModifyOrder | ev.CancelOrder
 
@@ -123,77 +124,103 @@ class Governor:
     # --- learning from events ------------------------------------------------------------------
 
     def observe(self, env: Envelope, transitions: list[Transition]) -> list[GovernorDecision]:
-        """React to one envelope the fold has just applied; return the decisions to record (often none)."""
+        """React to one envelope the fold has just applied; return the decisions to record (often none).
+
+        First what the fold derived (orders opening and closing, rejections, anomalies), then what the
+        event itself says, through :data:`OBSERVERS` (one small method per kind the governor learns from)."""
         out: list[GovernorDecision] = []
-        p = env.payload
-        fold = self.fold
-        ns = env.recv_ns
         if env.session_id != self._session:
             self._session = env.session_id
         if transitions:
-            orders = fold.orders
-            opened = self._open
-            for t in transitions:
-                key = t.key
-                v = orders.get(key)
-                if v is None or v.is_done:
-                    opened.pop(key, None)
-                elif key not in opened:
-                    opened[key] = v
-                if t.to_state == sm.REJECTED and t.from_state != sm.REJECTED:
-                    self._trip(BREAKER_REJECTIONS, ns, env, out)
-        n_anom = len(fold.anomalies)
-        if n_anom != self._n_anomalies:
-            new = fold.anomalies[self._n_anomalies : n_anom]
-            self._n_anomalies = n_anom
-            for a in new:
-                if a.kind not in self._ignored_anomalies:
-                    self._trip(BREAKER_ANOMALIES, ns, env, out)
-        typ = type(p)
-        if typ is ev.OrderStatus:
-            if p.status == sm.INACTIVE:  # Inactive without whyHeld is done without a state transition
-                for key in [k for k, v in self._open.items() if v.is_done]:
-                    del self._open[key]
-        elif typ is ev.GovernorDecision:
-            self._on_decision(p, ns)
-        elif typ is ev.PriceObserved:
-            if _price_set(p.price):
-                if p.con_id:
-                    self._market_price[p.con_id] = p.price
-                if p.symbol:
-                    self._market_price[_sym_key(p.symbol, p.sec_type)] = p.price
-        elif typ is ev.ExecDetails:
-            if p.shares > 0 and _price_set(p.price):
-                if p.con_id:
-                    self._last_price[p.con_id] = p.price
-                if p.symbol:
-                    self._last_price[_sym_key(p.symbol, p.sec_type)] = p.price
-            self._learn_multiplier(p.con_id, p.contract)
-        elif typ is ev.OpenOrder or typ is ev.CompletedOrder:
-            self._learn_multiplier(p.con_id, p.contract)
-        elif typ is ev.Disconnected:
-            self.stale = True
-        elif typ is ev.Error:
-            code = p.code
-            if code == 1100 or code == 1101:  # connectivity lost / restored with data lost
-                self.stale = True
-            if not (1100 <= code <= 1300 or 2100 <= code <= 2199 or code in self._ignored_errors):
-                self._trip(BREAKER_ERRORS, ns, env, out)
-        elif typ is ev.RecorderFault:
-            if self.config.state.block_after_recorder_fault:
-                self.recorder_fault = True
-        elif typ is ev.ReconcileEnded:
-            self.stale = False
-            if p.ok and not p.unknown:
-                self.recorder_fault = False
-        elif typ is ev.SessionStarted:
-            self._session_client[env.session_id] = p.client_id
-            self._sessions_seen += 1
-            if self._sessions_seen > 1 and self.trading_state != self.config.state.initial:
-                out.append(self._state_change(self.trading_state, CARRIED_OVER, "state carried into a new session"))
-        elif typ is ev.Connected:
-            self._session_client[env.session_id] = p.client_id
+            self._track_orders(env, transitions, out)
+        if len(self.fold.anomalies) != self._n_anomalies:
+            self._count_anomalies(env, out)
+        observer = OBSERVERS.get(type(env.payload))
+        if observer is not None:
+            observer(self, env, out)
         return out
+
+    def _track_orders(self, env: Envelope, transitions: list[Transition], out: list[GovernorDecision]) -> None:
+        """Orders not done, in the order they became open; a broker rejection counts for its breaker."""
+        orders = self.fold.orders
+        opened = self._open
+        for t in transitions:
+            key = t.key
+            v = orders.get(key)
+            if v is None or v.is_done:
+                opened.pop(key, None)
+            elif key not in opened:
+                opened[key] = v
+            if t.to_state == sm.REJECTED and t.from_state != sm.REJECTED:
+                self._trip(BREAKER_REJECTIONS, env.recv_ns, env, out)
+
+    def _count_anomalies(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        """The anomalies the fold flagged with this event, minus the ignored kinds, count for their breaker."""
+        anomalies = self.fold.anomalies
+        new = anomalies[self._n_anomalies :]
+        self._n_anomalies = len(anomalies)
+        for a in new:
+            if a.kind not in self._ignored_anomalies:
+                self._trip(BREAKER_ANOMALIES, env.recv_ns, env, out)
+
+    # one method per event kind the governor learns from (see OBSERVERS)
+
+    def _on_order_status(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        if env.payload.status == sm.INACTIVE:  # Inactive without whyHeld is done without a state transition
+            for key in [k for k, v in self._open.items() if v.is_done]:
+                del self._open[key]
+
+    def _on_governor_decision(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._on_decision(env.payload, env.recv_ns)
+
+    def _on_price_observed(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        p = env.payload
+        if _price_set(p.price):
+            if p.con_id:
+                self._market_price[p.con_id] = p.price
+            if p.symbol:
+                self._market_price[_sym_key(p.symbol, p.sec_type)] = p.price
+
+    def _on_exec_details(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        p = env.payload
+        if p.shares > 0 and _price_set(p.price):
+            if p.con_id:
+                self._last_price[p.con_id] = p.price
+            if p.symbol:
+                self._last_price[_sym_key(p.symbol, p.sec_type)] = p.price
+        self._learn_multiplier(p.con_id, p.contract)
+
+    def _on_order_contract(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._learn_multiplier(env.payload.con_id, env.payload.contract)
+
+    def _on_disconnected(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self.stale = True
+
+    def _on_error(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        code = env.payload.code
+        if code == 1100 or code == 1101:  # connectivity lost / restored with data lost
+            self.stale = True
+        if not (1100 <= code <= 1300 or 2100 <= code <= 2199 or code in self._ignored_errors):
+            self._trip(BREAKER_ERRORS, env.recv_ns, env, out)
+
+    def _on_recorder_fault(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        if self.config.state.block_after_recorder_fault:
+            self.recorder_fault = True
+
+    def _on_reconcile_ended(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        p = env.payload
+        self.stale = False
+        if p.ok and not p.unknown:
+            self.recorder_fault = False
+
+    def _on_session_started(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._session_client[env.session_id] = env.payload.client_id
+        self._sessions_seen += 1
+        if self._sessions_seen > 1 and self.trading_state != self.config.state.initial:
+            out.append(self._state_change(self.trading_state, CARRIED_OVER, "state carried into a new session"))
+
+    def _on_connected(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._session_client[env.session_id] = env.payload.client_id
 
     def _learn_multiplier(self, con_id: int, contract: dict[str, Any]) -> None:
         if con_id and contract:
@@ -467,3 +494,20 @@ class Governor:
             if SIDES.get(v.action.upper()) == sign and v.state in CANCELLABLE | {sm.CREATED}:
                 pending += v.remaining if v.remaining > 0 else 0.0
         return position, pending
+
+
+#: The event kinds the governor learns from, each with its method (exact payload types, as the fold's).
+OBSERVERS: dict[type, Callable[[Governor, Envelope, list[GovernorDecision]], None]] = {
+    ev.OrderStatus: Governor._on_order_status,
+    ev.GovernorDecision: Governor._on_governor_decision,
+    ev.PriceObserved: Governor._on_price_observed,
+    ev.ExecDetails: Governor._on_exec_details,
+    ev.OpenOrder: Governor._on_order_contract,
+    ev.CompletedOrder: Governor._on_order_contract,
+    ev.Disconnected: Governor._on_disconnected,
+    ev.Error: Governor._on_error,
+    ev.RecorderFault: Governor._on_recorder_fault,
+    ev.ReconcileEnded: Governor._on_reconcile_ended,
+    ev.SessionStarted: Governor._on_session_started,
+    ev.Connected: Governor._on_connected,
+}
