@@ -32,9 +32,7 @@ Original = Callable[..., Any]
 class HookPort(Protocol):
     """What the hooks hand to the recorder, and the little they read of it."""
 
-    @property
-    def closed(self) -> bool: ...
-
+    closed: bool  # the session ended: hooks only pass through (an attribute: read on every callback)
     governed: bool  # a governor checks placeOrder; cancels then jump the client's throttle
     prices: PriceSampler  # which ticks become price observations
 

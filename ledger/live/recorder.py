@@ -213,7 +213,7 @@ class Recorder:
         self._notify: list[tuple[Envelope, list, list]] = []
         self._subscribers: list[Subscriber] = []
         self._started = False
-        self._closed = False
+        self.closed = False  # session_ended recorded: the hooks only pass through (read on every callback)
         self._conn_open = False  # a Connected is recorded and no Disconnected since
         self._connects = 0
         self._pending_connect: tuple[ev.Connected, int, int] | None = None
@@ -385,10 +385,6 @@ class Recorder:
         return self._connects
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def writer(self) -> Writer:
         return self._handoff.writer
 
@@ -425,7 +421,7 @@ class Recorder:
         ``reqGlobalCancel`` is not recorded a second time by the hooks (matched on client id and
         order id: set ``order.orderId`` before recording).
         """
-        if self._closed:
+        if self.closed:
             raise RecorderError(f"recorder for session {self.session_id} is closed")
         try:
             _check_encodable(payload)
@@ -503,13 +499,13 @@ class Recorder:
     def close(self, reason: str = "normal", timeout: float = 10.0) -> None:
         """Record ``session_ended``, commit everything, stop the writer, unhook. Re-raises a fault."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
             self.reconciler.stop()
             self._ensure_started()
             self._drain_faults_locked(force=True)
             self._record(ended_payload(reason, self._handoff.seq), source="live", _reserve=True)
-            self._closed = True
+            self.closed = True
         self._unhook()
         complete = self._handoff.close(timeout)
         if self._own_store:
@@ -564,7 +560,7 @@ class Recorder:
                 stamps.ctx = (recv_ns, mono_ns or 0)
             self._depth += 1
             try:
-                if self._closed:
+                if self.closed:
                     return None
                 if not self._started:
                     self._ensure_started()
@@ -668,7 +664,7 @@ class Recorder:
     def _after_commit(self, batch: Any, commit_ns: int) -> None:
         """Writer thread, after each commit: once the store takes events again, report what was lost
         (on the IB loop) without waiting for the next callback."""
-        if self.losses.unreported and not self._closed:
+        if self.losses.unreported and not self.closed:
             self._on_loop(self._drain_faults)
 
     def _on_loop(self, fn: Callable[[], None]) -> None:
@@ -688,7 +684,7 @@ class Recorder:
             self._on_loop(self._drain_faults)
 
     def _drain_faults(self) -> None:
-        if self._closed:
+        if self.closed:
             return
         with self._lock:
             self._drain_faults_locked()
@@ -783,7 +779,7 @@ class Recorder:
         self._last_api_error = str(msg)
 
     def on_synchronized(self, *args: Any) -> None:
-        if self._closed:
+        if self.closed:
             return
         try:
             with self._lock:
