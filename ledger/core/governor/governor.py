@@ -377,16 +377,7 @@ class Governor:
         view = self.fold.order_for(cid, intent.order_id, sid) if intent.order_id else None
         if view is not None and view.is_done:
             view = None
-        symbol, side, qty, otype = intent.symbol, intent.action, intent.total_qty, intent.order_type
-        lmt, aux, con_id = intent.lmt_price, intent.aux_price, intent.con_id
-        if view is not None:
-            symbol, side, otype = symbol or view.symbol, side or view.action, otype or view.order_type
-            if not (_finite(qty) and qty > 0) and intent.total_qty == 0:
-                qty = view.total_qty
-            lmt = view.lmt_price if lmt is None else lmt
-            aux = view.aux_price if aux is None else aux
-            con_id = con_id or view.con_id
-        symbol, side = symbol.upper(), side.upper()
+        symbol, side, qty, otype, lmt, aux, con_id = _fields(intent, view)
         sec_type = (intent.sec_type or str((intent.contract or {}).get("secType") or "")).upper()
         price, price_src = self._price(symbol, sec_type, con_id, otype, lmt, aux)
         max_qty, max_notional = self._limits_for(symbol)
@@ -494,6 +485,23 @@ class Governor:
             if SIDES.get(v.action.upper()) == sign and v.state in CANCELLABLE | {sm.CREATED}:
                 pending += v.remaining if v.remaining > 0 else 0.0
         return position, pending
+
+
+def _fields(
+    intent: ev.PlaceOrder, view: OrderView | None
+) -> tuple[str, str, float, str, float | None, float | None, int]:
+    """(symbol, side, qty, order type, limit, aux, con_id) of an intent; a modify takes what it leaves
+    out from the order it modifies. Symbol and side upper case."""
+    symbol, side, qty, otype = intent.symbol, intent.action, intent.total_qty, intent.order_type
+    lmt, aux, con_id = intent.lmt_price, intent.aux_price, intent.con_id
+    if view is not None:
+        symbol, side, otype = symbol or view.symbol, side or view.action, otype or view.order_type
+        if not (_finite(qty) and qty > 0) and intent.total_qty == 0:
+            qty = view.total_qty
+        lmt = view.lmt_price if lmt is None else lmt
+        aux = view.aux_price if aux is None else aux
+        con_id = con_id or view.con_id
+    return symbol.upper(), side.upper(), qty, otype, lmt, aux, con_id
 
 
 #: The event kinds the governor learns from, each with its method (exact payload types, as the fold's).
