@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ledger.cli.common import console, fail
+from ledger.core.events import SIMULATOR_ACCOUNT
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +26,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--trusted-ip", help="Peer address allowed to connect (repeatable). Default: 127.0.0.1."),
         ] = None,
         account: Annotated[
-            list[str] | None, typer.Option("--account", help="Managed account (repeatable). Default: DU1234567.")
+            list[str] | None,
+            typer.Option("--account", help=f"Managed account (repeatable). Default: {SIMULATOR_ACCOUNT}."),
         ] = None,
         time_scale: Annotated[float, typer.Option("--time-scale", help="Multiply every scenario delay.")] = 1.0,
         session: Annotated[
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 port=port,
                 scenarios_dir=dirs,
                 trusted_ips=tuple(trusted_ip or ()) or ("127.0.0.1",),
-                accounts=tuple(account or ()) or ("DU1234567",),
+                accounts=tuple(account or ()) or (SIMULATOR_ACCOUNT,),
                 time_scale=time_scale,
             )
         except ScenarioError as exc:

@@ -27,6 +27,16 @@ Raw = dict[str, Any]
 MANUAL_EXEC_ORDER_ID = 2147483647
 """The orderId IB puts on executions of manual TWS orders (IB's UNSET_INTEGER, 2**31 - 1): "no API order"."""
 
+SIMULATOR_ACCOUNT = "DU1234567"
+"""The paper account the built-in simulator manages unless told otherwise, and so the account a
+simulated session (``--simulate``, ``ibledger demo``) expects. Here because the simulator shares only
+this module with the ledger."""
+
+SIMULATOR_CLIENT_ID = 1
+"""The API client id of a simulated session when none is configured (a real session must name its own:
+two programs on one client id kick each other out). Not the doctor's probe id, which must avoid every
+running program's id."""
+
 # --- IB's "unset" sentinels ------------------------------------------------------------------------
 # The client libraries fill every number nobody set with a sentinel (ib_insync / ib_async: UNSET_DOUBLE,
 # UNSET_INTEGER; the official client also UNSET_DECIMAL and UNSET_LONG). They mean "no value", never a

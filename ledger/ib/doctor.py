@@ -41,7 +41,9 @@ from ledger.ib.settings import LIVE_PORTS, PAPER_PORTS, ConnectError, check_acco
 
 CLIENT_VERSION_RANGE = b"v157..176"
 DEFAULT_PORTS = (7497, 4002, 7496, 4001)
-DEFAULT_CLIENT_ID = 999  # a spare client id: the doctor must not kick out a running strategy
+# The doctor's own client id when none is given: a spare one, never a session's default
+# (ledger.core.events.SIMULATOR_CLIENT_ID) -- probing must not kick out a running strategy.
+PROBE_CLIENT_ID = 999
 LOOPBACK = "127.0.0.1"
 
 OK = "OK"
@@ -416,7 +418,7 @@ def run_doctor(
             continue
         if not explicit and pr.port in LIVE_PORTS:
             continue  # found by scanning: a handshake on a live port is enough, no API session
-        api = asyncio.run(probe_api(pr.host, pr.port, client_id if client_id is not None else DEFAULT_CLIENT_ID,
+        api = asyncio.run(probe_api(pr.host, pr.port, client_id if client_id is not None else PROBE_CLIENT_ID,
                                     timeout=max(timeout, 2.0)))
         api.local_address = pr.local_address
         api.connection_time = pr.connection_time

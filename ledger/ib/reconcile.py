@@ -287,6 +287,24 @@ class Reconciler:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def stop(self) -> None:
+        """The session ends: no more queries, and a bracket still open is closed (its pending queries
+        unknown) so the session never ends inside a reconciliation."""
+        self.cancel()
+        if self.bracket is not None:
+            self._close(self.bracket, dropped=True)
+
+    def run_now(self, reason: str) -> Any:
+        """Reconcile now. Inside a running event loop: the task (await it), or None when one is already
+        due. Otherwise the loop runs until done and the ``ReconcileEnded`` payload is returned."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            from ledger.ib.library import util  # only when there is no loop: the library runs one
+
+            return util.run(self.run(reason))
+        return self.schedule(reason)
+
 
 def _req_id(v: Any) -> int:
     try:

@@ -51,6 +51,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ledger.core.events import SIMULATOR_ACCOUNT, SIMULATOR_CLIENT_ID
+
 ENV_HOST = "IBKR_HOST"
 ENV_PORT = "IBKR_PORT"
 ENV_CLIENT_ID = "IBKR_CLIENT_ID"
@@ -66,8 +68,6 @@ LIVE_PORTS: dict[int, str] = {7496: "TWS live", 4001: "IB Gateway live"}
 PAPER_PORTS: dict[int, str] = {7497: "TWS paper", 4002: "IB Gateway paper"}
 PAPER_ACCOUNT_PREFIXES = ("DU", "DF")
 
-SIMULATOR_ACCOUNT = "DU1234567"
-SIMULATOR_CLIENT_ID = 1
 
 Mode = Literal["paper", "live", "simulation"]
 
@@ -220,52 +220,12 @@ def resolve(
     env = os.environ if env is None else env
     config = config if config is not None else (env.get(ENV_CONFIG) or None)
     file_values: dict[str, Any] = load_config(config) if config else {}
-    flags = {"host": host, "port": port, "client_id": client_id, "account": account}
-
     if simulate:
-        if live:
-            raise SettingsError("--simulate and --live exclude each other: the simulator is never a live account")
-        given = [_FLAG[k] for k in ("host", "port") if flags[k] is not None]
-        if given:
-            raise SettingsError(
-                f"--simulate starts its own simulator on a free port; drop {' and '.join(given)} "
-                "(or drop --simulate to connect to TWS / IB Gateway)"
-            )
-
+        _check_simulate_flags(host, port, live)
+    flags = {"host": host, "port": port, "client_id": client_id, "account": account}
     found, origin = lookup(flags, env, file_values, str(config or ""))
-    values: dict[str, Any] = {}
-    missing: list[str] = []
-    for name in CONFIG_KEYS:
-        if simulate and name in ("host", "port"):
-            values[name] = "127.0.0.1" if name == "host" else 0
-            origin[name] = "simulator"
-            continue
-        if name in found:
-            values[name] = found[name]
-        elif simulate and name == "client_id":
-            values[name], origin[name] = SIMULATOR_CLIENT_ID, "simulator default"
-        elif simulate and name == "account":
-            values[name], origin[name] = SIMULATOR_ACCOUNT, "simulator default"
-        elif name == "account" and not need_account:
-            values[name], origin[name] = "", "not set"
-        else:
-            missing.append(name)
-    if missing:
-        lines = [f"missing {_WHAT[n]}: set it with {how_to_set(n)}" for n in missing]
-        hint = ""
-        if "host" in missing:
-            hint = "\n(from WSL the host is the Windows machine, not 127.0.0.1: run `ibledger doctor` to find it)"
-        if not simulate:
-            hint += "\n(no broker at hand? `--simulate` runs everything against the built-in simulator)"
-        raise SettingsError("\n".join(lines) + hint)
-
-    if not values["host"] and not simulate:
-        raise SettingsError(f"{_WHAT['host']} is empty (from {origin['host']}): set it with {how_to_set('host')}")
-    if not simulate and not (0 < values["port"] < 65536):
-        raise SettingsError(f"port {values['port']} (from {origin['port']}) is not a TCP port")
-    if values["client_id"] < 0:
-        raise SettingsError(f"client id {values['client_id']} (from {origin['client_id']}) must be >= 0")
-
+    values = _complete(found, origin, simulate=simulate, need_account=need_account)
+    _check_values(values, origin, simulate=simulate)
     mode: Mode = "simulation" if simulate else ("live" if live else "paper")
     settings = ConnectionSettings(
         host=values["host"],
@@ -278,6 +238,63 @@ def resolve(
     )
     check_policy(settings, env)
     return settings
+
+
+def _check_simulate_flags(host: str | None, port: int | None, live: bool) -> None:
+    """``--simulate`` runs its own simulator: never live, never at a given address."""
+    if live:
+        raise SettingsError("--simulate and --live exclude each other: the simulator is never a live account")
+    given = [_FLAG[k] for k, v in (("host", host), ("port", port)) if v is not None]
+    if given:
+        raise SettingsError(
+            f"--simulate starts its own simulator on a free port; drop {' and '.join(given)} "
+            "(or drop --simulate to connect to TWS / IB Gateway)"
+        )
+
+
+def _complete(
+    found: dict[str, Any], origin: dict[str, str], *, simulate: bool, need_account: bool
+) -> dict[str, Any]:
+    """Every connection value: what was configured, the simulator's defaults, or an error naming all
+    that is missing and how to set each (``origin`` says where each value came from)."""
+    values: dict[str, Any] = {}
+    missing: list[str] = []
+    for name in CONFIG_KEYS:
+        if simulate and name in ("host", "port"):
+            values[name] = "127.0.0.1" if name == "host" else 0
+            origin[name] = "simulator"
+        elif name in found:
+            values[name] = found[name]
+        elif simulate and name == "client_id":
+            values[name], origin[name] = SIMULATOR_CLIENT_ID, "simulator default"
+        elif simulate and name == "account":
+            values[name], origin[name] = SIMULATOR_ACCOUNT, "simulator default"
+        elif name == "account" and not need_account:
+            values[name], origin[name] = "", "not set"
+        else:
+            missing.append(name)
+    if missing:
+        raise SettingsError(_missing_message(missing, simulate))
+    return values
+
+
+def _missing_message(missing: list[str], simulate: bool) -> str:
+    lines = [f"missing {_WHAT[n]}: set it with {how_to_set(n)}" for n in missing]
+    hint = ""
+    if "host" in missing:
+        hint = "\n(from WSL the host is the Windows machine, not 127.0.0.1: run `ibledger doctor` to find it)"
+    if not simulate:
+        hint += "\n(no broker at hand? `--simulate` runs everything against the built-in simulator)"
+    return "\n".join(lines) + hint
+
+
+def _check_values(values: dict[str, Any], origin: dict[str, str], *, simulate: bool) -> None:
+    if not values["host"] and not simulate:
+        raise SettingsError(f"{_WHAT['host']} is empty (from {origin['host']}): set it with {how_to_set('host')}")
+    if not simulate and not (0 < values["port"] < 65536):
+        raise SettingsError(f"port {values['port']} (from {origin['port']}) is not a TCP port")
+    if values["client_id"] < 0:
+        raise SettingsError(f"client id {values['client_id']} (from {origin['client_id']}) must be >= 0")
 
 
 def check_policy(settings: ConnectionSettings, env: Mapping[str, str] | None = None) -> None:

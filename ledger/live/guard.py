@@ -24,8 +24,6 @@ after its own pre-check) is taken as decided: the hook does not check it a secon
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,17 +32,15 @@ import msgspec
 
 from ledger.core import events as ev
 from ledger.core.governor_config import GovernorConfig, default_config, load_config
+from ledger.ib.client_hooks import client_id
+from ledger.ib.request_queue import send_ahead, take_unsent_placements
+from ledger.ib.trades import library_order, mark_cancelled_locally
 
 log = logging.getLogger("ledger.live.guard")
 
-__all__ = [
-    "DROPPED_UNSENT", "KillSwitch", "OrderBlocked", "library_order", "mark_cancelled_locally", "resolve_governor",
-    "send_ahead", "take_unsent_placements",
-]
+__all__ = ["DROPPED_UNSENT", "KillSwitch", "OrderBlocked", "resolve_governor"]
 
 DROPPED_UNSENT = "DROPPED_UNSENT"
-_PLACE_ORDER_MSG = "3"  # the TWS API message id of PLACE_ORDER (first field of a queued request)
-
 
 class OrderBlocked(RuntimeError):
     """The governor refused an order before it was sent. ``decision`` is the recorded decision."""
@@ -77,53 +73,6 @@ def resolve_governor(spec: Any, enforce: bool = True) -> GovernorConfig | None:
     return cfg
 
 
-def take_unsent_placements(client: Any) -> list[int]:
-    """Remove PLACE_ORDER requests still waiting in the client's throttle queue; return their order ids.
-
-    Both libraries queue serialized requests (``client._msgQ``, fields joined by NUL) when more than
-    ``MaxRequests`` went out within ``RequestsInterval``: those are not sent yet, so dropping them sends
-    nothing. Other queued requests (market data, queries) stay queued in their order."""
-    q = getattr(client, "_msgQ", None)
-    if not q:
-        return []
-    dropped: list[int] = []
-    keep = []
-    for msg in list(q):
-        fields = msg.split("\0")
-        if fields and fields[0] == _PLACE_ORDER_MSG and len(fields) > 1:
-            try:
-                dropped.append(int(fields[1]))
-                continue
-            except ValueError:
-                pass
-        keep.append(msg)
-    q.clear()
-    q.extend(keep)
-    return dropped
-
-
-def send_ahead(client: Any, send: Any) -> Any:
-    """Run ``send()`` (a library cancel call) so its request leaves now, ahead of the throttle queue.
-
-    The queue is set aside while the call runs with throttling off, then put back as it was (it keeps
-    draining at the library's pace)."""
-    q = getattr(client, "_msgQ", None)
-    if q is None or not hasattr(client, "MaxRequests"):
-        return send()
-    waiting = list(q)
-    q.clear()
-    had = client.__dict__.get("MaxRequests", None)
-    client.MaxRequests = 0  # 0 = no throttling, for this one call
-    try:
-        return send()
-    finally:
-        if had is None:
-            del client.MaxRequests
-        else:
-            client.MaxRequests = had
-        q.extend(waiting)
-
-
 class KillSwitch:
     """Carries out a governed recorder's ``EMERGENCY_CANCEL`` decisions through its ``IB``.
 
@@ -145,8 +94,8 @@ class KillSwitch:
             return
         self.pending.append((f"{env.session_id}#{env.seq}", p))
         rec = self.rec
-        loop = rec._loop
-        if rec._ctx is not None and loop is not None and not loop.is_closed():
+        loop = rec.loop
+        if rec.in_callback and loop is not None and not loop.is_closed():
             loop.call_soon(self.run)  # inside a callback: once the library has handled it
         else:
             self.run()
@@ -157,7 +106,7 @@ class KillSwitch:
         if not pending or rec.closed:
             return
         ib = rec.ib
-        cid = rec._client_id()
+        cid = client_id(rec.ib)
         self.drop_unsent()
         global_sent = False
         for ref, d in pending:
@@ -181,43 +130,15 @@ class KillSwitch:
         ``cancel_order`` (reason ``DROPPED_UNSENT``) with its decision, and its ``Trade`` shows Cancelled."""
         rec = self.rec
         ib = rec.ib
-        cid = rec._client_id()
+        cid = client_id(rec.ib)
         for oid in take_unsent_placements(ib.client):
             log.warning("kill switch: order %s:%s was still queued in the client: dropped, never sent", cid, oid)
             intent = ev.CancelOrder(order_id=oid, client_id=cid, reason=f"{DROPPED_UNSENT}: still queued in the "
                                     "client when the kill switch ran; never sent to the broker")
             try:
-                rec._govern_intent(intent)
+                rec.intents.govern(intent)
             except Exception:  # noqa: BLE001 - recorded as a fault by the recorder; the drop stands
                 log.exception("could not record the dropped placement %s:%s", cid, oid)
-            rec._placed.pop((cid, oid), None)
+            rec.intents.forget((cid, oid))
             self.dropped.add((cid, oid))
             mark_cancelled_locally(ib, oid, "dropped by the kill switch before it was sent")
-
-
-def library_order(ib: Any, view: Any) -> Any:
-    """The library's ``Order`` for a ledger order (what ``cancelOrder`` takes), or a minimal one."""
-    for t in ib.trades():
-        o = t.order
-        if (view.perm_id and o.permId == view.perm_id) or (
-            o.orderId == view.order_id and o.clientId in (view.client_id, 0)
-        ):
-            return o
-    from ledger.ib.library import Order
-
-    return Order(orderId=view.order_id, clientId=view.client_id, permId=view.perm_id)
-
-
-def mark_cancelled_locally(ib: Any, order_id: int, message: str) -> None:
-    """Tell the strategy's ``Trade`` that an order that never left the client is cancelled (the library
-    would otherwise show it PendingSubmit forever). Nothing is recorded here: the recorder did."""
-    for trade in ib.trades():
-        if trade.order.orderId == order_id and trade.orderStatus.status not in ("Cancelled", "Filled"):
-            trade.orderStatus.status = "Cancelled"
-            with contextlib.suppress(Exception):
-                from ledger.ib.library import ib as library
-
-                now = datetime.datetime.now(datetime.UTC)
-                trade.log.append(library.TradeLogEntry(time=now, status="Cancelled", message=message))
-            with contextlib.suppress(Exception):
-                trade.cancelledEvent.emit(trade)

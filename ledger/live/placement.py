@@ -43,6 +43,7 @@ from ledger.core.fold import OrderView
 from ledger.core.prices import DELAYED_DATA_CODES
 from ledger.ib import adapter
 from ledger.ib.settings import ConnectError, ConnectionSettings, SettingsError, check_account, connect_client
+from ledger.ib.trades import library_order
 from ledger.live.monitor import (
     BLOCKED,
     CANCELLED,
@@ -337,20 +338,9 @@ class LiveSession:
                 return v
         return self.fold.order_for(int(getattr(order, "clientId", 0) or self.client_id), int(order.orderId))
 
-    def _library_order(self, view: OrderView) -> Any:
-        for t in self.ib.trades():
-            o = t.order
-            if (view.perm_id and o.permId == view.perm_id) or (
-                o.orderId == view.order_id and o.clientId in (view.client_id, 0)
-            ):
-                return o
-        from ledger.ib.library import Order
-
-        return Order(orderId=view.order_id, clientId=view.client_id, permId=view.perm_id)
-
     def _send_cancel(self, view: OrderView, *, causation_id: str | None = None) -> bool:
         intent = ev.CancelOrder(order_id=view.order_id, client_id=view.client_id, perm_id=view.perm_id)
-        order = self._library_order(view)
+        order = library_order(self.ib, view)
         try:
             decision, _ = self._govern(intent, lambda: self.ib.cancelOrder(order), causation_id=causation_id)
         except Exception as exc:  # noqa: BLE001 - e.g. not connected: intent and decision stay recorded

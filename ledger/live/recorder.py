@@ -45,9 +45,20 @@ engine (fold + governor) in seq order, the governor's decisions are recorded as 
 = ``ledger.core.engine.event_id`` of the cause) and the subscribers are called — all in the thread the
 callback arrived on (the IB event loop), before the library's own handler.
 
+Where each part lives
+---------------------
+This class is the facade and the recording path (stamp, queue, fold, govern, notify, in one lock).
+The rest is in pieces named for what they hold: the hooks on the client, behind the
+:class:`~ledger.ib.client_hooks.HookPort` this class implements, in :mod:`ledger.ib.client_hooks`;
+seqs, the writer queue and its bounded waiting in :mod:`ledger.live.handoff`; receipt stamps in
+:mod:`ledger.live.stamp`; intents (once, in context, governed) in :mod:`ledger.live.intents`; the
+fault book in :mod:`ledger.live.faults`; session start and end in :mod:`ledger.live.session_life`;
+the kill switch in :mod:`ledger.live.guard`; reconciliation in :mod:`ledger.ib.reconcile`.
+
 Never blocking the event loop
 -----------------------------
-Recording only appends to a bounded in-memory queue (:mod:`ledger.store.writer`); one writer thread
+Recording only appends to a bounded in-memory queue (:mod:`ledger.store.writer`, through
+:mod:`ledger.live.handoff`); one writer thread
 group-commits everything queued in one store transaction. *Acknowledged* means committed:
 ``committed_seq`` and ``flush()``.
 
@@ -92,24 +103,27 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ledger.core import events as ev
-from ledger.core.events import Envelope, envelope
+from ledger.core.events import Envelope
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
-from ledger.ib import adapter
+from ledger.ib import adapter, client_hooks
 from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
-from ledger.live.guard import KillSwitch, OrderBlocked, resolve_governor, send_ahead
+from ledger.live.errors import RecorderError
+from ledger.live.faults import Faults
+from ledger.live.guard import KillSwitch, resolve_governor
+from ledger.live.handoff import WRITERS, Handoff, Writer
+from ledger.live.intents import Intents
 from ledger.live.journal import LossCount
-from ledger.live.session_life import carry_over, started_payload
+from ledger.live.session_life import carry_over, ended_payload, started_payload
+from ledger.live.stamp import Stamps
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
-from ledger.store.writer import Writer
 
 if TYPE_CHECKING:
     from ledger.ib.library import IB
@@ -119,11 +133,6 @@ log = logging.getLogger("ledger.live.recorder")
 __all__ = ["Recorder", "RecorderError", "event_ref"]
 
 _MAX_DECISION_DEPTH = 8
-_PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
-
-
-class RecorderError(RuntimeError):
-    """The recorder could not record everything (queue full, store failure, lost events)."""
 
 
 def event_ref(env: Envelope) -> str:
@@ -164,7 +173,7 @@ class Recorder:
         enforce: bool = True,
         carry_over: bool = True,
     ) -> None:
-        if writer not in ("thread", "process"):
+        if writer not in WRITERS:
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         if switch_interval is not None:
             # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
@@ -195,56 +204,41 @@ class Recorder:
             if self._own_store:
                 self.store.close()
             raise
-        self._ctx: tuple[int, int] | None = None
+        self._stamps = Stamps()
         self.config_hash = config_hash
         self.mode = mode
         self.account = account
-        self.full_block_s = full_block_s
-        self.max_block_s = max_block_s  # total IB-loop blocking allowed per loss burst (see _enqueue)
-        self.blocked_s = 0.0  # IB-loop time spent waiting for queue room in the current burst
-        self.stopped: str = ""  # why recording stopped for good (seq conflict, store file lost); "" = recording
-        self.on_fatal: list[Callable[[str], None]] = []  # told once, on the IB loop when there is one
         self._lock = threading.RLock()
-        self._seq = 0
         self._depth = 0
         self._notify: list[tuple[Envelope, list, list]] = []
         self._subscribers: list[Subscriber] = []
         self._started = False
-        self._closed = False
+        self.closed = False  # session_ended recorded: the hooks only pass through (read on every callback)
         self._conn_open = False  # a Connected is recorded and no Disconnected since
         self._connects = 0
         self._pending_connect: tuple[ev.Connected, int, int] | None = None
-        self._placed: dict[tuple[int, int], None] = {}
-        self._intent_local = threading.local()
-        self._prerecorded: dict[tuple, Envelope] = {}  # intents recorded by rec.record(), not yet sent
-        self.last_intent: Envelope | None = None  # envelope of the latest intent recorded by a hook
         self._last_api_error = ""
-        self._fault: BaseException | None = None
-        self._faults_inbox: deque[tuple[str, int]] = deque()  # (message, lost) to record as RecorderFault
-        self.losses = LossCount()  # events lost (queue full, or given up by the writer): counted, never silent
-        self._lost_logged_at = 0.0
-        self.internal_errors = 0
         self.engine_errors = 0
-        self._full_warned_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._patches = Patches()  # what _install hooked into the client, so close() undoes only that
         self.reconciler = Reconciler(self, ib, timeout=reconcile_timeout, enabled=reconcile)
-        writer_cls: Any = Writer
-        if writer == "process":
-            from ledger.store.writer_process import ProcessWriter
-
-            writer_cls = ProcessWriter
-        self._writer = writer_cls(
-            self.store, capacity=queue_size, max_batch=max_batch, on_error=self._on_writer_error,
-            name=f"ibledger-writer-{self.session_id[:8]}",
+        self._handoff = Handoff(
+            self.store, self.session_id, writer=writer, queue_size=queue_size, max_batch=max_batch,
+            full_block_s=full_block_s, max_block_s=max_block_s, on_error=self._on_writer_error,
+            on_lost=self._on_lost,
         )
-        self._writer.add_listener(self._after_commit)
+        self.faults = Faults(self.session_id, self._handoff)
+        self._handoff.add_listener(self._after_commit)
+        self.intents = Intents(
+            record=self._record, stamp=self._stamp, lock=self._lock, engine=self.engine,
+            client_id=self._client_id, fault=lambda: self.faults.first, governed=self.governed,
+        )
         cfg = getattr(self.engine, "config", None)
         self.prices = PriceSampler(getattr(cfg, "observe_interval_s", 1.0), getattr(cfg, "observe_move", 0.0005))
         self.carry_over = carry_over
         self.carried_from: str | None = None  # the earlier session of the account the governor learned from
         self.kill_switch = KillSwitch(self)
-        self._writer.start()
+        self._handoff.start()
         if self.governed:
             self.engine.sink = self._record_operator_decisions
             self._subscribers.append(self.kill_switch.on_event)
@@ -291,41 +285,20 @@ class Recorder:
         try:
             rec._install()
         except BaseException:
-            rec._writer.close(1.0)
+            rec._handoff.close(1.0)
             if rec._own_store:
                 rec.store.close()
             raise
         return rec
 
     def _install(self) -> None:
-        ib = self.ib
-        w = ib.wrapper
-        for name, builder in adapter.CALLBACKS.items():
-            original = getattr(w, name, None)
-            if original is not None:
-                self._hook(w, name, self._callback_hook(name, builder, original))
-        if getattr(w, _PRICE_TICK, None) is not None:
-            self._hook(w, _PRICE_TICK, self._tick_hook(getattr(w, _PRICE_TICK)))
-        self._hook(w, adapter.CONNECT_ACK, self._connect_ack_hook(getattr(w, adapter.CONNECT_ACK)))
-        self._hook(w, adapter.CONNECTION_CLOSED, self._closed_hook(getattr(w, adapter.CONNECTION_CLOSED)))
-        self._hook(ib, "placeOrder", self._place_hook(ib.placeOrder))
-        self._hook(ib, "cancelOrder", self._cancel_hook(ib.cancelOrder))
-        self._hook(ib, "reqGlobalCancel", self._global_cancel_hook(ib.reqGlobalCancel))
-        self._hook(ib, "disconnect", self._disconnect_hook(ib.disconnect))
-        self._listen(ib.client.apiError, self._on_api_error)
-        self._listen(ib.connectedEvent, self._on_connected_event)
+        client_hooks.install(self, self.ib, self._patches)
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        if ib.isConnected():
+        if self.ib.isConnected():
             self._attach_connected()
-
-    def _hook(self, obj: Any, name: str, hook: Any) -> None:
-        self._patches.hook(obj, name, hook)
-
-    def _listen(self, event: Any, handler: Any) -> None:
-        self._patches.listen(event, handler)
 
     def _attach_connected(self) -> None:
         """Attached to a client that is already connected: start, record the connection, reconcile."""
@@ -335,13 +308,45 @@ class Recorder:
             self._ensure_started(accounts=accounts)
             self._on_connect(adapter.connected(client), *self._stamp(), sync=False)
         if self.reconciler.enabled:
-            self._reconcile_now("attach")
+            self.reconciler.run_now("attach")
 
     # --- public API ------------------------------------------------------------------------------
 
     @property
     def fold(self) -> Any:
         return self.engine.fold
+
+    @property
+    def losses(self) -> LossCount:
+        """Events lost in this session: counted by kind, never silent."""
+        return self._handoff.losses
+
+    @property
+    def stopped(self) -> str:
+        """Why recording stopped for good (seq conflict, store file lost); "" while recording."""
+        return self._handoff.stopped
+
+    @property
+    def full_block_s(self) -> float:
+        return self._handoff.full_block_s
+
+    @property
+    def max_block_s(self) -> float:
+        return self._handoff.max_block_s
+
+    @property
+    def blocked_s(self) -> float:
+        return self._handoff.blocked_s
+
+    @property
+    def on_fatal(self) -> list[Callable[[str], None]]:
+        """Told once, with why, when the session stops for good (on the IB loop when there is one)."""
+        return self.faults.on_fatal
+
+    @property
+    def internal_errors(self) -> int:
+        """Callbacks that could not be converted or recorded (each recorded as a fault)."""
+        return self.faults.internal_errors
 
     @property
     def lost(self) -> int:
@@ -355,20 +360,20 @@ class Recorder:
 
     @property
     def committed_seq(self) -> int:
-        return self._writer.committed_seq
+        return self._handoff.committed_seq
 
     @property
     def last_seq(self) -> int:
         """Highest seq recorded (queued); ``committed_seq`` is the acknowledged part of it."""
-        return self._seq
+        return self._handoff.seq
 
     @property
     def fault(self) -> BaseException | None:
-        return self._fault
+        return self.faults.first
 
     @property
     def healthy(self) -> bool:
-        return self._fault is None
+        return self.faults.first is None
 
     @property
     def reconciling(self) -> bool:
@@ -380,12 +385,8 @@ class Recorder:
         return self._connects
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def writer(self) -> Writer:
-        return self._writer
+        return self._handoff.writer
 
     # --- the port reconciliation uses (ledger.ib.reconcile.RecorderPort) ---------------------------------
 
@@ -420,7 +421,7 @@ class Recorder:
         ``reqGlobalCancel`` is not recorded a second time by the hooks (matched on client id and
         order id: set ``order.orderId`` before recording).
         """
-        if self._closed:
+        if self.closed:
             raise RecorderError(f"recorder for session {self.session_id} is closed")
         try:
             _check_encodable(payload)
@@ -428,10 +429,9 @@ class Recorder:
             raise RecorderError(f"cannot record {type(payload).__name__}: not encodable ({exc})") from exc
         env = self._record(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
         if env is None:
-            raise RecorderError(f"could not record {ev.kind_of(payload)}: {self._fault}") from self._fault
-        key = self._intent_key(payload)
-        if key is not None:
-            self._prerecorded[key] = env  # the hook on ib.placeOrder / cancelOrder will not record it twice
+            fault = self.faults.first
+            raise RecorderError(f"could not record {ev.kind_of(payload)}: {fault}") from fault
+        self.intents.recorded_by_caller(payload, env)  # the hook that sends it will not record it twice
         return env
 
     @contextlib.contextmanager
@@ -444,13 +444,8 @@ class Recorder:
                 trade = ib.placeOrder(contract, order)
             intent_env = rec.last_intent
         """
-        loc = self._intent_local
-        prev = getattr(loc, "ctx", None)
-        loc.ctx = (correlation_id, causation_id)
-        try:
+        with self.intents.context(correlation_id, causation_id):
             yield
-        finally:
-            loc.ctx = prev
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """``callback(env, transitions, decisions)`` after fold + governor for every recorded event.
@@ -469,34 +464,34 @@ class Recorder:
 
     def on_commit(self, callback: Callable[[Sequence[Envelope], int], None]) -> None:
         """``callback(batch, commit_mono_ns)`` in the writer thread after each commit (keep it short)."""
-        self._writer.add_listener(callback)
+        self._handoff.add_listener(callback)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything recorded so far is committed; raise the fault if there is one."""
         self._drain_faults()
-        target = self._seq
-        ok = self._writer.wait_committed(target, timeout)
-        if self._fault is not None:
-            raise self._fault
+        target = self._handoff.seq
+        ok = self._handoff.wait_committed(target, timeout)
+        if self.faults.first is not None:
+            raise self.faults.first
         if not ok:
             raise RecorderError(
-                f"flush: seq {self._writer.committed_seq} of {target} committed after {timeout:.1f}s"
+                f"flush: seq {self._handoff.committed_seq} of {target} committed after {timeout:.1f}s"
             )
 
     async def flush_async(self, timeout: float = 5.0) -> None:
         """:meth:`flush` without blocking the event loop."""
         self._drain_faults()
-        target = self._seq
-        ok = await asyncio.get_running_loop().run_in_executor(None, self._writer.wait_committed, target, timeout)
-        if self._fault is not None:
-            raise self._fault
+        target = self._handoff.seq
+        ok = await asyncio.get_running_loop().run_in_executor(None, self._handoff.wait_committed, target, timeout)
+        if self.faults.first is not None:
+            raise self.faults.first
         if not ok:
-            raise RecorderError(f"flush: seq {self._writer.committed_seq} of {target} committed after {timeout}s")
+            raise RecorderError(f"flush: seq {self._handoff.committed_seq} of {target} committed after {timeout}s")
 
     def reconcile(self, reason: str = "manual") -> Any:
         """Reconcile now. Inside a running event loop: returns the task (await it). Otherwise runs the
         loop until done and returns the ``ReconcileEnded`` payload."""
-        return self._reconcile_now(reason)
+        return self.reconciler.run_now(reason)
 
     async def reconcile_async(self, reason: str = "manual") -> ev.ReconcileEnded:
         return await self.reconciler.run(reason)
@@ -504,31 +499,28 @@ class Recorder:
     def close(self, reason: str = "normal", timeout: float = 10.0) -> None:
         """Record ``session_ended``, commit everything, stop the writer, unhook. Re-raises a fault."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
-            self.reconciler.cancel()
-            if self.reconciler.bracket is not None:
-                self.reconciler._close(self.reconciler.bracket, dropped=True)
+            self.reconciler.stop()
             self._ensure_started()
             self._drain_faults_locked(force=True)
-            self._record(ev.SessionEnded(reason=reason, events=self._seq + 1), source="live", _reserve=True)
-            self._closed = True
+            self._record(ended_payload(reason, self._handoff.seq), source="live", _reserve=True)
+            self.closed = True
         self._unhook()
-        complete = self._writer.close(timeout)
-        self.losses.total += self._writer.lost
+        complete = self._handoff.close(timeout)
         if self._own_store:
             try:
                 self.store.close()
             except Exception:  # noqa: BLE001
                 log.exception("closing the store failed")
-        if not complete and self._fault is None:
-            self._fault = RecorderError(
-                f"close: {self._writer.enqueued_seq - self._writer.committed_seq} event(s) not committed"
+        if not complete and self.faults.first is None:
+            self.faults.first = RecorderError(
+                f"close: {self._handoff.enqueued_seq - self._handoff.committed_seq} event(s) not committed"
             )
-        if self._fault is not None:
+        if self.faults.first is not None:
             log.error("recorder closed with a fault (session %s, committed seq %s, lost %s): %s",
-                      self.session_id, self._writer.committed_seq, self.lost, self._fault)
-            raise self._fault
+                      self.session_id, self._handoff.committed_seq, self.lost, self.faults.first)
+            raise self.faults.first
 
     def __enter__(self) -> Recorder:
         return self
@@ -562,25 +554,26 @@ class Recorder:
         with self._lock:
             if recv_ns is None:
                 recv_ns, mono_ns = self._stamp()
-            outer_ctx = self._ctx
+            stamps = self._stamps
+            outer_ctx = stamps.ctx
             if outer_ctx is None:
-                self._ctx = (recv_ns, mono_ns or 0)
+                stamps.ctx = (recv_ns, mono_ns or 0)
             self._depth += 1
             try:
-                if self._closed:
+                if self.closed:
                     return None
                 if not self._started:
                     self._ensure_started()
-                if self._faults_inbox or self.losses.unreported:
+                if self.faults.to_tell():
                     self._drain_faults_locked()
                 env = self._enqueue(payload, source, correlation_id, causation_id, recv_ns, mono_ns or 0,
                                     _reserve)
                 if env is not None:
                     self._process(env, 0)
-                elif self._faults_inbox:
+                elif self.faults.inbox:
                     self._drain_faults_locked()
             finally:
-                self._ctx = outer_ctx
+                stamps.ctx = outer_ctx
                 self._depth -= 1
                 if self._depth == 0 and self._notify:
                     notify, self._notify = self._notify, []
@@ -594,47 +587,10 @@ class Recorder:
         self, payload: ev.Event, source: ev.Source, correlation_id: str | None, causation_id: str | None,
         recv_ns: int, mono_ns: int, reserve: bool = False,
     ) -> Envelope | None:
-        if self.stopped:  # the session is over for good: count, do not retry, do not report again
-            self.losses.count(ev.kind_of(payload), report=False)
-            return None
-        seq = self._seq + 1
-        env = envelope(self.session_id, seq, payload, recv_ns=recv_ns, mono_ns=mono_ns, source=source,
-                       correlation_id=correlation_id, causation_id=causation_id)
-        w = self._writer
-        if not w.put(env, 0.0, reserve=reserve):
-            # Wait for room only while the writer is making progress (behind, not failing: a full disk or
-            # a dead database will not drain in a second) and within the burst's total budget, so the
-            # IB loop is never frozen for more than max_block_s whatever the store does.
-            budget = min(self.full_block_s, self.max_block_s - self.blocked_s)
-            if not w.dead and not w.failing and budget > 0:
-                now = time.monotonic()
-                if now - self._full_warned_at > 5.0:
-                    self._full_warned_at = now
-                    log.warning(
-                        "recorder queue FULL (%d events waiting, writer behind): blocking the IB loop up to "
-                        "%.1fs (%.1fs left of %.1fs per burst) so nothing is lost", w.capacity - w.free(),
-                        budget, self.max_block_s - self.blocked_s, self.max_block_s,
-                    )
-                ok = w.put(env, budget, reserve=reserve)
-                self.blocked_s += time.monotonic() - now
-            else:
-                ok = False
-            if not ok:
-                kind = ev.kind_of(payload)
-                if self.losses.count(kind):
-                    # tell the engine now (through the reserve), not when the queue has room again
-                    self._faults_inbox.append(("queue full or writer stopped: events are being LOST", 0))
-                now = time.monotonic()
-                if self._fault is None or now - self._lost_logged_at > 1.0:
-                    self._lost_logged_at = now
-                    self._set_fault(
-                        RecorderError(f"recorder LOST events: queue full or writer stopped ({self.lost} lost so "
-                                      f"far, latest a {kind}; by kind: {self.lost_by_kind})"),
-                        report=False,
-                    )
-                return None
-        self._seq = seq
-        return env
+        return self._handoff.put(payload, source, correlation_id, causation_id, recv_ns, mono_ns, reserve)
+
+    def _on_lost(self, kind: str, burst_started: bool) -> None:
+        self.faults.lost(kind, burst_started)
 
     def _process(self, env: Envelope, depth: int) -> None:
         stepped = engine_step(self.engine, env)
@@ -693,171 +649,98 @@ class Recorder:
     # --- time -----------------------------------------------------------------------------------------
 
     def _stamp(self) -> tuple[int, int]:
-        """The receipt stamp: the triggering callback's while one is being recorded, else now."""
-        ctx = self._ctx
-        if ctx is not None:
-            return ctx
-        return time.time_ns(), time.monotonic_ns()
+        return self._stamps.now()
 
-    @contextlib.contextmanager
-    def _at(self, recv_ns: int, mono_ns: int) -> Iterator[None]:
-        """Everything recorded while handling one callback (session start, connection, brackets,
-        faults, decisions) carries that callback's receipt stamp, so stamps never go backwards."""
-        prev = self._ctx
-        self._ctx = (recv_ns, mono_ns)
-        try:
-            yield
-        finally:
-            self._ctx = prev
+    def _at(self, recv_ns: int, mono_ns: int) -> contextlib.AbstractContextManager[None]:
+        return self._stamps.at(recv_ns, mono_ns)
+
+    @property
+    def in_callback(self) -> bool:
+        """A callback or record call is being handled right now (its stamp is in force)."""
+        return self._stamps.in_callback
 
     # --- faults --------------------------------------------------------------------------------------
-
-    def _set_fault(self, exc: BaseException, *, report: bool = True) -> None:
-        first = self._fault is None
-        if first:
-            self._fault = exc
-        log.error("RECORDER FAULT (session %s): %s — new orders are blocked", self.session_id, exc)
-        if report:
-            self._faults_inbox.append((f"{type(exc).__name__}: {exc}", 0))
 
     def _after_commit(self, batch: Any, commit_ns: int) -> None:
         """Writer thread, after each commit: once the store takes events again, report what was lost
         (on the IB loop) without waiting for the next callback."""
-        if self.losses.unreported and not self._closed:
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._drain_faults)
+        if self.losses.unreported and not self.closed:
+            self._on_loop(self._drain_faults)
 
-    def _stop_for_good(self, exc: BaseException) -> None:
-        """The writer cannot go on (another writer owns the session's seqs, or the store file is gone):
-        stop the session with one fault, one log line and no more attempts."""
-        if isinstance(exc, SeqConflict):
-            why = (f"another writer appended to session {self.session_id} (expected seq {exc.expected}, got "
-                   f"{exc.got}): two recorders must not share a session id; this recorder stopped")
-        else:
-            why = f"{exc}; this recorder stopped"
-        self.stopped = why
-        self._fault = RecorderError(why)
-        self._fault.__cause__ = exc
-        log.error("RECORDER STOPPED (session %s): %s — new orders are blocked", self.session_id, why)
-        for fn in list(self.on_fatal):
-            loop = self._loop
-            try:
-                if loop is not None and not loop.is_closed():
-                    loop.call_soon_threadsafe(fn, why)
-                else:
-                    fn(why)
-            except Exception:  # noqa: BLE001 - a listener never breaks the stop
-                log.exception("on_fatal listener failed")
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
 
     def _on_writer_error(self, exc: BaseException) -> None:
         # writer thread: never take the recorder lock here (the loop thread may hold it while waiting
         # for queue room that only this thread can make)
         if isinstance(exc, (SeqConflict, StoreFileLost)):
             if not self.stopped:
-                self._stop_for_good(exc)
+                self.faults.stop(exc, self._loop)
             return
-        first = self._fault is None
-        if first:
-            self._fault = exc
-            log.error("RECORDER FAULT (session %s): store append failed: %s: %s — new orders are blocked; "
-                      "retrying", self.session_id, type(exc).__name__, exc)
-            self._faults_inbox.append((f"store append failed: {type(exc).__name__}: {exc}", 0))
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(self._drain_faults)
-                except RuntimeError:
-                    pass
+        if self.faults.store_failed(exc):
+            self._on_loop(self._drain_faults)
 
     def _drain_faults(self) -> None:
-        if self._closed:
+        if self.closed:
             return
         with self._lock:
             self._drain_faults_locked()
 
     def _drain_faults_locked(self, force: bool = False) -> None:
-        """Record pending faults. Lost events are reported in one ``RecorderFault`` once the queue has
-        room again (or at close), with the exact count since the previous report."""
+        """Record the faults waiting to be told (see :meth:`Faults.next_report`), each through the reserve."""
+        faults = self.faults
         if self.stopped:  # nothing can be recorded any more: the fault was told once, at the stop
-            self._faults_inbox.clear()
+            faults.inbox.clear()
             return
-        while self._faults_inbox or self.losses.unreported:
-            if self._faults_inbox:
-                message, lost = self._faults_inbox.popleft()
-            elif force or (self._writer.free() > 0 and not self._writer.failing):
-                message, lost = f"events lost while the queue was full (by kind so far: {self.lost_by_kind})", 0
-                self.losses.burst = False
-                self.blocked_s = 0.0  # the store keeps up again: a new burst gets a new budget
-            else:
-                return
+        while (report := faults.next_report(force)) is not None:
+            message, lost = report
             payload = ev.RecorderFault(message=message, lost=lost + self.losses.unreported)
             env = self._enqueue(payload, "live", None, None, *self._stamp(), reserve=True)
             if env is None:
-                self._faults_inbox.appendleft((message, 0))
+                faults.inbox.appendleft((message, 0))
                 return
             self.losses.take_unreported()
             self._process(env, 0)
 
-    def _internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
+    def internal_error(self, where: str, exc: BaseException, args: tuple = ()) -> None:
         """A callback could not be converted: record what we have as a fault (never drop silently)."""
-        self.internal_errors += 1
-        log.exception("recorder could not record %s (the library still handles it)", where)
         try:
-            text = repr(args)[:4000]
-        except Exception:  # noqa: BLE001
-            text = "<unrepresentable>"
-        try:
-            self._set_fault(RecorderError(f"could not record {where}: {type(exc).__name__}: {exc}"), report=False)
             with self._lock:
-                self._faults_inbox.append((f"unrecorded callback {where}: {exc}; args: {text}", 0))
+                self.faults.internal(where, exc, args)
                 self._drain_faults_locked()
         except Exception:  # noqa: BLE001
             log.exception("recorder fault reporting failed")
 
-    # --- hooks -----------------------------------------------------------------------------------------
+    # --- the port the client hooks use (ledger.ib.client_hooks.HookPort) --------------------------------
 
-    def _callback_hook(self, name: str, builder: adapter.Builder, original: Callable[..., Any]) -> Any:
-        is_error = name == "error"
-        is_accounts = name == "managedAccounts"
-        lock = self._lock
+    def on_callback(self, name: str, payload: ev.Event, args: tuple, recv_ns: int, mono_ns: int) -> None:
+        """A wrapper callback: start the session if needed, record it (attributed to a reconciliation
+        bracket when one is open), all under the callback's stamp."""
+        if self._loop is None:
+            self._capture_loop()
         rc = self.reconciler
-        time_ns = time.time_ns
-        monotonic_ns = time.monotonic_ns
-
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time_ns()
-            mono_ns = monotonic_ns()
-            if not self._closed:
-                try:
-                    a = adapter.bind_args(original, args, kwargs) if kwargs else args
-                    payload = builder(*a)
-                    if self._loop is None:
-                        self._capture_loop()
-                    with lock:
-                        prev = self._ctx
-                        self._ctx = (recv_ns, mono_ns)  # see _at(): one stamp for all this callback causes
-                        try:
-                            if not self._started:
-                                self._ensure_started(
-                                    accounts=payload.accounts.split(",") if is_accounts else None  # type: ignore[attr-defined]
-                                )
-                            if rc.bracket is None:
-                                self._record(payload, recv_ns=recv_ns, mono_ns=mono_ns)
-                            else:
-                                source = rc.source_for(name, a)
-                                self._record(payload, source=source, recv_ns=recv_ns, mono_ns=mono_ns)  # type: ignore[arg-type]
-                                rc.on_recorded(name, source)
-                            if is_error:
-                                rc.on_error(payload.code)  # type: ignore[attr-defined]
-                        finally:
-                            self._ctx = prev
-                except Exception as exc:  # noqa: BLE001 - the library must still see the callback
-                    self._internal_error(name, exc, args)
-            return original(*args, **kwargs)
-
-        return hook
+        stamps = self._stamps
+        with self._lock:
+            prev = stamps.ctx
+            stamps.ctx = (recv_ns, mono_ns)  # one stamp for all this callback causes
+            try:
+                if not self._started:
+                    self._ensure_started(
+                        accounts=payload.accounts.split(",") if name == "managedAccounts" else None  # type: ignore[attr-defined]
+                    )
+                if rc.bracket is None:
+                    self._record(payload, recv_ns=recv_ns, mono_ns=mono_ns)
+                else:
+                    source = rc.source_for(name, args)
+                    self._record(payload, source=source, recv_ns=recv_ns, mono_ns=mono_ns)  # type: ignore[arg-type]
+                    rc.on_recorded(name, source)
+                if name == "error":
+                    rc.on_error(payload.code)  # type: ignore[attr-defined]
+            finally:
+                stamps.ctx = prev
 
     def _capture_loop(self) -> None:
         try:
@@ -865,47 +748,21 @@ class Recorder:
         except RuntimeError:
             pass
 
-    def _connect_ack_hook(self, original: Callable[..., Any]) -> Any:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time.time_ns()
-            mono_ns = time.monotonic_ns()
-            if not self._closed:
-                try:
-                    self._capture_loop()
-                    payload = adapter.connected(self.ib.client)
-                    with self._lock, self._at(recv_ns, mono_ns):
-                        if not self._started:
-                            # session_started waits for managedAccounts (the next message) to name the account
-                            self._pending_connect = (payload, recv_ns, mono_ns)
-                        else:
-                            self._on_connect(payload, recv_ns, mono_ns, sync=True)
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("connectAck", exc, args)
-            return original(*args, **kwargs)
+    def on_connect_ack(self, payload: ev.Connected, recv_ns: int, mono_ns: int) -> None:
+        """The handshake completed. Before the session started, ``session_started`` waits for
+        ``managedAccounts`` (the next message) to name the account."""
+        self._capture_loop()
+        with self._lock, self._at(recv_ns, mono_ns):
+            if not self._started:
+                self._pending_connect = (payload, recv_ns, mono_ns)
+            else:
+                self._on_connect(payload, recv_ns, mono_ns, sync=True)
 
-        return hook
+    def on_connection_closed(self) -> None:
+        self._disconnected(self._last_api_error or "connection closed by the server")
 
-    def _closed_hook(self, original: Callable[..., Any]) -> Any:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            if not self._closed:
-                try:
-                    self._disconnected(self._last_api_error or "connection closed by the server")
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("connectionClosed", exc, args)
-            return original(*args, **kwargs)
-
-        return hook
-
-    def _disconnect_hook(self, original: Callable[..., Any]) -> Any:
-        def hook(*args: Any, **kwargs: Any) -> Any:
-            if not self._closed:
-                try:
-                    self._disconnected("client disconnect")
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("disconnect", exc, args)
-            return original(*args, **kwargs)
-
-        return hook
+    def on_disconnect(self) -> None:
+        self._disconnected("client disconnect")
 
     def _disconnected(self, reason: str) -> None:
         with self._lock, self._at(time.time_ns(), time.monotonic_ns()):
@@ -918,155 +775,52 @@ class Recorder:
             self._record(ev.Disconnected(reason=reason))
             self._last_api_error = ""
 
-    def _on_api_error(self, msg: Any) -> None:
+    def on_api_error(self, msg: Any) -> None:
         self._last_api_error = str(msg)
 
-    def _on_connected_event(self, *args: Any) -> None:
-        if self._closed:
+    def on_synchronized(self, *args: Any) -> None:
+        if self.closed:
             return
         try:
             with self._lock:
                 self.reconciler.on_synchronized()
         except Exception as exc:  # noqa: BLE001
-            self._internal_error("connectedEvent", exc, args)
+            self.internal_error("connectedEvent", exc, args)
+
+    def was_placed(self, key: tuple[int, int]) -> bool:
+        return key in self.intents.placed
+
+    def on_place(self, payload: ev.PlaceOrder, key: tuple[int, int]) -> BaseException | None:
+        return self.intents.place(payload, key)
+
+    def on_unchecked_place(self, exc: BaseException, order_id: int, symbol: str, args: tuple) -> BaseException | None:
+        """Recorded as a fault; governed and enforcing, the order is not sent (fail closed)."""
+        self.internal_error("placeOrder", exc, args)
+        return self.intents.unchecked_place(exc, order_id, symbol, self.governed and self.engine.config.state.enforce)
+
+    def on_cancel(self, payload: ev.CancelOrder) -> None:
+        self.intents.cancel(payload)
+
+    def on_global_cancel(self, payload: ev.GlobalCancel) -> None:
+        self.intents.record(payload)
+        if self.governed:
+            # placements still queued in the client would go out after the global cancel and be live:
+            # they are dropped instead (never sent)
+            self.kill_switch.drop_unsent()
+
+    def on_price(self, obs: ev.PriceObserved, recv_ns: int, mono_ns: int) -> None:
+        with self._lock:
+            self._record(obs, recv_ns=recv_ns, mono_ns=mono_ns)
 
     def _client_id(self) -> int:
-        cid = getattr(self.ib.wrapper, "clientId", None)
-        if cid is None or cid == -1:
-            cid = getattr(self.ib.client, "clientId", 0)
-        try:
-            return int(cid)
-        except (TypeError, ValueError):
-            return 0
+        return client_hooks.client_id(self.ib)
 
-    def _intent_key(self, payload: ev.Event) -> tuple | None:
-        if isinstance(payload, ev.PlaceOrder):  # ModifyOrder included
-            return ("place", payload.client_id or self._client_id(), payload.order_id)
-        if isinstance(payload, ev.CancelOrder):
-            return ("cancel", payload.client_id or self._client_id(), payload.order_id)
-        if isinstance(payload, ev.GlobalCancel):
-            return ("global",)
-        return None
-
-    def _record_intent(self, payload: ev.Event) -> None:
-        if self._prerecorded:
-            pre = self._prerecorded.pop(self._intent_key(payload), None)
-            if pre is not None:  # already recorded through rec.record() just before sending
-                self.last_intent = pre
-                return
-        ctx = getattr(self._intent_local, "ctx", None)
-        correlation_id, causation_id = ctx if ctx is not None else (None, None)
-        env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id)
-        if env is not None:
-            self.last_intent = env
-
-    def _place_hook(self, original: Callable[..., Any]) -> Any:
-        def placeOrder(contract: Any, order: Any, *args: Any, **kwargs: Any) -> Any:
-            blocked: ev.GovernorDecision | None = None
-            client = self.ib.client
-            # governed: also in the moment between the socket and the API being up (the library would send)
-            if not self._closed and (client.isReady() or (self.governed and client.isConnected())):
-                try:
-                    if not getattr(order, "orderId", 0):
-                        # the id the library would assign, assigned first so the intent carries it
-                        order.orderId = self.ib.client.getReqId()
-                    cid = self._client_id()
-                    oid = int(order.orderId)
-                    key = (cid, oid)
-                    modify = key in self._placed or key in getattr(self.ib.wrapper, "trades", {})
-                    payload = adapter.place_order(contract, order, oid, cid, modify=modify)
-                    if self.governed and self._intent_key(payload) not in self._prerecorded:
-                        decision = self._govern_intent(payload)
-                        if decision.decision == "BLOCK" and not decision.action.startswith("shadow_"):
-                            blocked = decision
-                    else:
-                        self._record_intent(payload)
-                    if blocked is None:
-                        self._placed[key] = None
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("placeOrder", exc, (contract, order))
-                    if self.governed and self.engine.config.state.enforce:
-                        # fail closed: an order the governor could not check is not sent
-                        blocked = ev.GovernorDecision(
-                            decision="BLOCK", reason="RECORDER_FAULT", action="place",
-                            order_id=int(getattr(order, "orderId", 0) or 0),
-                            symbol=str(getattr(contract, "symbol", "") or ""),
-                            message=f"the order could not be checked and recorded ({type(exc).__name__}: {exc})",
-                        )
-            if blocked is not None:
-                raise OrderBlocked(blocked)
-            return original(contract, order, *args, **kwargs)
-
-        return placeOrder
-
-    def _govern_intent(self, payload: ev.Event) -> ev.GovernorDecision:
-        """The engine's protocol for one intent: pre-check on the state before it, record the intent,
-        then its decision (caused by the intent), one stamp for both. Returns the decision."""
-        ctx = getattr(self._intent_local, "ctx", None)
-        correlation_id, causation_id = ctx if ctx is not None else (None, None)
-        with self._lock:
-            recv_ns, mono_ns = self._stamp()
-            decision = self.engine.pre_check(payload, recv_ns)  # type: ignore[arg-type]
-            i_env = self._record(payload, correlation_id=correlation_id, causation_id=causation_id,
-                                 recv_ns=recv_ns, mono_ns=mono_ns)
-            if i_env is None:
-                raise RecorderError(f"the intent could not be recorded: {self._fault}")
-            self.last_intent = i_env
-            self._record(decision, correlation_id=correlation_id, causation_id=event_ref(i_env),
-                         recv_ns=recv_ns, mono_ns=mono_ns)
-        return decision
-
-    def _cancel_hook(self, original: Callable[..., Any]) -> Any:
-        def cancelOrder(order: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._closed and self.ib.client.isReady():
-                try:
-                    payload = adapter.cancel_order(order, self._client_id())
-                    if self.governed and self._intent_key(payload) not in self._prerecorded:
-                        self._govern_intent(payload)
-                    else:
-                        self._record_intent(payload)
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("cancelOrder", exc, (order,))
-            if self.governed and self.ib.client.isConnected():
-                # a cancel reduces risk: it goes out now, not behind the client's request throttle
-                return send_ahead(self.ib.client, lambda: original(order, *args, **kwargs))
-            return original(order, *args, **kwargs)
-
-        return cancelOrder
+    @property
+    def last_intent(self) -> Envelope | None:
+        """The envelope of the latest intent recorded by a hook (or found recorded by the caller)."""
+        return self.intents.last
 
     # --- market prices ---------------------------------------------------------------------------------
-
-    def _tick_hook(self, original: Callable[..., Any]) -> Any:
-        """Price ticks of the strategy's own subscriptions become ``price_observed`` (sampled, see
-        :class:`~ledger.core.prices.PriceSampler`): the governor prices market orders from them."""
-        sampler = self.prices
-        wrapper = self.ib.wrapper
-        interval_ns, move = sampler.interval_ns, sampler.move
-        fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
-        monotonic_ns = time.monotonic_ns
-
-        def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._closed and tickType in PRICE_TICKS:
-                try:
-                    mono_ns = monotonic_ns()
-                    f = fast.get(reqId)
-                    # the common case, decided without building anything: too soon, or no move
-                    if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
-                        ticker = getattr(wrapper, "reqId2Ticker", {}).get(reqId)
-                        contract = getattr(ticker, "contract", None)
-                        mdt = int(getattr(ticker, "marketDataType", 0) or 0)
-                        obs = observation(contract, int(tickType), price, mdt)
-                        if obs is not None and sampler.keep(obs, mono_ns):
-                            fast[reqId] = (mono_ns, obs.price)
-                            with self._lock:
-                                self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
-                    else:
-                        sampler.seen += 1
-                except Exception as exc:  # noqa: BLE001 - the library must still see the tick
-                    self._internal_error(_PRICE_TICK, exc, (reqId, tickType, price))
-            return original(reqId, tickType, price, *args, **kwargs)
-
-        return hook
 
     def record_price(self, contract: Any, price: float, *, tick: str = "last", market_data_type: int = 1,
                      origin: str = "snapshot") -> Envelope | None:
@@ -1086,38 +840,6 @@ class Recorder:
         an emergency cancel carried out at once)."""
         for d in decisions:
             self.record(d)
-
-    def _global_cancel_hook(self, original: Callable[..., Any]) -> Any:
-        def reqGlobalCancel(*args: Any, **kwargs: Any) -> Any:
-            if not self._closed and self.ib.client.isReady():
-                try:
-                    self._record_intent(adapter.global_cancel())
-                    if self.governed:
-                        # placements still queued in the client would go out after the global cancel
-                        # and be live: they are dropped instead (never sent)
-                        self.kill_switch.drop_unsent()
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error("reqGlobalCancel", exc)
-            if self.governed and self.ib.client.isConnected():
-                return send_ahead(self.ib.client, lambda: original(*args, **kwargs))
-            return original(*args, **kwargs)
-
-        return reqGlobalCancel
-
-    # --- reconciliation ------------------------------------------------------------------------------
-
-    def _reconcile_now(self, reason: str) -> Any:
-        try:
-            asyncio.get_running_loop()
-            running = True
-        except RuntimeError:
-            running = False
-        if running:
-            task = self.reconciler.schedule(reason)
-            return task
-        from ledger.ib.library import util
-
-        return util.run(self.reconciler.run(reason))
 
 
 _payload_encoder = msgspec.msgpack.Encoder()

@@ -41,47 +41,12 @@ class RecordingResult(Struct, kw_only=True):
         return not self.fault and self.committed_seq == self.events
 
 
-def run_recording(
-    host: str,
-    port: int,
-    client_id: int,
-    store_url: str,
-    account: str | None = None,
-    *,
-    mode: str = "paper",
-    config_hash: str = "",
-    governor_config: Any = None,
-    session_id: str | None = None,
-    readonly: bool = False,
-    timeout: float = 4.0,
-    queue_size: int = 10_000,
-    max_delay: float = 30.0,
-    stop: threading.Event | None = None,
-    handle_signals: bool = True,
-    on_event: Callable[[Any, list, list], None] | None = None,
-    on_state: Callable[[str, str], None] | None = None,
-    on_ready: Callable[[Recorder], None] | None = None,
-    switch_interval: float | None = 0.0005,
-) -> RecordingResult:
-    """Record until SIGINT/SIGTERM (or ``stop`` is set), then close the session cleanly.
-
-    ``account``: when given, the server must report it (``managedAccounts``), else recording stops
-    with reason ``"account mismatch: ..."``; it is also written into ``session_started``.
-    ``on_event(env, transitions, decisions)`` is the recorder subscription (IB loop thread);
-    ``on_state(state, detail)`` hears "connecting" / "connected" / "failed" / "disconnected";
-    ``on_ready(recorder)`` runs once the recorder is attached (before the first connect).
-    ``switch_interval``: this process only records, so the GIL switch interval is shortened (0.5 ms)
-    for quicker hand-offs between the IB loop and the writer thread (lower commit latency).
-    Blocks; run it in the main thread to get the signal handling.
-    """
-    return asyncio.run(
-        record_async(
-            host, port, client_id, store_url, account, mode=mode, config_hash=config_hash,
-            governor_config=governor_config, session_id=session_id, readonly=readonly, timeout=timeout,
-            queue_size=queue_size, max_delay=max_delay, stop=stop, handle_signals=handle_signals,
-            on_event=on_event, on_state=on_state, on_ready=on_ready, switch_interval=switch_interval,
-        )
-    )
+def run_recording(*args: Any, switch_interval: float | None = 0.0005, **kwargs: Any) -> RecordingResult:
+    """:func:`record_async` run to completion on its own event loop (same arguments). Blocks; run it in
+    the main thread to get the signal handling. ``switch_interval``: this process only records, so the
+    GIL switch interval is shortened (0.5 ms) for quicker hand-offs between the IB loop and the writer
+    thread (lower commit latency)."""
+    return asyncio.run(record_async(*args, switch_interval=switch_interval, **kwargs))
 
 
 async def record_async(
@@ -106,7 +71,15 @@ async def record_async(
     on_ready: Callable[[Recorder], None] | None = None,
     switch_interval: float | None = None,
 ) -> RecordingResult:
-    """:func:`run_recording` on the running loop."""
+    """Record until SIGINT/SIGTERM (or ``stop`` is set), then close the session cleanly.
+
+    ``account``: when given, the server must report it (``managedAccounts``), else recording stops
+    with reason ``"account mismatch: ..."``; it is also written into ``session_started``.
+    ``on_event(env, transitions, decisions)`` is the recorder subscription (IB loop thread);
+    ``on_state(state, detail)`` hears "connecting" / "connected" / "failed" / "disconnected";
+    ``on_ready(recorder)`` runs once the recorder is attached (before the first connect).
+    ``switch_interval``: see :class:`~ledger.live.recorder.Recorder` (not touched by default here).
+    """
     from ledger.core.engine import Engine
     from ledger.ib.library import IB
 

@@ -1,9 +1,9 @@
-"""How a recording session begins: the ``session_started`` fact and the governor's carry-over.
+"""How a recording session begins and ends: ``session_started``, the governor's carry-over, ``session_ended``.
 
-Kept apart from the recorder's hot path because both run once per session and both only read:
-the payload is built from what the connected client reports (nothing is recorded here), and the
-carry-over folds the account's previous session into the engine, whose decisions are facts
-already and so are not recorded again.
+Kept apart from the recorder's hot path because all run once per session and all only read: the
+payloads are built from what the connected client reports and what was recorded (nothing is recorded
+here), and the carry-over folds the account's previous session into the engine, whose decisions are
+facts already and so are not recorded again. A session without ``session_ended`` is a crashed one.
 """
 
 from __future__ import annotations
@@ -77,3 +77,8 @@ def carry_over(store: EventStore, engine: Any, *, session_id: str, account: str,
     except Exception:  # noqa: BLE001 - a new session still starts, with the configured initial state
         log.exception("could not read the previous session of account %s: the governor starts afresh", account)
     return None
+
+
+def ended_payload(reason: str, last_seq: int) -> ev.SessionEnded:
+    """The last fact of a session; ``events`` counts it too (it takes seq ``last_seq + 1``)."""
+    return ev.SessionEnded(reason=reason, events=last_seq + 1)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.core import events as ev
-from tests.core.test_governor import Session
+from tests.support.governor import Session
 
 UNSET = sys.float_info.max  # what ib_insync / ib_async put in every unset price
 

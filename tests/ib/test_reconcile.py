@@ -282,3 +282,24 @@ def test_keep_connected_backs_off_with_jitter_until_the_server_appears(sqlite_ur
 
 def test_all_queries_named():
     assert QUERIES == ("open_orders", "completed_orders", "executions", "positions")
+
+
+def test_closing_inside_a_reconciliation_ends_its_bracket_before_the_session(sim, sqlite_url):
+    ib = IB()
+    rec = Recorder.attach(ib, sqlite_url)
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=12, timeout=3)
+        assert wait_for(ib, lambda: not rec.reconciling)
+        ended = rec.reconcile("outside a loop")  # no running loop: runs until done, returns the payload
+        assert isinstance(ended, ev.ReconcileEnded) and ended.ok
+        with rec.lock:
+            rec.reconciler._open("held open", "query")  # a bracket whose queries never run
+        assert rec.reconciling
+        rec.close()  # still connected: the session ends inside the bracket
+    finally:
+        ib.disconnect()
+        rec.close()
+    envs = stored(sqlite_url, rec.session_id)
+    assert [e.kind for e in envs][-2:] == ["reconcile_ended", "session_ended"]
+    assert envs[-2].payload.ok is False and envs[-2].payload.unknown == list(QUERIES)
+    assert [reason for reason, _ in brackets(envs)][-2:] == ["outside a loop", "held open"]

@@ -131,3 +131,14 @@ def test_account_check_after_connect():
 def test_partial_for_doctor():
     values, origin = partial(env={"IBKR_PORT": "4002"})
     assert values == {"port": 4002} and origin == {"port": "environment $IBKR_PORT"}
+
+
+def test_a_simulated_session_expects_the_account_the_simulator_manages():
+    """One home for the simulated session's defaults (ledger.core.events): the simulator's own default
+    account must be the one ``--simulate`` expects, and the doctor's probe id is never the session's."""
+    from ledger.core.events import SIMULATOR_CLIENT_ID
+    from ledger.ib.doctor import PROBE_CLIENT_ID
+    from replay.tws.broker import Broker
+
+    assert Broker().accounts == (SIMULATOR_ACCOUNT,)
+    assert PROBE_CLIENT_ID != SIMULATOR_CLIENT_ID

@@ -116,7 +116,7 @@ def test_disk_full_fails_fast_counts_losses_and_reports_them_when_writable(sim, 
             assert rec.lost > 0
             lost_while_full = rec.lost
             filler.unlink()  # space again: the writer's retry goes through
-            assert wait_for(ib, lambda: rec._writer.committed_seq == rec._writer.enqueued_seq, 20)
+            assert wait_for(ib, lambda: rec.writer.committed_seq == rec.writer.enqueued_seq, 20)
             _status_burst(ib, 1, start=1000)  # the next callback carries the loss report
             with contextlib.suppress(StoreError):
                 rec.flush(timeout=10)

@@ -71,3 +71,10 @@ def test_an_unreadable_store_starts_the_governor_afresh(sqlite_url, caplog):
         assert carry_over(store, engine, session_id="now", account="DU1") is None
     assert engine.trading_state == "ACTIVE"
     assert "starts afresh" in caplog.text
+
+
+def test_the_session_end_counts_itself():
+    from ledger.live.session_life import ended_payload
+
+    end = ended_payload("normal", 41)
+    assert (end.reason, end.events) == ("normal", 42)

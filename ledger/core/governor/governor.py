@@ -6,15 +6,15 @@ events (``recv_ns``; the ``now_ns`` given to :meth:`Governor.pre_check` is the i
 ``recv_ns``). No clock, no uuid4, no randomness, no set iteration: two runs over one stream give the same
 decisions, live and in replay, with no replay branch anywhere.
 
-Decisions (``ledger.core.events.GovernorDecision``):
+Decisions (``ledger.core.events.GovernorDecision``; the reason codes are in :mod:`ledger.core.governor.reasons`):
 
 * ``ALLOW`` / ``BLOCK`` -- answers of :meth:`pre_check` for a place / modify / cancel intent. Cancels are
-  always allowed (they reduce risk). A BLOCK carries a reason code from :data:`BLOCK_REASONS` and the
+  always allowed (they reduce risk). A BLOCK carries a reason code from ``BLOCK_REASONS`` and the
   numbers behind it in ``details`` (``limit``, ``value``, ...).
 * ``STATE_CHANGE`` -- the trading state changed. *Derived* ones (a circuit breaker tripped,
-  :data:`DERIVED_REASONS`) are made by the governor itself and applied the moment they are made; when
+  ``DERIVED_REASONS``) are made by the governor itself and applied the moment they are made; when
   the recorded copy flows back through :meth:`observe` it changes nothing. *Input* ones (an operator's
-  halt / resume / reducing, or the state carried into a new session, :data:`INPUT_REASONS`) are applied
+  halt / resume / reducing, or the state carried into a new session, ``INPUT_REASONS``) are applied
   when they are observed: they are facts the governor cannot re-derive, so a replay honours them.
 * ``EMERGENCY_CANCEL`` -- one per order that may be live, after a breaker tripped with
   ``breakers.emergency_cancel`` on, or after an operator's halt with ``cancel_all``: the caller cancels it.
@@ -26,6 +26,7 @@ governor limits the orders *it* let through); input STATE_CHANGEs set the tradin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ledger.core import events as ev
@@ -40,65 +41,30 @@ from ledger.core.governor.pricing import (
     _price_set,
     _sym_key,
 )
+from ledger.core.governor.reasons import (
+    ACTIVE,
+    BREAKER_ANOMALIES,
+    BREAKER_ERRORS,
+    BREAKER_REJECTIONS,
+    CARRIED_OVER,
+    HALTED,
+    INPUT_REASONS,
+    MANUAL_RESUME,
+    OK,
+    REDUCING,
+)
+from ledger.core.governor.rules import CANCELLABLE, RULES, SIDES, Check
 from ledger.core.governor.window import _Window
 from ledger.core.governor_config import GovernorConfig, default_config
 
-__all__ = [
-    "BLOCK_REASONS",
-    "DERIVED_REASONS",
-    "INPUT_REASONS",
-    "Governor",
-    "Intent",
-    "is_precheck",
-]
+__all__ = ["OBSERVERS", "Governor", "Intent", "is_precheck"]
 
 Intent = ev.PlaceOrder | ev.ModifyOrder | ev.CancelOrder
 
-ACTIVE, HALTED, REDUCING = "ACTIVE", "HALTED", "REDUCING"
-OK = "OK"
-
-# BLOCK reason codes, in the order the rules are checked (the first failing rule decides).
-RECORDER_FAULT = "RECORDER_FAULT"
-RECONCILING = "RECONCILING"
-LEDGER_STALE = "LEDGER_STALE"
-HALTED_REASON = "HALTED"
-SYMBOL_DENIED = "SYMBOL_DENIED"
-SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
-INVALID_ORDER = "INVALID_ORDER"
-MAX_QTY = "MAX_QTY"
-UNKNOWN_MULTIPLIER = "UNKNOWN_MULTIPLIER"
-MARKET_ORDER_NO_PRICE = "MARKET_ORDER_NO_PRICE"
-MAX_NOTIONAL = "MAX_NOTIONAL"
-REDUCING_ONLY = "REDUCING_ONLY"
-MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
-RATE_LIMIT_SEC = "RATE_LIMIT_SEC"
-RATE_LIMIT_MIN = "RATE_LIMIT_MIN"
-BLOCK_REASONS: tuple[str, ...] = (
-    RECORDER_FAULT, RECONCILING, LEDGER_STALE, HALTED_REASON, SYMBOL_DENIED, SYMBOL_NOT_ALLOWED, INVALID_ORDER,
-    MAX_QTY, UNKNOWN_MULTIPLIER, MARKET_ORDER_NO_PRICE, MAX_NOTIONAL, REDUCING_ONLY, MAX_OPEN_ORDERS,
-    RATE_LIMIT_SEC, RATE_LIMIT_MIN,
-)  # fmt: skip
-
-# STATE_CHANGE / EMERGENCY_CANCEL reasons
-BREAKER_REJECTIONS = "BREAKER_REJECTIONS"
-BREAKER_ERRORS = "BREAKER_ERRORS"
-BREAKER_ANOMALIES = "BREAKER_ANOMALIES"
-DERIVED_REASONS: tuple[str, ...] = (BREAKER_REJECTIONS, BREAKER_ERRORS, BREAKER_ANOMALIES)
-MANUAL_HALT = "MANUAL_HALT"
-MANUAL_RESUME = "MANUAL_RESUME"
-MANUAL_REDUCING = "MANUAL_REDUCING"
-CARRIED_OVER = "CARRIED_OVER"
-INPUT_REASONS: tuple[str, ...] = (MANUAL_HALT, MANUAL_RESUME, MANUAL_REDUCING, CARRIED_OVER)
 _INPUT = frozenset(INPUT_REASONS)
 
 _SEC_NS = 1_000_000_000
 _MIN_NS = 60 * _SEC_NS
-_SIDES = {"BUY": 1, "SELL": -1, "SSHORT": -1, "SLONG": -1}
-# States of an order the broker may be working (an emergency cancel targets them). Created (allowed,
-# not sent), Blocked and AwaitingExecutions (the broker says Filled) are left alone.
-_CANCELLABLE = frozenset(
-    {sm.UNCONFIRMED, sm.UNKNOWN, sm.PENDING_SUBMIT_STATE, sm.WORKING, sm.PARTIALLY_FILLED, sm.INACTIVE_STATE}
-)
 _PRECHECK_ACTIONS = frozenset({"place", "modify", "cancel"})
 _SHADOW = frozenset({"shadow_place", "shadow_modify"})
 
@@ -131,8 +97,8 @@ class Governor:
         self.trading_state: str = cfg.state.initial
         self.recorder_fault = False
         lim = cfg.limits
-        self._rate_sec = _Window(lim.max_orders_per_sec, _SEC_NS)
-        self._rate_min = _Window(lim.max_orders_per_min, _MIN_NS)
+        self.rate_sec = _Window(lim.max_orders_per_sec, _SEC_NS)
+        self.rate_min = _Window(lim.max_orders_per_min, _MIN_NS)
         br = cfg.breakers
         span = int(br.window_s * _SEC_NS)
         self._breakers: dict[str, _Window] = {
@@ -142,8 +108,8 @@ class Governor:
         }
         self._ignored_errors = frozenset(br.ignore_error_codes)
         self._ignored_anomalies = frozenset(br.ignore_anomalies)
-        self._deny = frozenset(cfg.deny_symbols)
-        self._allow = frozenset(cfg.allow_symbols)
+        self.deny = frozenset(cfg.deny_symbols)
+        self.allow = frozenset(cfg.allow_symbols)
         self._open: dict[str, OrderView] = {}  # orders not done, in order of becoming open
         # latest prices by con_id (int) and by symbol (str): market observations and execution prices
         self._market_price: dict[int | str, float] = {}
@@ -158,77 +124,103 @@ class Governor:
     # --- learning from events ------------------------------------------------------------------
 
     def observe(self, env: Envelope, transitions: list[Transition]) -> list[GovernorDecision]:
-        """React to one envelope the fold has just applied; return the decisions to record (often none)."""
+        """React to one envelope the fold has just applied; return the decisions to record (often none).
+
+        First what the fold derived (orders opening and closing, rejections, anomalies), then what the
+        event itself says, through :data:`OBSERVERS` (one small method per kind the governor learns from)."""
         out: list[GovernorDecision] = []
-        p = env.payload
-        fold = self.fold
-        ns = env.recv_ns
         if env.session_id != self._session:
             self._session = env.session_id
         if transitions:
-            orders = fold.orders
-            opened = self._open
-            for t in transitions:
-                key = t.key
-                v = orders.get(key)
-                if v is None or v.is_done:
-                    opened.pop(key, None)
-                elif key not in opened:
-                    opened[key] = v
-                if t.to_state == sm.REJECTED and t.from_state != sm.REJECTED:
-                    self._trip(BREAKER_REJECTIONS, ns, env, out)
-        n_anom = len(fold.anomalies)
-        if n_anom != self._n_anomalies:
-            new = fold.anomalies[self._n_anomalies : n_anom]
-            self._n_anomalies = n_anom
-            for a in new:
-                if a.kind not in self._ignored_anomalies:
-                    self._trip(BREAKER_ANOMALIES, ns, env, out)
-        typ = type(p)
-        if typ is ev.OrderStatus:
-            if p.status == sm.INACTIVE:  # Inactive without whyHeld is done without a state transition
-                for key in [k for k, v in self._open.items() if v.is_done]:
-                    del self._open[key]
-        elif typ is ev.GovernorDecision:
-            self._on_decision(p, ns)
-        elif typ is ev.PriceObserved:
-            if _price_set(p.price):
-                if p.con_id:
-                    self._market_price[p.con_id] = p.price
-                if p.symbol:
-                    self._market_price[_sym_key(p.symbol, p.sec_type)] = p.price
-        elif typ is ev.ExecDetails:
-            if p.shares > 0 and _price_set(p.price):
-                if p.con_id:
-                    self._last_price[p.con_id] = p.price
-                if p.symbol:
-                    self._last_price[_sym_key(p.symbol, p.sec_type)] = p.price
-            self._learn_multiplier(p.con_id, p.contract)
-        elif typ is ev.OpenOrder or typ is ev.CompletedOrder:
-            self._learn_multiplier(p.con_id, p.contract)
-        elif typ is ev.Disconnected:
-            self.stale = True
-        elif typ is ev.Error:
-            code = p.code
-            if code == 1100 or code == 1101:  # connectivity lost / restored with data lost
-                self.stale = True
-            if not (1100 <= code <= 1300 or 2100 <= code <= 2199 or code in self._ignored_errors):
-                self._trip(BREAKER_ERRORS, ns, env, out)
-        elif typ is ev.RecorderFault:
-            if self.config.state.block_after_recorder_fault:
-                self.recorder_fault = True
-        elif typ is ev.ReconcileEnded:
-            self.stale = False
-            if p.ok and not p.unknown:
-                self.recorder_fault = False
-        elif typ is ev.SessionStarted:
-            self._session_client[env.session_id] = p.client_id
-            self._sessions_seen += 1
-            if self._sessions_seen > 1 and self.trading_state != self.config.state.initial:
-                out.append(self._state_change(self.trading_state, CARRIED_OVER, "state carried into a new session"))
-        elif typ is ev.Connected:
-            self._session_client[env.session_id] = p.client_id
+            self._track_orders(env, transitions, out)
+        if len(self.fold.anomalies) != self._n_anomalies:
+            self._count_anomalies(env, out)
+        observer = OBSERVERS.get(type(env.payload))
+        if observer is not None:
+            observer(self, env, out)
         return out
+
+    def _track_orders(self, env: Envelope, transitions: list[Transition], out: list[GovernorDecision]) -> None:
+        """Orders not done, in the order they became open; a broker rejection counts for its breaker."""
+        orders = self.fold.orders
+        opened = self._open
+        for t in transitions:
+            key = t.key
+            v = orders.get(key)
+            if v is None or v.is_done:
+                opened.pop(key, None)
+            elif key not in opened:
+                opened[key] = v
+            if t.to_state == sm.REJECTED and t.from_state != sm.REJECTED:
+                self._trip(BREAKER_REJECTIONS, env.recv_ns, env, out)
+
+    def _count_anomalies(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        """The anomalies the fold flagged with this event, minus the ignored kinds, count for their breaker."""
+        anomalies = self.fold.anomalies
+        new = anomalies[self._n_anomalies :]
+        self._n_anomalies = len(anomalies)
+        for a in new:
+            if a.kind not in self._ignored_anomalies:
+                self._trip(BREAKER_ANOMALIES, env.recv_ns, env, out)
+
+    # one method per event kind the governor learns from (see OBSERVERS)
+
+    def _on_order_status(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        if env.payload.status == sm.INACTIVE:  # Inactive without whyHeld is done without a state transition
+            for key in [k for k, v in self._open.items() if v.is_done]:
+                del self._open[key]
+
+    def _on_governor_decision(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._on_decision(env.payload, env.recv_ns)
+
+    def _on_price_observed(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        p = env.payload
+        if _price_set(p.price):
+            if p.con_id:
+                self._market_price[p.con_id] = p.price
+            if p.symbol:
+                self._market_price[_sym_key(p.symbol, p.sec_type)] = p.price
+
+    def _on_exec_details(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        p = env.payload
+        if p.shares > 0 and _price_set(p.price):
+            if p.con_id:
+                self._last_price[p.con_id] = p.price
+            if p.symbol:
+                self._last_price[_sym_key(p.symbol, p.sec_type)] = p.price
+        self._learn_multiplier(p.con_id, p.contract)
+
+    def _on_order_contract(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._learn_multiplier(env.payload.con_id, env.payload.contract)
+
+    def _on_disconnected(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self.stale = True
+
+    def _on_error(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        code = env.payload.code
+        if code == 1100 or code == 1101:  # connectivity lost / restored with data lost
+            self.stale = True
+        if not (1100 <= code <= 1300 or 2100 <= code <= 2199 or code in self._ignored_errors):
+            self._trip(BREAKER_ERRORS, env.recv_ns, env, out)
+
+    def _on_recorder_fault(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        if self.config.state.block_after_recorder_fault:
+            self.recorder_fault = True
+
+    def _on_reconcile_ended(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        p = env.payload
+        self.stale = False
+        if p.ok and not p.unknown:
+            self.recorder_fault = False
+
+    def _on_session_started(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._session_client[env.session_id] = env.payload.client_id
+        self._sessions_seen += 1
+        if self._sessions_seen > 1 and self.trading_state != self.config.state.initial:
+            out.append(self._state_change(self.trading_state, CARRIED_OVER, "state carried into a new session"))
+
+    def _on_connected(self, env: Envelope, out: list[GovernorDecision]) -> None:
+        self._session_client[env.session_id] = env.payload.client_id
 
     def _learn_multiplier(self, con_id: int, contract: dict[str, Any]) -> None:
         if con_id and contract:
@@ -240,8 +232,8 @@ class Governor:
         if p.decision == "ALLOW" or p.action in _SHADOW:
             # a shadow BLOCK (state.enforce = false) did not stop the order: it counts like an ALLOW
             if p.action == "place" or p.action == "modify" or p.action in _SHADOW:
-                self._rate_sec.add(ns)
-                self._rate_min.add(ns)
+                self.rate_sec.add(ns)
+                self.rate_min.add(ns)
         elif p.decision == "STATE_CHANGE" and p.reason in _INPUT:
             self._apply_state(p.trading_state, p.reason)
 
@@ -299,7 +291,7 @@ class Governor:
     def _emergency(self, reason: str) -> list[GovernorDecision]:
         out = []
         for v in list(self._open.values()):
-            if v.is_done or v.state not in _CANCELLABLE or v.overlay == sm.PENDING_CANCEL_OVERLAY:
+            if v.is_done or v.state not in CANCELLABLE or v.overlay == sm.PENDING_CANCEL_OVERLAY:
                 continue
             out.append(
                 self._decision(
@@ -345,158 +337,75 @@ class Governor:
         """Orders not done, in the order they became open (what ``max_open_orders`` counts)."""
         return list(self._open.values())
 
+    def open_count(self) -> int:
+        """How many orders are not done (what ``max_open_orders`` compares)."""
+        return len(self._open)
+
     def pre_check(self, intent: Intent, now_ns: int, session_id: str | None = None) -> GovernorDecision:
         """ALLOW or BLOCK ``intent`` at event time ``now_ns``. Pure: changes no state.
 
-        ``session_id``: the recording session the intent belongs to (default: the session of the last
-        event processed -- the recorder's own)."""
+        Cancels are always allowed; a place or modify runs :data:`~ledger.core.governor.rules.RULES` in
+        order and the first refusal decides. ``session_id``: the recording session the intent belongs to
+        (default: the session of the last event processed -- the recorder's own)."""
         if isinstance(intent, ev.CancelOrder):
-            return self._decision(
-                "ALLOW",
-                OK,
-                "cancels are always allowed",
-                action="cancel",
-                order_id=intent.order_id,
-                client_id=intent.client_id,
-                perm_id=intent.perm_id,
-                details={"at_ns": now_ns},
-            )
+            return self._allow_cancel(intent, now_ns)
+        check = self._resolve(intent, now_ns, session_id)
+        for _codes, rule in RULES:
+            refused = rule(self, check)
+            if refused is not None:
+                return self._answer("BLOCK", refused[0], refused[1], check)
+        return self._answer("ALLOW", OK, "", check)
+
+    def _allow_cancel(self, intent: ev.CancelOrder, now_ns: int) -> GovernorDecision:
+        """Cancels reduce risk: allowed in every state."""
+        return self._decision(
+            "ALLOW",
+            OK,
+            "cancels are always allowed",
+            action="cancel",
+            order_id=intent.order_id,
+            client_id=intent.client_id,
+            perm_id=intent.perm_id,
+            details={"at_ns": now_ns},
+        )
+
+    def _resolve(self, intent: ev.PlaceOrder, now_ns: int, session_id: str | None) -> Check:
+        """The intent as the rules see it: a place for an order not done is a modify, and a modify takes
+        what it leaves out (symbol, side, quantity, prices, type) from the order it modifies."""
         sid = self._session if session_id is None else session_id
         cid = intent.client_id or self._session_client.get(sid, 0)
         view = self.fold.order_for(cid, intent.order_id, sid) if intent.order_id else None
         if view is not None and view.is_done:
             view = None
-        is_modify = isinstance(intent, ev.ModifyOrder) or view is not None
-        action = "modify" if is_modify else "place"
-        symbol = (intent.symbol or (view.symbol if view is not None else "")).upper()
-        side = (intent.action or (view.action if view is not None else "")).upper()
-        qty = intent.total_qty
-        if not (_finite(qty) and qty > 0) and view is not None and intent.total_qty == 0:
-            qty = view.total_qty
-        lmt = intent.lmt_price
-        aux = intent.aux_price
-        otype = intent.order_type or (view.order_type if view is not None else "")
-        if view is not None:
-            if lmt is None:
-                lmt = view.lmt_price
-            if aux is None:
-                aux = view.aux_price
-        base = (action, intent.order_id, cid, view.perm_id if view is not None else 0, symbol)
+        symbol, side, qty, otype, lmt, aux, con_id = _fields(intent, view)
+        sec_type = (intent.sec_type or str((intent.contract or {}).get("secType") or "")).upper()
+        price, price_src = self._price(symbol, sec_type, con_id, otype, lmt, aux)
+        max_qty, max_notional = self._limits_for(symbol)
         details: dict[str, Any] = {"at_ns": now_ns, "qty": qty, "side": side}
         if otype:
             details["order_type"] = otype
-        block = self._block
+        return Check(
+            intent=intent, now_ns=now_ns, view=view,
+            action="modify" if isinstance(intent, ev.ModifyOrder) or view is not None else "place",
+            client_id=cid, perm_id=view.perm_id if view is not None else 0, symbol=symbol, side=side, qty=qty,
+            order_type=otype, sec_type=sec_type, multiplier=self._multiplier(symbol, con_id, intent.contract),
+            price=price, price_source=price_src, max_qty=max_qty, max_notional=max_notional, details=details,
+        )  # fmt: skip
+
+    def _limits_for(self, symbol: str) -> tuple[float, float]:
+        """(max_qty, max_notional) for ``symbol``: its ``[symbol_limits]`` override where it has one."""
         cfg = self.config
-        if self.recorder_fault:
-            return block(base, details, RECORDER_FAULT, "the recorder reported a fault: events may be lost")
-        if cfg.state.block_while_reconciling and self.fold.reconciling:
-            return block(base, details, RECONCILING, "reconciliation in progress: the ledger is not complete yet")
-        if cfg.state.block_while_reconciling and self.stale:
-            return block(
-                base, details, LEDGER_STALE,
-                "the connection was lost (disconnect or error 1100/1101): the ledger may miss what happened "
-                "meanwhile; new orders wait until the reconciliation after the reconnect has ended",
-            )
-        state = self.trading_state
-        if state == HALTED:
-            return block(base, details, HALTED_REASON, "trading is halted")
-        if symbol in self._deny:
-            return block(base, details, SYMBOL_DENIED, f"{symbol} is in symbols.deny")
-        if self._allow and symbol not in self._allow:
-            return block(base, details, SYMBOL_NOT_ALLOWED, f"{symbol or '(no symbol)'} is not in symbols.allow")
-        sign = _SIDES.get(side)
-        if sign is None:
-            return block(base, details, INVALID_ORDER, f"unknown order action {side!r}")
-        if not (_finite(qty) and qty > 0):
-            details["qty"] = str(qty)
-            return block(base, details, INVALID_ORDER, f"quantity must be a positive number, got {qty!r}")
+        max_qty, max_notional = cfg.limits.max_qty, cfg.limits.max_notional
         sym_lim = cfg.symbol_limits.get(symbol) if cfg.symbol_limits else None
-        max_qty = cfg.limits.max_qty
-        max_notional = cfg.limits.max_notional
         if sym_lim is not None:
             if sym_lim.max_qty is not None:
                 max_qty = sym_lim.max_qty
             if sym_lim.max_notional is not None:
                 max_notional = sym_lim.max_notional
-        if max_qty > 0 and qty > max_qty:
-            details["limit"], details["value"] = max_qty, qty
-            return block(base, details, MAX_QTY, f"quantity {qty:g} exceeds max_qty {max_qty:g}")
-        con_id = intent.con_id or (view.con_id if view is not None else 0)
-        sec_type = (intent.sec_type or str((intent.contract or {}).get("secType") or "")).upper()
-        mult = self._multiplier(symbol, con_id, intent.contract)
-        if mult is None:
-            if sec_type in _NEEDS_MULTIPLIER:
-                details["sec_type"] = sec_type
-                return block(
-                    base, details, UNKNOWN_MULTIPLIER,
-                    f"{sec_type} {symbol or '(no symbol)'}: contract multiplier unknown (not on the order's contract "
-                    f"and not in [prices].multipliers); qualify the contract or set [prices].multipliers.{symbol}",
-                )
-            mult = 1.0
-        price, price_src = self._price(symbol, sec_type, con_id, otype, lmt, aux)
-        if price is not None:
-            notional = qty * price * mult
-            details["price"], details["price_source"] = price, price_src
-            details["multiplier"], details["notional"] = mult, notional
-            if max_notional > 0 and notional > max_notional:
-                details["limit"], details["value"] = max_notional, notional
-                return block(
-                    base,
-                    details,
-                    MAX_NOTIONAL,
-                    f"notional {notional:,.2f} ({qty:g} x {price:g} x {mult:g}) exceeds max_notional "
-                    f"{max_notional:,.2f}",
-                )
-        elif max_notional > 0:
-            details["limit"] = max_notional
-            return block(
-                base,
-                details,
-                MARKET_ORDER_NO_PRICE,
-                f"no price known for {otype or 'the'} order on {symbol or '(no symbol)'}: notional unknown. "
-                f"Subscribe market data for the contract before placing (reqMktData: its ticks are recorded "
-                f"as prices), set [prices].reference.{symbol or 'SYMBOL'} in the governor config, or use a "
-                f"limit order",
-            )
-        if state == REDUCING:
-            own = view.key if view is not None else ""
-            position, pending = self._exposure(symbol, intent, sign, own)
-            if position * sign >= 0 or qty + pending > abs(position) + 1e-9:
-                details["limit"], details["value"], details["position"] = abs(position), qty + pending, position
-                return block(
-                    base,
-                    details,
-                    REDUCING_ONLY,
-                    f"trading state REDUCING: {side} {qty:g} {symbol} does not reduce position {position:g}"
-                    + (f" (with {pending:g} already working)" if pending else ""),
-                )
-        if not is_modify:
-            max_open = cfg.limits.max_open_orders
-            if max_open > 0:
-                n_open = len(self._open)
-                details["open_orders"] = n_open
-                if n_open >= max_open:
-                    details["limit"], details["value"] = max_open, n_open + 1
-                    return block(base, details, MAX_OPEN_ORDERS, f"{n_open} orders open, max_open_orders {max_open}")
-        if self._rate_sec.full_at(now_ns):
-            n = self._rate_sec.n
-            details["limit"], details["value"] = n, n + 1
-            return block(base, details, RATE_LIMIT_SEC, f"{n} orders in the last second (max_orders_per_sec {n})")
-        if self._rate_min.full_at(now_ns):
-            n = self._rate_min.n
-            details["limit"], details["value"] = n, n + 1
-            return block(base, details, RATE_LIMIT_MIN, f"{n} orders in the last minute (max_orders_per_min {n})")
-        return self._answer("ALLOW", OK, "", base, details)
+        return max_qty, max_notional
 
-    def _block(
-        self, base: tuple[str, int, int, int, str], details: dict[str, Any], reason: str, msg: str
-    ) -> GovernorDecision:
-        return self._answer("BLOCK", reason, msg, base, details)
-
-    def _answer(
-        self, decision: str, reason: str, msg: str, base: tuple[str, int, int, int, str], details: dict[str, Any]
-    ) -> GovernorDecision:
-        action, order_id, client_id, perm_id, symbol = base
+    def _answer(self, decision: str, reason: str, msg: str, check: Check) -> GovernorDecision:
+        action, details = check.action, check.details
         if decision == "BLOCK" and not self.config.state.enforce:
             # shadow mode: "would have blocked"; the order goes out, and the fold does not take it for blocked
             action = f"shadow_{action}"
@@ -510,10 +419,10 @@ class Governor:
             reason=reason,
             message=msg,
             action=action,
-            order_id=order_id,
-            client_id=client_id,
-            perm_id=perm_id,
-            symbol=symbol,
+            order_id=check.intent.order_id,
+            client_id=check.client_id,
+            perm_id=check.perm_id,
+            symbol=check.symbol,
             trading_state=self.trading_state,  # type: ignore[arg-type]
             details=details,
         )
@@ -558,7 +467,7 @@ class Governor:
                 return m
         return self.config.multipliers.get(symbol)
 
-    def _exposure(self, symbol: str, intent: ev.PlaceOrder, sign: int, own_key: str) -> tuple[float, float]:
+    def exposure(self, symbol: str, intent: ev.PlaceOrder, sign: int, own_key: str) -> tuple[float, float]:
         """(net position in ``symbol`` [for the intent's account / con_id], working qty on the same side)."""
         position = 0.0
         for pv in self.fold.positions.values():
@@ -573,6 +482,40 @@ class Governor:
         for v in self._open.values():
             if v.is_done or v.key == own_key or v.symbol.upper() != symbol:
                 continue
-            if _SIDES.get(v.action.upper()) == sign and v.state in _CANCELLABLE | {sm.CREATED}:
+            if SIDES.get(v.action.upper()) == sign and v.state in CANCELLABLE | {sm.CREATED}:
                 pending += v.remaining if v.remaining > 0 else 0.0
         return position, pending
+
+
+def _fields(
+    intent: ev.PlaceOrder, view: OrderView | None
+) -> tuple[str, str, float, str, float | None, float | None, int]:
+    """(symbol, side, qty, order type, limit, aux, con_id) of an intent; a modify takes what it leaves
+    out from the order it modifies. Symbol and side upper case."""
+    symbol, side, qty, otype = intent.symbol, intent.action, intent.total_qty, intent.order_type
+    lmt, aux, con_id = intent.lmt_price, intent.aux_price, intent.con_id
+    if view is not None:
+        symbol, side, otype = symbol or view.symbol, side or view.action, otype or view.order_type
+        if not (_finite(qty) and qty > 0) and intent.total_qty == 0:
+            qty = view.total_qty
+        lmt = view.lmt_price if lmt is None else lmt
+        aux = view.aux_price if aux is None else aux
+        con_id = con_id or view.con_id
+    return symbol.upper(), side.upper(), qty, otype, lmt, aux, con_id
+
+
+#: The event kinds the governor learns from, each with its method (exact payload types, as the fold's).
+OBSERVERS: dict[type, Callable[[Governor, Envelope, list[GovernorDecision]], None]] = {
+    ev.OrderStatus: Governor._on_order_status,
+    ev.GovernorDecision: Governor._on_governor_decision,
+    ev.PriceObserved: Governor._on_price_observed,
+    ev.ExecDetails: Governor._on_exec_details,
+    ev.OpenOrder: Governor._on_order_contract,
+    ev.CompletedOrder: Governor._on_order_contract,
+    ev.Disconnected: Governor._on_disconnected,
+    ev.Error: Governor._on_error,
+    ev.RecorderFault: Governor._on_recorder_fault,
+    ev.ReconcileEnded: Governor._on_reconcile_ended,
+    ev.SessionStarted: Governor._on_session_started,
+    ev.Connected: Governor._on_connected,
+}
