@@ -39,7 +39,9 @@ handshake's stamp. Something recorded before any connection starts the session w
 ``close()`` writes ``session_ended``; a session without it is a crashed one.
 
 Time enters here and nowhere else: ``recv_ns = time.time_ns()`` and ``mono_ns = time.monotonic_ns()``
-at receipt (events the recorder itself adds while handling a callback carry that callback's stamp, so
+at receipt, or both from ``clock=`` when one is given (a simulated session takes its stamps from the
+simulator's clock, so two runs with one seed record the same bytes). Events the recorder itself adds
+while handling a callback carry that callback's stamp (so
 stamps never go backwards along the seqs of one thread). Each recorded envelope then goes through the
 engine (fold + governor) in seq order, the governor's decisions are recorded as events (``causation_id``
 = ``ledger.core.engine.event_id`` of the cause) and the subscribers are called — all in the thread the
@@ -122,6 +124,14 @@ _MAX_DECISION_DEPTH = 8
 _PRICE_TICK = "priceSizeTick"  # both libraries' wrapper method for TICK_PRICE
 
 
+Clock = Callable[[], tuple[int, int]]
+
+
+def wall_clock() -> tuple[int, int]:
+    """The default receipt stamp: (wall-clock ns since the epoch, monotonic ns)."""
+    return time.time_ns(), time.monotonic_ns()
+
+
 class RecorderError(RuntimeError):
     """The recorder could not record everything (queue full, store failure, lost events)."""
 
@@ -163,6 +173,7 @@ class Recorder:
         governor: Any = None,
         enforce: bool = True,
         carry_over: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         if writer not in ("thread", "process"):
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
@@ -171,6 +182,8 @@ class Recorder:
             # default 5 ms switch interval each of those can wait for a busy IB loop (commit latency)
             sys.setswitchinterval(switch_interval)
         self.ib = ib
+        #: the receipt stamp source: (recv_ns, mono_ns); the wall clock unless a simulated one is given
+        self.clock: Clock = clock or wall_clock
         self._own_store = isinstance(store, str)
         self.store: EventStore = open_store(store) if isinstance(store, str) else store
         try:
@@ -284,7 +297,8 @@ class Recorder:
         ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
         GIL hand-offs between the IB loop and the writer thread; not touched by default), ``writer``
         (``"thread"``, the default, or ``"process"``: commits in a child process that never waits for
-        this process's GIL, see :mod:`ledger.store.writer_process`).
+        this process's GIL, see :mod:`ledger.store.writer_process`), ``clock`` (a callable returning
+        ``(recv_ns, mono_ns)`` used for every stamp instead of the machine's clocks, e.g. a simulator's).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,
                   queue_size=queue_size, reconcile=reconcile, governor=governor, enforce=enforce, **options)
@@ -697,7 +711,7 @@ class Recorder:
         ctx = self._ctx
         if ctx is not None:
             return ctx
-        return time.time_ns(), time.monotonic_ns()
+        return self.clock()
 
     @contextlib.contextmanager
     def _at(self, recv_ns: int, mono_ns: int) -> Iterator[None]:
@@ -823,12 +837,10 @@ class Recorder:
         is_accounts = name == "managedAccounts"
         lock = self._lock
         rc = self.reconciler
-        time_ns = time.time_ns
-        monotonic_ns = time.monotonic_ns
+        clock = self.clock
 
         def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time_ns()
-            mono_ns = monotonic_ns()
+            recv_ns, mono_ns = clock()
             if not self._closed:
                 try:
                     a = adapter.bind_args(original, args, kwargs) if kwargs else args
@@ -867,8 +879,7 @@ class Recorder:
 
     def _connect_ack_hook(self, original: Callable[..., Any]) -> Any:
         def hook(*args: Any, **kwargs: Any) -> Any:
-            recv_ns = time.time_ns()
-            mono_ns = time.monotonic_ns()
+            recv_ns, mono_ns = self.clock()
             if not self._closed:
                 try:
                     self._capture_loop()
@@ -908,7 +919,7 @@ class Recorder:
         return hook
 
     def _disconnected(self, reason: str) -> None:
-        with self._lock, self._at(time.time_ns(), time.monotonic_ns()):
+        with self._lock, self._at(*self.clock()):
             if self._pending_connect is not None or (not self._started and self.ib.client.isConnected()):
                 self._ensure_started()
             if not self._conn_open:
@@ -1044,11 +1055,13 @@ class Recorder:
         interval_ns, move = sampler.interval_ns, sampler.move
         fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
         monotonic_ns = time.monotonic_ns
+        clock = self.clock
+        wall = clock is wall_clock  # the common case reads one clock per tick, the full stamp only when kept
 
         def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and tickType in PRICE_TICKS:
                 try:
-                    mono_ns = monotonic_ns()
+                    recv_ns, mono_ns = (0, monotonic_ns()) if wall else clock()
                     f = fast.get(reqId)
                     # the common case, decided without building anything: too soon, or no move
                     if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
@@ -1059,7 +1072,7 @@ class Recorder:
                         if obs is not None and sampler.keep(obs, mono_ns):
                             fast[reqId] = (mono_ns, obs.price)
                             with self._lock:
-                                self._record(obs, recv_ns=time.time_ns(), mono_ns=mono_ns)
+                                self._record(obs, recv_ns=time.time_ns() if wall else recv_ns, mono_ns=mono_ns)
                     else:
                         sampler.seen += 1
                 except Exception as exc:  # noqa: BLE001 - the library must still see the tick
