@@ -137,6 +137,7 @@ class Simulator:
         bars: dict[str, list[tuple[int, float, float, float, float, float]]] | None = None,
         slippage_ticks: int = 0,
         port_seed: int | None = None,
+        market_seed: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -179,7 +180,10 @@ class Simulator:
         #: the instruments reqContractDetails & co. answer from; orders on them echo their definition
         self.catalogue = catalogue or Catalogue()
         self.broker.catalogue = self.catalogue
-        self.market = Market(seed=1 if seed is None else seed, anchor=self.broker.clock.epoch(), bars=bars)
+        # the price paths follow ``seed`` unless ``market_seed`` fixes them apart from the id bases (the demo:
+        # the same market every run, fresh permIds and execIds every run)
+        mseed = market_seed if market_seed is not None else (1 if seed is None else seed)
+        self.market = Market(seed=mseed, anchor=self.broker.clock.epoch(), bars=bars)
         self.feeds = Feeds(self.catalogue, self.market, self.broker.clock, lambda c, f: c.send(f, self.wire_log))
         fd = self.feeds
         #: default-scenario orders on catalogued contracts work against the market here
