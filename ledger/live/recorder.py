@@ -1061,7 +1061,10 @@ class Recorder:
         def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
             if not self._closed and tickType in PRICE_TICKS:
                 try:
-                    recv_ns, mono_ns = (0, monotonic_ns()) if wall else clock()
+                    if wall:
+                        mono_ns = monotonic_ns()
+                    else:
+                        recv_ns, mono_ns = clock()
                     f = fast.get(reqId)
                     # the common case, decided without building anything: too soon, or no move
                     if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
