@@ -71,6 +71,10 @@ DEMO_GOVERNOR = GovernorConfig(
 )
 
 
+class DemoError(Exception):
+    """The demo cannot run as asked (e.g. its seeded session is already in the store); nothing was recorded."""
+
+
 class DemoStep(msgspec.Struct, kw_only=True):
     n: int
     title: str
@@ -355,18 +359,24 @@ async def run_demo_async(
     out = console or Console()
     t0 = time.monotonic()
     settings = resolve(simulate=True, env={})
+    session_id = derived_id("demo", str(seed)) if seed is not None else None
+    if session_id is not None and store.last_seq(session_id) > 0:
+        raise DemoError(f"the demo's session for --seed {seed} ({session_id}) is already in {store.url}: a seed "
+                        f"records the same session every time; use another store or another seed (or none)")
     sim = start_simulator(settings.account, None, seed, market_seed=DEMO_MARKET_SEED, port_seed=seed)
     stamps = sim.recording_clock()
-    session_id = derived_id("demo", str(seed)) if seed is not None else None
-    async with open_session(settings, store, governor=DEMO_GOVERNOR, reconnect_delay=0.1, linger=0.2,
-                            start_simulator=lambda *_: sim, session_id=session_id, clock=stamps) as sess:
-        out.print(
-            f"[bold]ibledger demo[/]: simulator on 127.0.0.1:{sess.simulator.port}, {sess.settings.describe()}, "
-            f"session {sess.session_id}, store {store.url}", highlight=False,
-        )
-        market = _Market(sess, stamps, Stock("AAPL", "SMART", "USD"), timeout)
-        steps, bars = await _session_steps(sess, out, timeout, market)
-        sid = sess.session_id
+    try:
+        async with open_session(settings, store, governor=DEMO_GOVERNOR, reconnect_delay=0.1, linger=0.2,
+                                start_simulator=lambda *_: sim, session_id=session_id, clock=stamps) as sess:
+            out.print(
+                f"[bold]ibledger demo[/]: simulator on 127.0.0.1:{sess.simulator.port}, "
+                f"{sess.settings.describe()}, session {sess.session_id}, store {store.url}", highlight=False,
+            )
+            market = _Market(sess, stamps, Stock("AAPL", "SMART", "USD"), timeout)
+            steps, bars = await _session_steps(sess, out, timeout, market)
+            sid = sess.session_id
+    finally:
+        sim.stop()  # open_session stops it too; this covers a session that never opened
     duration = time.monotonic() - t0
 
     envs = list(store.read_session(sid))

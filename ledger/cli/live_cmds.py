@@ -493,7 +493,7 @@ def demo_cmd(
     from rich.console import Console
 
     from ledger.cli.common import opened_store
-    from ledger.cli.demo import run_demo
+    from ledger.cli.demo import DemoError, run_demo
 
     _quiet_library()
     import logging
@@ -501,7 +501,10 @@ def demo_cmd(
     logging.getLogger("ledger").setLevel(logging.ERROR)  # the demo prints what happens itself
     out = Console(stderr=True) if as_json else console
     with opened_store(store, write=True) as st:
-        report = run_demo(st, console=out, export_dir=export_fixtures, seed=seed)
+        try:
+            report = run_demo(st, console=out, export_dir=export_fixtures, seed=seed)
+        except DemoError as exc:
+            fail(str(exc))
     if as_json:
         _dump(report)
     raise typer.Exit(0 if report.ok else 1)

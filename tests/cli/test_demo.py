@@ -102,3 +102,10 @@ def test_two_demo_runs_with_one_seed_record_the_same_bytes(tmp_path):
     first, second = (p.read_bytes() for p in paths)
     assert first == second
     assert b'"recv_ns":1704205800000000000' in first  # stamped from the simulated clock, not the machine's
+
+    # the same seed again into a store that holds its session: a clear refusal, nothing recorded
+    url = f"sqlite:///{tmp_path / 'a'}.db"
+    r = run_cli("demo", "--seed", "42", "--store", url)
+    assert r.returncode == 2 and "already in" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    with open_store(url) as st:
+        assert len(st.sessions()) == 1
