@@ -143,9 +143,7 @@ class _Market:
             self.stamps.sync()
 
 
-async def _strategy_steps(
-    sess: Any, out: Console, timeout: float, market: _Market, step: Callable[..., None]
-) -> list[Any]:
+async def _strategy_steps(sess: Any, timeout: float, market: _Market, step: Callable[..., None]) -> list[Any]:
     """A strategy against the simulated market: prices, a market order, a bracket. Returns the bars."""
     from ledger.ib.library import MarketOrder
 
@@ -221,7 +219,7 @@ async def _session_steps(sess: Any, out: Console, timeout: float, market: _Marke
         out.print(f" {mark} {n:2d}. {title}: [bold]{verdict}[/] — {detail or (r.message if r else '')}",
                   highlight=False)
 
-    bars = await _strategy_steps(sess, out, timeout, market, step)
+    bars = await _strategy_steps(sess, timeout, market, step)
 
     # 4. normal fill
     await market.advance(1)
