@@ -3,12 +3,14 @@
 For each scenario (default: every scenario shipped in ``replay/tws/scenarios/*.toml`` plus the built-in
 ``default``) :func:`record_fixtures`
 
-1. starts the wire-level simulator on a free port (a fresh one per scenario) seeded from the scenario's
-   name (:func:`fixture_seed`), so permIds and execIds are the same every time yet no two fixtures share any;
+1. starts the wire-level simulator (a fresh one per scenario) seeded from the scenario's name
+   (:func:`fixture_seed`), so permIds and execIds are the same every time yet no two fixtures share any,
+   on the first free port of a sequence fixed by that seed (the recording names the port);
 2. opens a recorded session (:func:`ledger.live.placement.open_session`: the real client library from
    ``ledger.ib.library`` over a real socket, the :class:`~ledger.live.recorder.Recorder` writing into a temporary
    SQLite store, the engine, background reconnect) with the deterministic session id
-   ``derived_id("fixture", scenario)``;
+   ``derived_id("fixture", scenario)``, stamping every event from the simulator's clock
+   (:meth:`~replay.tws.simulator.Simulator.recording_clock`), so two runs write the same bytes;
 3. drives the scenario the way a strategy would, through safe placement: a limit order with
    ``orderRef`` = the scenario's name (and its ``match`` symbol / side / quantity / tif, if any), then
    the cancel or modify the scenario reacts to (as ``tests/replay/tws/test_simulator_scenarios.py`` does), waiting
@@ -175,9 +177,11 @@ async def _record_one(store: Any, scenario: Any) -> str:
 
     drive = DRIVES.get(scenario.name, Drive())
     sid = fixture_session_id(scenario.name)
-    with Simulator(port=0, seed=fixture_seed(scenario.name)) as sim:
+    seed = fixture_seed(scenario.name)
+    with Simulator(port=0, seed=seed, port_seed=seed) as sim:
         settings = resolve(host="127.0.0.1", port=sim.port, client_id=drive.client_id, account=sim.accounts[0], env={})
-        async with open_session(settings, store, session_id=sid, reconnect_delay=0.1, linger=0.2) as sess:
+        async with open_session(settings, store, session_id=sid, reconnect_delay=0.1, linger=0.2,
+                                clock=sim.recording_clock()) as sess:
             contract, order = _order_for(scenario)
             await sess.place(contract, order, timeout=drive.place_timeout)
             await _quiet(sess, sim)

@@ -476,17 +476,24 @@ def demo_cmd(
         Path | None, typer.Option("--export-fixtures", help="Also write the session file into this directory")
     ] = None,
     as_json: JsonOpt = False,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Record the same session, byte for byte, every run (session id, ids and port "
+                     "from the seed); default: a new session with its own ids"),
+    ] = None,
 ) -> None:
     """Run a short deterministic paper session against the built-in simulator and print the ledger.
 
-    Normal fill, partial fills, an order that stays PreSubmitted (reported LIVE, not failed), a cancel, a
-    governor block, a dropped connection mid-fill with reconciliation, and a circuit breaker's emergency
-    cancel, all recorded into the store (a new session per run).
+    A strategy against the simulated market (bars and a quote, a market order filled at the touch, a bracket
+    whose take-profit fills and whose stop is cancelled by OCA), then a normal fill, partial fills, an order
+    that stays PreSubmitted (reported LIVE, not failed), a cancel, a governor block, a dropped connection
+    mid-fill with reconciliation, and a circuit breaker's emergency cancel, all recorded into the store (a
+    new session per run, or the same one every run with --seed).
     """
     from rich.console import Console
 
     from ledger.cli.common import opened_store
-    from ledger.cli.demo import run_demo
+    from ledger.cli.demo import DemoError, run_demo
 
     _quiet_library()
     import logging
@@ -494,7 +501,10 @@ def demo_cmd(
     logging.getLogger("ledger").setLevel(logging.ERROR)  # the demo prints what happens itself
     out = Console(stderr=True) if as_json else console
     with opened_store(store, write=True) as st:
-        report = run_demo(st, console=out, export_dir=export_fixtures)
+        try:
+            report = run_demo(st, console=out, export_dir=export_fixtures, seed=seed)
+        except DemoError as exc:
+            fail(str(exc))
     if as_json:
         _dump(report)
     raise typer.Exit(0 if report.ok else 1)

@@ -1,6 +1,8 @@
 """Rich tables and JSON rows for folded orders, anomalies and governor decisions.
 
-One place renders these so ``orders``, ``replay`` and ``demo`` print the same columns.
+One place renders these so ``orders``, ``replay`` and ``demo`` print the same columns. Governor decisions
+have one table: a recorded session's decisions (``demo``) and a replay's decisions next to the recorded
+ones (``replay``) are both :class:`DecisionLine` rows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import msgspec
 from rich.table import Table
 
+from ledger.core.events import GovernorDecision
 from ledger.core.fold import Anomaly, OrderView
 from ledger.core.rows import order_row
 from ledger.store.verify import VerifyReport
@@ -45,6 +48,74 @@ def anomalies_table(anomalies: Iterable[Anomaly], title: str = "Anomalies") -> T
         t.add_column(col)
     for a in anomalies:
         t.add_row(str(a.seq), a.key or "-", a.kind, a.from_status or "-", a.to_status or "-", a.reason)
+    return t
+
+
+# --- governor decisions --------------------------------------------------------------------------
+
+
+class DecisionLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the decisions table: ``decision`` is what is shown (the replayed one in a replay);
+    with ``compared``, ``recorded`` is what the recording holds (None: no recorded decision there)."""
+
+    seq: int
+    decision: GovernorDecision
+    origin: str = "recorded"  # recorded | pre_check | reactive | input
+    compared: bool = False
+    recorded: GovernorDecision | None = None
+    missing: bool = False  # a recorded decision the replay did not make (``decision`` is the recorded one)
+    cause: str = ""  # the causing event (``#seq`` within the session)
+
+
+_DECISION_STYLE = {"BLOCK": "red", "EMERGENCY_CANCEL": "bold red", "STATE_CHANGE": "yellow"}
+_DETAIL_KEYS = ("limit", "value", "notional", "qty", "position", "to")
+
+
+def decision_summary(d: GovernorDecision | None) -> str:
+    """``ALLOW OK``, ``BLOCK MAX_QTY``, ``STATE_CHANGE BREAKER_REJECTIONS -> HALTED``; ``(none)``."""
+    if d is None:
+        return "(none)"
+    if d.decision == "STATE_CHANGE":
+        return f"STATE_CHANGE {d.reason} -> {d.trading_state}"
+    return f"{d.decision} {d.reason}"
+
+
+def _same_decision(a: GovernorDecision | None, b: GovernorDecision | None) -> bool:
+    return a is not None and b is not None and decision_summary(a) == decision_summary(b)
+
+
+def decisions_table(lines: Iterable[DecisionLine], title: str = "Governor decisions") -> Table:
+    """Decisions: seq, origin, order, symbol, decision, [recorded,] state, details, message, [caused by].
+
+    The ``recorded`` column appears when any row was compared with a recording (replay), ``caused by``
+    when any row names its cause (a recorded session)."""
+    rows = list(lines)
+    compared = any(r.compared for r in rows)
+    causes = any(r.cause for r in rows)
+    t = Table(title=title, title_justify="left")
+    cols = ["seq", "origin", "order", "symbol", "decision", *(["recorded"] if compared else []), "state",
+            "details", "message", *(["caused by"] if causes else [])]
+    for col in cols:
+        t.add_column(col)
+    for r in rows:
+        d = r.decision
+        style = _DECISION_STYLE.get(d.decision, "")
+        shown = "(none)" if r.missing else decision_summary(d)
+        cells = [str(r.seq), r.origin, f"{d.client_id}:{d.order_id}" if d.order_id else "-", d.symbol or "-",
+                 f"[{style}]{shown}[/]" if style else shown]
+        if compared:
+            if not r.compared:
+                cells.append("-")
+            elif not r.missing and _same_decision(d, r.recorded):
+                cells.append("same")
+            else:
+                cells.append(f"[bold red]{decision_summary(r.recorded)}[/]" if r.recorded is not None else "(none)")
+        det = {k: v for k, v in d.details.items() if k in _DETAIL_KEYS}
+        cells += [d.trading_state, ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in det.items()), d.message]
+        if causes:
+            cells.append(r.cause or "-")
+        t.add_row(*cells)
     return t
 
 

@@ -11,46 +11,31 @@ from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 import typer
-from rich.table import Table
 
 from ledger.cli.common import console, err_console, fail
+from ledger.cli.render import DecisionLine
 from ledger.core.governor_config import GovernorConfig, GovernorConfigError, load_config
 
 if TYPE_CHECKING:
     from replay.replayer import DecisionRow, ReplayResult
 
-__all__ = ["decisions_table", "register", "replay_cmd"]
+__all__ = ["decision_lines", "register", "replay_cmd"]
 
 
 def register(app: typer.Typer) -> None:
     app.command("replay")(replay_cmd)
 
 
-def decisions_table(rows: Iterable[DecisionRow], title: str = "Governor decisions") -> Table:
-    """Replayed decisions next to the recorded ones (``replay.replayer.DecisionRow``)."""
-    from replay.replayer import summary
-
-    t = Table(title=title, title_justify="left")
-    for col in ("seq", "origin", "order", "symbol", "replayed", "recorded", "details", "message"):
-        t.add_column(col)
+def decision_lines(rows: Iterable[DecisionRow]) -> list[DecisionLine]:
+    """Replayed decisions next to the recorded ones (``replay.replayer.DecisionRow``), as rows of the one
+    decisions table (:func:`ledger.cli.render.decisions_table`)."""
+    out = []
     for r in rows:
         d = r.replayed or r.recorded
         assert d is not None
-        same = r.replayed is not None and r.recorded is not None and summary(r.replayed) == summary(r.recorded)
-        recorded = "same" if same else summary(r.recorded)
-        style = "" if same or r.recorded is None else "bold red"
-        det = {k: v for k, v in d.details.items() if k in ("limit", "value", "notional", "qty", "position", "to")}
-        t.add_row(
-            str(r.seq),
-            r.origin,
-            f"{d.client_id}:{d.order_id}" if d.order_id else "-",
-            d.symbol or "-",
-            summary(r.replayed),
-            f"[{style}]{recorded}[/]" if style else recorded,
-            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in det.items()),
-            d.message,
-        )
-    return t
+        out.append(DecisionLine(seq=r.seq, origin=r.origin, decision=d, compared=True, recorded=r.recorded,
+                                missing=r.replayed is None))
+    return out
 
 
 @contextmanager
@@ -172,7 +157,7 @@ def replay_cmd(
 
 
 def _print(r: ReplayResult, max_rows: int) -> None:
-    from ledger.cli.render import anomalies_table, orders_table
+    from ledger.cli.render import anomalies_table, decisions_table, orders_table
 
     limit = max_rows if max_rows > 0 else None
     orders = r.orders
@@ -184,7 +169,8 @@ def _print(r: ReplayResult, max_rows: int) -> None:
         _more(len(anomalies), limit)
     rows = r.decisions
     if rows:
-        console.print(decisions_table(rows[:limit], title="Governor decisions (not ALLOW, or differing)"))
+        title = "Governor decisions (not ALLOW, or differing)"
+        console.print(decisions_table(decision_lines(rows[:limit]), title=title))
         _more(len(rows), limit)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(r.decision_counts.items()))
     console.print(f"decisions: {counts or 'none'}", highlight=False)

@@ -20,13 +20,23 @@ def run_seed() -> int:
     return time.time_ns() // 1000
 
 
-def start_simulator(account: str, scenarios_dir: str | Path | None = None, seed: int | None = None) -> Any:
+def start_simulator(
+    account: str,
+    scenarios_dir: str | Path | None = None,
+    seed: int | None = None,
+    *,
+    market_seed: int | None = None,
+    port_seed: int | None = None,
+) -> Any:
     """A running simulator on a free port serving ``account``, with the built-in scenarios (plus a user's).
 
     ``seed`` fixes the permId/execId bases (reproducible output); by default each run gets its own.
+    ``market_seed`` fixes the price paths apart from them; ``port_seed`` picks the port from a sequence
+    fixed by that seed (a recording names its port) instead of any free one.
     """
     from replay.tws.scenarios import BUILTIN_DIR
     from replay.tws.simulator import Simulator
 
     dirs = [BUILTIN_DIR, Path(scenarios_dir)] if scenarios_dir else None
-    return Simulator(accounts=(account,), scenarios_dir=dirs, seed=run_seed() if seed is None else seed).start()
+    return Simulator(accounts=(account,), scenarios_dir=dirs, seed=run_seed() if seed is None else seed,
+                     market_seed=market_seed, port_seed=port_seed).start()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ledger.core import events as ev
+from ledger.core.clock import Clock, wall_clock
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
 from ledger.ib.hooks import Patches
@@ -35,6 +36,7 @@ class HookPort(Protocol):
     closed: bool  # the session ended: hooks only pass through (an attribute: read on every callback)
     governed: bool  # a governor checks placeOrder; cancels then jump the client's throttle
     prices: PriceSampler  # which ticks become price observations
+    clock: Clock  # the receipt stamp: the machine's clocks or a simulated session's
 
     def on_callback(self, name: str, payload: ev.Event, args: tuple, recv_ns: int, mono_ns: int) -> None:
         """A wrapper callback, converted; ``args`` as the library passed them (positional)."""
@@ -104,13 +106,11 @@ def install(port: HookPort, ib: Any, patches: Patches) -> None:
 
 def callback_hook(port: HookPort, name: str, builder: adapter.Builder, original: Original) -> Any:
     """A wrapper callback: stamped on arrival, converted and recorded first, then the library's original."""
-    time_ns = time.time_ns
-    monotonic_ns = time.monotonic_ns
+    clock = port.clock
     on_callback = port.on_callback
 
     def hook(*args: Any, **kwargs: Any) -> Any:
-        recv_ns = time_ns()
-        mono_ns = monotonic_ns()
+        recv_ns, mono_ns = clock()
         if not port.closed:
             try:
                 a = adapter.bind_args(original, args, kwargs) if kwargs else args
@@ -126,8 +126,7 @@ def connect_ack_hook(port: HookPort, ib: Any, original: Original) -> Any:
     """The handshake completed: the connection (host, port, client id, server version) as the client has it."""
 
     def hook(*args: Any, **kwargs: Any) -> Any:
-        recv_ns = time.time_ns()
-        mono_ns = time.monotonic_ns()
+        recv_ns, mono_ns = port.clock()
         if not port.closed:
             try:
                 port.on_connect_ack(adapter.connected(ib.client), recv_ns, mono_ns)
@@ -223,11 +222,17 @@ def tick_hook(port: HookPort, ib: Any, original: Original) -> Any:
     interval_ns, move = sampler.interval_ns, sampler.move
     fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
     monotonic_ns = time.monotonic_ns
+    clock = port.clock
+    # the machine's clock (the common case) reads one clock per tick, the full stamp only when kept
+    simulated = clock is not wall_clock
 
     def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
         if not port.closed and tickType in PRICE_TICKS:
             try:
-                mono_ns = monotonic_ns()
+                if simulated:
+                    recv_ns, mono_ns = clock()
+                else:
+                    mono_ns = monotonic_ns()
                 f = fast.get(reqId)
                 # the common case, decided without building anything: too soon, or no move
                 if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
@@ -237,7 +242,7 @@ def tick_hook(port: HookPort, ib: Any, original: Original) -> Any:
                     obs = observation(contract, int(tickType), price, mdt)
                     if obs is not None and sampler.keep(obs, mono_ns):
                         fast[reqId] = (mono_ns, obs.price)
-                        port.on_price(obs, time.time_ns(), mono_ns)
+                        port.on_price(obs, recv_ns if simulated else time.time_ns(), mono_ns)
                 else:
                     sampler.seen += 1
             except Exception as exc:  # noqa: BLE001 - the library must still see the tick

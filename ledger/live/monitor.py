@@ -226,7 +226,9 @@ class OrderMonitor:
         self._fp: tuple = ()
         self._n_decisions = 0
         self._t0 = time.monotonic()
-        self._t0_ns = time.time_ns()
+        # the recorder's stamp source (a simulated session's clock), so status times share one time base
+        clock = getattr(watch.recorder, "clock", None)
+        self._t0_ns = clock()[0] if clock is not None else time.time_ns()
         self._remove = watch.add(self._on_event)
 
     def bind(self, client_id: int, order_id: int, session_id: str = "") -> None:

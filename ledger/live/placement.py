@@ -175,7 +175,7 @@ class LiveSession:
         at that time).
         """
         rec = self.recorder
-        decision = self.engine.pre_check(intent, time.time_ns())
+        decision = self.engine.pre_check(intent, rec.clock()[0])
         if decision.decision != "ALLOW":
             i_env = rec.record(intent, causation_id=causation_id)
             return decision, rec.record(decision, causation_id=event_id(i_env))
@@ -447,12 +447,14 @@ async def open_session(
     session_id: str | None = None,
     close_reason: str = "normal",
     start_simulator: Callable[[str, str | Path | None], Any] | None = None,
+    clock: Callable[[], tuple[int, int]] | None = None,
 ) -> AsyncIterator[LiveSession]:
     """Connect (starting the simulator for ``--simulate``), record, check the account, keep connected.
 
     ``governor``: a :class:`~ledger.core.governor_config.GovernorConfig` (default: built-in limits).
     ``start_simulator(account, scenarios_dir)`` starts the TWS stand-in for ``settings.simulate``; it is
-    passed in by the command line so that live code never imports the simulator.
+    passed in by the command line so that live code never imports the simulator. ``clock``: the
+    recorder's stamp source (:class:`~ledger.live.recorder.Recorder`), e.g. the simulator's clock.
     Raises :class:`ConnectError` or :class:`~ledger.ib.settings.SettingsError` (account mismatch: after
     disconnecting). The recording session is closed (``session_ended``) and committed on exit.
     """
@@ -478,7 +480,7 @@ async def open_session(
     try:
         recorder = Recorder.attach(
             ib, store, engine=engine, session_id=session_id, config_hash=config.digest(),
-            mode=settings.mode, account=settings.account,
+            mode=settings.mode, account=settings.account, clock=clock,
         )
         try:
             await connect_client(ib, settings.host, settings.port, settings.client_id, timeout=connect_timeout,

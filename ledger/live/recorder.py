@@ -38,9 +38,10 @@ account), then ``session_started``, ``connected`` and ``reconcile_started`` are 
 handshake's stamp. Something recorded before any connection starts the session with zeros.
 ``close()`` writes ``session_ended``; a session without it is a crashed one.
 
-Time enters here and nowhere else: ``recv_ns = time.time_ns()`` and ``mono_ns = time.monotonic_ns()``
-at receipt (events the recorder itself adds while handling a callback carry that callback's stamp, so
-stamps never go backwards along the seqs of one thread). Each recorded envelope then goes through the
+Time enters at receipt and nowhere else: ``(recv_ns, mono_ns)`` from ``clock=`` (the machine's clocks by
+default, :mod:`ledger.core.clock`; a simulated session passes the simulator's, so two runs with one seed
+record the same bytes). Events the recorder itself adds while handling a callback carry that callback's
+stamp (so stamps never go backwards along the seqs of one thread). Each recorded envelope then goes through the
 engine (fold + governor) in seq order, the governor's decisions are recorded as events (``causation_id``
 = ``ledger.core.engine.event_id`` of the cause) and the subscribers are called — all in the thread the
 callback arrived on (the IB event loop), before the library's own handler.
@@ -101,7 +102,6 @@ import contextlib
 import logging
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ledger.core import events as ev
+from ledger.core.clock import Clock
 from ledger.core.events import Envelope
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter, client_hooks
@@ -172,6 +173,7 @@ class Recorder:
         governor: Any = None,
         enforce: bool = True,
         carry_over: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         if writer not in WRITERS:
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
@@ -204,7 +206,7 @@ class Recorder:
             if self._own_store:
                 self.store.close()
             raise
-        self._stamps = Stamps()
+        self._stamps = Stamps(clock)
         self.config_hash = config_hash
         self.mode = mode
         self.account = account
@@ -278,7 +280,8 @@ class Recorder:
         ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
         GIL hand-offs between the IB loop and the writer thread; not touched by default), ``writer``
         (``"thread"``, the default, or ``"process"``: commits in a child process that never waits for
-        this process's GIL, see :mod:`ledger.store.writer_process`).
+        this process's GIL, see :mod:`ledger.store.writer_process`), ``clock`` (a callable returning
+        ``(recv_ns, mono_ns)`` used for every stamp instead of the machine's clocks, e.g. a simulator's).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,
                   queue_size=queue_size, reconcile=reconcile, governor=governor, enforce=enforce, **options)
@@ -655,6 +658,12 @@ class Recorder:
         return self._stamps.at(recv_ns, mono_ns)
 
     @property
+    def clock(self) -> Clock:
+        """The receipt stamp source, ``() -> (recv_ns, mono_ns)``: the machine's clocks unless ``clock=``
+        gave a simulated one (read by the client hooks, placement's governor time and the monitor)."""
+        return self._stamps.clock
+
+    @property
     def in_callback(self) -> bool:
         """A callback or record call is being handled right now (its stamp is in force)."""
         return self._stamps.in_callback
@@ -765,7 +774,7 @@ class Recorder:
         self._disconnected("client disconnect")
 
     def _disconnected(self, reason: str) -> None:
-        with self._lock, self._at(time.time_ns(), time.monotonic_ns()):
+        with self._lock, self._at(*self.clock()):
             if self._pending_connect is not None or (not self._started and self.ib.client.isConnected()):
                 self._ensure_started()
             if not self._conn_open:

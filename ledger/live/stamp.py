@@ -9,18 +9,24 @@ backwards along the seqs of one thread and a replay sees the same times the gove
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
+
+from ledger.core.clock import Clock, wall_clock
 
 __all__ = ["Stamps"]
 
 
 class Stamps:
-    """The stamp of the callback being recorded, if any (``ctx``); else the clock's."""
+    """The stamp of the callback being recorded, if any (``ctx``); else the clock's.
 
-    __slots__ = ("ctx",)
+    ``clock`` is the machine's (:func:`wall_clock`) unless a simulated session gives its own, so two runs
+    with one seed record the same bytes.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("clock", "ctx")
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or wall_clock
         self.ctx: tuple[int, int] | None = None  # (recv_ns, mono_ns) of the callback being recorded
 
     def now(self) -> tuple[int, int]:
@@ -28,7 +34,7 @@ class Stamps:
         ctx = self.ctx
         if ctx is not None:
             return ctx
-        return time.time_ns(), time.monotonic_ns()
+        return self.clock()
 
     @property
     def in_callback(self) -> bool:

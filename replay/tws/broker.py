@@ -61,6 +61,9 @@ def normalize_contract(contract: ContractSpec) -> ContractSpec:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class SimClock:
     """Simulated wall clock: starts at a fixed instant, moves only when told."""
 
@@ -87,6 +90,10 @@ class SimClock:
 
     def epoch(self) -> int:
         return int(self._now.timestamp())
+
+    def epoch_ns(self) -> int:
+        """The simulated instant in integer nanoseconds since the epoch (exact: no float on the way)."""
+        return (self._now - _EPOCH) // timedelta(microseconds=1) * 1_000
 
 
 @dataclass

@@ -56,6 +56,9 @@ class Instrument:
     under_symbol: str = ""
     under_sec_type: str = ""
     market_rule: int = 26
+    #: sent in the contract details' secIdList as TWS does for stocks (clients such as NautilusTrader key
+    #: equities by it); "" sends none
+    isin: str = ""
     #: where the seeded price path starts
     price: float = 100.0
     #: average displayed size at the touch
@@ -87,10 +90,21 @@ class Instrument:
             return 1.0
 
 
+#: the built-in stocks' and ETFs' ISINs
+ISINS = {
+    "AAPL": "US0378331005", "MSFT": "US5949181045", "IBM": "US4592001014", "AMZN": "US0231351067",
+    "NVDA": "US67066G1040", "TSLA": "US88160R1014", "GOOGL": "US02079K3059", "META": "US30303M1027",
+    "JPM": "US46625H1005", "XOM": "US30231G1022", "BAC": "US0605051046", "KO": "US1912161007",
+    "SPY": "US78462F1030", "QQQ": "US46090E1032", "IWM": "US4642876555", "DIA": "US78467X1090",
+    "GLD": "US78463V1070", "TLT": "US4642874329", "GME": "US36467W1099",
+}  # fmt: skip
+
+
 def _stk(con_id: int, symbol: str, primary: str, name: str, price: float, industry: str = "", etf: bool = False):
     return Instrument(
         con_id=con_id,
         symbol=symbol,
+        isin=ISINS.get(symbol, ""),
         primary_exchange=primary,
         trading_class="NMS" if primary in ("NASDAQ", "ISLAND") else symbol,
         long_name=name,

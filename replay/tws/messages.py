@@ -95,7 +95,7 @@ def contract_details(req_id: int, inst: Instrument, exchange: str = "") -> Field
         inst.liquid_hours,
         "",  # evRule
         "",  # evMultiplier
-        0,  # secIdList count
+        *((1, "ISIN", inst.isin) if inst.isin else (0,)),  # secIdList: count, then tag/value pairs
         1,  # aggGroup
         inst.under_symbol,
         inst.under_sec_type,

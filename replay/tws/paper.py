@@ -199,8 +199,10 @@ class Paper:
     def _execute(self, perm: int, qty: float, price: float) -> None:
         entry = self._entries[perm]
         o = entry.run.order
+        fee = X.commission(entry.inst, qty, price)
+        realized = self._realized(entry, qty, price, fee)
         self._apply(entry, Step("exec", qty=qty, price=price))
-        self._apply(entry, Step("commission", commission=X.commission(entry.inst, qty, price)))
+        self._apply(entry, Step("commission", commission=fee, realized_pnl=realized))
         done = o.remaining <= 1e-9
         self._apply(entry, Step("status", status="Filled" if done else "Submitted"))
         self._oca(perm)
@@ -215,6 +217,22 @@ class Paper:
                 self._apply(c, Step("status", status=status))
                 self._working.append(child)
                 self._try(child, first=True)
+
+    def _realized(self, entry: _Entry, qty: float, price: float, fee: float) -> float | None:
+        """The commission report's realized P&L, as TWS gives it: on the closing part of an execution,
+        (price - average cost) x closed x multiplier, net of this execution's commission; an opening
+        execution realizes nothing and leaves it unset (None)."""
+        o = entry.run.order
+        pos = self.sim.broker.position_of(o.spec.account, o.contract.conId)
+        if pos is None or abs(pos.qty) < 1e-9:
+            return None
+        buy = o.spec.action.upper() == "BUY"
+        if (pos.qty > 0) == buy:
+            return None
+        closed = min(qty, abs(pos.qty))
+        direction = 1.0 if pos.qty > 0 else -1.0
+        gross = (price - pos.avg_cost) * closed * direction * entry.inst.point_value
+        return round(gross - fee, 6)
 
     def _siblings(self, perm: int) -> list[int]:
         o = self._entries[perm].run.order

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
 import struct
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,16 @@ ERROR_TEXT = {
     10148: "OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {status}.",
     10349: "Order TIF was set to DAY based on order preset.",
 }
+
+
+SEEDED_PORTS = (20_000, 30_000)  # below Linux's ephemeral range, so no outgoing connection holds one
+
+
+def seeded_ports(seed: int, n: int = 64) -> list[int]:
+    """The ports a simulator with ``port_seed=seed`` tries, in order (the first free one is used)."""
+    lo, hi = SEEDED_PORTS
+    base = zlib.crc32(f"port:{seed}".encode()) % (hi - lo)
+    return [lo + (base + i) % (hi - lo) for i in range(n)]
 
 
 def error_text(code: int, order_id: int = 0, status: str = "") -> str:
@@ -124,9 +136,14 @@ class Simulator:
         market_speed: float = 0.0,
         bars: dict[str, list[tuple[int, float, float, float, float, float]]] | None = None,
         slippage_ticks: int = 0,
+        port_seed: int | None = None,
+        market_seed: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
+        #: with ``port=0``: bind the first free port of a sequence fixed by this seed instead of any free
+        #: port, so a recording of the run (which names the port it connected to) is the same every time
+        self.port_seed = port_seed
         self.trusted_ips = frozenset(trusted_ips)
         self.accounts = tuple(accounts) or ("DU1234567",)
         #: None keeps the historical id bases (fixtures); a number gives per-run permId/execId bases
@@ -163,7 +180,10 @@ class Simulator:
         #: the instruments reqContractDetails & co. answer from; orders on them echo their definition
         self.catalogue = catalogue or Catalogue()
         self.broker.catalogue = self.catalogue
-        self.market = Market(seed=1 if seed is None else seed, anchor=self.broker.clock.epoch(), bars=bars)
+        # the price paths follow ``seed`` unless ``market_seed`` fixes them apart from the id bases (the demo:
+        # the same market every run, fresh permIds and execIds every run)
+        mseed = market_seed if market_seed is not None else (1 if seed is None else seed)
+        self.market = Market(seed=mseed, anchor=self.broker.clock.epoch(), bars=bars)
         self.feeds = Feeds(self.catalogue, self.market, self.broker.clock, lambda c, f: c.send(f, self.wire_log))
         fd = self.feeds
         #: default-scenario orders on catalogued contracts work against the market here
@@ -207,11 +227,25 @@ class Simulator:
     async def start_async(self) -> None:
         """Start serving on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._server = await asyncio.start_server(self._on_accept, self.host, self._requested_port)
+        self._server = await self._listen()
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("simulator listening on %s:%s", self.host, self._port)
         if self.market_speed > 0:
             self._spawn(self._pump())
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        if self._requested_port or self.port_seed is None:
+            return await asyncio.start_server(self._on_accept, self.host, self._requested_port)
+        last: OSError | None = None
+        for port in seeded_ports(self.port_seed):
+            try:
+                return await asyncio.start_server(self._on_accept, self.host, port)
+            except OSError as exc:  # taken by another process: the next one of the same sequence
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
 
     async def stop_async(self) -> None:
         if self._server is not None:
@@ -412,6 +446,13 @@ class Simulator:
                 return True
             time.sleep(0.01)
         return False
+
+    def recording_clock(self) -> Any:
+        """A stamp source for recording a session against this simulator (:class:`replay.tws.stamps.SimStamps`):
+        receipt times from the simulated clock, so the recording depends on the seed and the requests only."""
+        from replay.tws.stamps import SimStamps
+
+        return SimStamps(self.broker.clock)
 
     def scenario_names(self) -> list[str]:
         return self.book.names()

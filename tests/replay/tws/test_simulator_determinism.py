@@ -51,26 +51,36 @@ def test_two_runs_with_one_seed_send_identical_bytes():
     assert first != other
 
 
-def _masked(path) -> list[dict]:
-    """A session file with the recording machine's clocks and port taken out (recorder-side, not ours)."""
-    out = []
-    for line in path.read_text().splitlines():
-        o = json.loads(line)
-        o.pop("recv_ns", None)
-        o.pop("mono_ns", None)
-        payload = o.get("payload", {})
-        payload.pop("port", None)  # session_started / connected: the free port of that run
-        if isinstance(payload.get("details"), dict):
-            payload["details"].pop("at_ns", None)  # the governor's wall-clock decision time
-        out.append(o)
-    return out
-
-
-def test_recorded_sessions_of_two_runs_differ_only_in_the_recorders_clocks(tmp_path):
+def test_recorded_sessions_of_two_runs_are_byte_identical(tmp_path):
+    """The fixture generation (simulator + real client + recorder) twice: the same session files, byte for
+    byte. Stamps come from the simulated clock and the port from the seed, not from the machine."""
     from replay.fixtures import record_fixtures
+    from replay.tws.broker import DEFAULT_START
 
-    [a] = record_fixtures(tmp_path / "a", ["default", "fill_simple"])[:1]
-    [b] = record_fixtures(tmp_path / "b", ["default", "fill_simple"])[:1]
-    assert _masked(a) == _masked(b)
-    fa, fb = (p.parent / "fill_simple.jsonl" for p in (a, b))
-    assert _masked(fa) == _masked(fb)
+    names = ["default", "fill_simple", "partial_then_cancel", "drop_mid_fill"]
+    first = record_fixtures(tmp_path / "a", names)
+    second = record_fixtures(tmp_path / "b", names)
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name}: two runs with one seed recorded different bytes"
+    lines = [json.loads(line) for line in first[1].read_text().splitlines()[1:]]
+    stamps = [o["recv_ns"] for o in lines]
+    start_ns = int(DEFAULT_START.timestamp()) * 1_000_000_000
+    assert stamps[0] == start_ns and stamps == sorted(stamps)  # simulated time, never the machine's
+    assert all(o["mono_ns"] == o["recv_ns"] for o in lines)
+    started = lines[0]["payload"]
+    assert started["kind"] == "session_started" and started["port"] >= 20_000  # from the seeded sequence
+
+
+def test_sim_stamps_step_from_the_simulated_clock_and_sync_only_when_told():
+    from replay.tws.broker import SimClock
+    from replay.tws.stamps import STEP_NS, SimStamps
+
+    clock = SimClock()
+    stamps = SimStamps(clock)
+    t0 = clock.epoch_ns()
+    assert [stamps()[0] for _ in range(3)] == [t0, t0 + STEP_NS, t0 + 2 * STEP_NS]
+    clock.tick(5)  # the simulator's own clock moves (an execution): stamps do not follow by themselves
+    assert stamps()[0] == t0 + 3 * STEP_NS
+    assert stamps.sync() == t0 + 5_000_000_000
+    assert stamps() == (t0 + 5_000_000_000, t0 + 5_000_000_000)
+    assert stamps()[0] == t0 + 5_000_000_000 + STEP_NS
