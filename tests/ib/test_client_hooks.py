@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ledger.core import events as ev
+from ledger.core.clock import wall_clock
 from ledger.core.prices import PriceSampler
 from ledger.ib import client_hooks
 from ledger.ib.hooks import Patches
@@ -31,6 +32,8 @@ class ListPort:
         self.closed = False
         self.governed = False
         self.prices = PriceSampler(1.0, 0.0005)
+        self.clock = wall_clock
+        self.stamps: list[tuple[int, int]] = []  # the (recv_ns, mono_ns) each callback was handed over with
         self.refuse = refuse
         self.fail_on = fail_on
         self.placed: set[tuple[int, int]] = set()
@@ -41,6 +44,7 @@ class ListPort:
             raise RuntimeError(f"cannot record {name}")
         assert recv_ns > 0 and mono_ns > 0
         self.calls.append((name, payload))
+        self.stamps.append((recv_ns, mono_ns))
 
     def on_connect_ack(self, payload: ev.Connected, recv_ns: int, mono_ns: int) -> None:
         self.calls.append(("connectAck", payload))
@@ -125,6 +129,28 @@ def test_callbacks_are_converted_and_handed_over_before_the_library_handles_them
         patches.undo()
     assert isinstance(port.payloads("place")[-1], ev.ModifyOrder)
     assert port.names()[-1] == "disconnect" and port.errors == []
+
+
+def test_callbacks_are_stamped_from_the_ports_clock(sim):
+    """A simulated session's clock, not the machine's, stamps every callback (byte-identical recordings)."""
+    port = ListPort()
+    ticks = iter(range(1, 1_000_000))
+
+    def clock() -> tuple[int, int]:
+        n = next(ticks)
+        return 1_700_000_000_000_000_000 + n * 1000, n
+
+    port.clock = clock
+    ib, patches = _attached(port)
+    try:
+        ib.connect("127.0.0.1", sim.port, clientId=6, timeout=3)
+    finally:
+        ib.disconnect()
+        patches.undo()
+    assert port.stamps, "no callback was handed over"
+    monos = [m for _, m in port.stamps]
+    assert monos == sorted(monos) and len(set(monos)) == len(monos) and monos[-1] < 1_000_000
+    assert all(r == 1_700_000_000_000_000_000 + m * 1000 for r, m in port.stamps)
 
 
 def test_a_recording_error_is_a_fault_and_the_library_still_sees_the_callback(sim):
