@@ -15,7 +15,6 @@ from ledger.core.prices import PriceSampler
 from ledger.ib import client_hooks
 from ledger.ib.hooks import Patches
 from ledger.ib.library import IB, LimitOrder, Stock
-from replay.tws.simulator import Simulator
 from tests.support.recording import wait_for
 
 pytestmark = pytest.mark.ibclient
@@ -92,12 +91,6 @@ class ListPort:
 
     def payloads(self, name: str) -> list[Any]:
         return [c[1] for c in self.calls if c[0] == name]
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
 
 
 def _attached(port: ListPort) -> tuple[IB, Patches]:

@@ -19,25 +19,11 @@ from ledger.ib.reconcile import QUERIES, keep_connected
 from ledger.live.recorder import Recorder
 from replay.tws import protocol as P
 from replay.tws.simulator import Simulator
-from tests.support.recording import run_async, stored, wait_for
+from tests.support.recording import run_async, stored, until, wait_for
 
 pytestmark = pytest.mark.ibclient
 
 AAPL = Stock("AAPL", "SMART", "USD")
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def brackets(envs: list[ev.Envelope]) -> list[tuple[str, ev.ReconcileEnded | None]]:

@@ -19,18 +19,11 @@ from ledger.ib.library import IB, LIBRARY_NAME, LimitOrder, Stock
 from ledger.live.recorder import Recorder, RecorderError
 from ledger.store import open_store
 from replay.tws import protocol as P
-from replay.tws.simulator import Simulator
-from tests.support.recording import run_async, stored, wait_for
+from tests.support.recording import run_async, stored, until, wait_for
 
 pytestmark = pytest.mark.ibclient
 
 AAPL = Stock("AAPL", "SMART", "USD")
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
 
 
 def kinds(envs, *only: str) -> list[str]:
@@ -168,13 +161,13 @@ def test_asyncio_client_with_modify_cancel_and_global_cancel(sim, sqlite_url):
             with rec.intent_context(correlation_id="strategy-7", causation_id="cause-1"):
                 trade = ib.placeOrder(AAPL, order)
             assert rec.last_intent is not None and rec.last_intent.kind == "place_order"
-            await _until(lambda: trade.orderStatus.status in ("Submitted", "PreSubmitted"))
+            await until(lambda: trade.orderStatus.status in ("Submitted", "PreSubmitted"), timeout=3.0)
             order.totalQuantity = 20
             ib.placeOrder(AAPL, order)  # same orderId again: a modify
             await asyncio.sleep(0.1)
             ib.cancelOrder(order)
             ib.reqGlobalCancel()
-            await _until(lambda: trade.orderStatus.status == "Cancelled")
+            await until(lambda: trade.orderStatus.status == "Cancelled", timeout=3.0)
             await rec.flush_async()
             assert not got.empty()
             return rec, order.orderId
@@ -198,14 +191,6 @@ def test_asyncio_client_with_modify_cancel_and_global_cancel(sim, sqlite_url):
     assert ks.index("cancel_order") < cancelled
     view = rec.fold.order_for(6, oid)
     assert view is not None and view.state == "Cancelled"
-
-
-async def _until(predicate, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.005)
 
 
 def test_an_intent_recorded_before_sending_is_not_recorded_twice(sim, sqlite_url):

@@ -29,12 +29,6 @@ pytestmark = pytest.mark.ibclient
 AAPL = Stock("AAPL", "SMART", "USD")
 
 
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
 def _status_burst(ib: IB, n: int, start: int = 0) -> None:
     """Callbacks through the real wrapper method, as the socket reader delivers them."""
     for i in range(start, start + n):

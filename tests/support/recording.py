@@ -25,6 +25,15 @@ def wait_for(ib: Any, predicate: Callable[[], bool], timeout: float = 3.0) -> bo
     return predicate()
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Await inside a running loop until ``predicate()`` holds; the test fails if it never does."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine on a fresh loop, leaving an open current loop behind for the blocking API
     (``asyncio.run`` would leave none, and ib_insync's blocking calls need one)."""

@@ -20,12 +20,6 @@ from replay.tws.simulator import Simulator
 from tests.support.simulator import Recorder, connect, wait_events, wait_until
 
 
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
 def test_connect_is_fast_and_negotiates_176(sim: Simulator):
     ib = IB()
     started = time.monotonic()

@@ -189,12 +189,6 @@ def test_every_shipped_scenario_has_an_end_to_end_case():
     assert shipped <= set(CASES), f"scenarios without a test: {sorted(shipped - set(CASES))}"
 
 
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_scenario_callback_sequence(sim: Simulator, name: str):
     case = CASES[name]

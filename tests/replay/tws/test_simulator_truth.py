@@ -9,12 +9,6 @@ from replay.tws.simulator import Simulator
 from tests.support.simulator import Recorder, connect, wait_events, wait_until
 
 
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
 def test_fills_while_disconnected_show_up_after_reconnect(sim: Simulator):
     ib = connect(sim.port, client_id=7)
     try:
