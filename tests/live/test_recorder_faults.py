@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from ledger.ib.library import IB, LimitOrder, Stock
 from ledger.live.recorder import Recorder, RecorderError
 from ledger.store import StoreError, open_store
 from replay.tws.simulator import Simulator
+from tests.support.disk import small_tmpfs
 from tests.support.recording import wait_for
 
 pytestmark = pytest.mark.ibclient
@@ -67,18 +67,6 @@ def test_store_file_deleted_or_replaced_stops_the_session(sim, tmp_path: Path, h
     assert rec.lost > 0 and rec.lost >= rec.last_seq - committed
     stops = [r for r in caplog.records if "RECORDER STOPPED" in r.getMessage()]
     assert len(stops) == 1
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.decode().strip()}); needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _fill_disk(mnt: Path) -> Path:
