@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from ledger.ib.library import IB, LIBRARY_NAME, LimitOrder, Stock
 from replay.tws.scenarios import Match, Scenario, Step
 from replay.tws.simulator import Simulator
-from tests.support.simulator import Recorder, connect, wait_events, wait_until
+from tests.support.simulator import Recorder, connect, ibledger_command, simulate_cli, wait_events, wait_until
 
 
 def test_connect_is_fast_and_negotiates_176(sim: Simulator):
@@ -164,41 +162,20 @@ def test_time_scale_and_custom_scenarios_dir(tmp_path: Path):
             ib.disconnect()
 
 
-def _cli() -> list[str]:
-    exe = Path(sys.executable).with_name("ibledger")
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "from ledger.cli import main; main()"]
-
-
 def test_cli_simulate_serves_and_stops_on_sigint():
-    proc = subprocess.Popen(
-        [*_cli(), "simulate", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-        line = proc.stdout.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert m, line + proc.stderr.read()
-        ib = connect(int(m.group(1)))
+    with simulate_cli() as (proc, port):
+        ib = connect(port)
         trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
         assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
         ib.disconnect()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cli_reports_bad_scenario_file(tmp_path: Path):
     (tmp_path / "bad.toml").write_text('[[scenario]]\nname = "x"\n[[scenario.steps]]\ntype = "teleport"\n')
     res = subprocess.run(
-        [*_cli(), "simulate", "--port", "0", "--scenarios", str(tmp_path)],
+        [*ibledger_command(), "simulate", "--port", "0", "--scenarios", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -9,7 +9,7 @@ import pytest
 from ledger.ib.library import ib as iblib
 from replay.tws.protocol import frame
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import advance_until_done, connect, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -31,12 +31,7 @@ def _run(seed: int) -> bytes:
             # the clock moves only once the simulator has every order (requests and clock never interleave)
             assert wait_until(ib, lambda: parent.orderStatus.status == "Filled" and len(sim.broker.all_orders()) == 3)
             assert wait_until(ib, lambda: tp.orderStatus.status == "Submitted" and sl.orderStatus.status)
-            for _ in range(400):
-                if tp.isDone() and sl.isDone():
-                    break
-                sim.advance(5)
-                ib.sleep(0)
-            assert wait_until(ib, lambda: tp.isDone() and sl.isDone(), timeout=5)
+            assert advance_until_done(ib, sim, (tp, sl), steps=400)
             ib.cancelMktData(aapl)
             ib.sleep(0.1)
             return b"".join(frame(f) for d, _c, f in sim.wire_log if d == "out")

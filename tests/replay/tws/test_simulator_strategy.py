@@ -14,7 +14,7 @@ import pytest
 
 from ledger.ib.library import ib as iblib
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import advance_until_done, connect, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -40,12 +40,7 @@ def test_reference_strategy_runs_unmodified():
             bracket = ib.bracketOrder("BUY", 10, round(ask + 0.05, 2), round(ask + 0.40, 2), round(bid - 0.40, 2))
             parent, tp, sl = (ib.placeOrder(aapl, o) for o in bracket)
             assert wait_until(ib, lambda: parent.orderStatus.status == "Filled")
-            for _ in range(5000):
-                if tp.isDone() and sl.isDone():
-                    break
-                sim.advance(5)
-                ib.sleep(0)
-            assert wait_until(ib, lambda: tp.isDone() and sl.isDone(), timeout=5)
+            assert advance_until_done(ib, sim, (tp, sl))
             assert {tp.orderStatus.status, sl.orderStatus.status} == {"Filled", "Cancelled"}
             # modify and cancel a resting order
             rest = ib.placeOrder(aapl, iblib.LimitOrder("BUY", 5, round(ticker.bid - 20, 2)))

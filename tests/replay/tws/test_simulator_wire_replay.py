@@ -11,7 +11,7 @@ from ledger.ib.library import LimitOrder, Stock
 from ledger.store.sessionfile import write_session
 from replay.tws.simulator import Simulator
 from replay.tws.wire_replay import load_playback
-from tests.support.simulator import Recorder, connect, wait_events
+from tests.support.simulator import Recorder, connect, connected, simulate_cli, wait_events
 
 SID = "rec-session-1"
 T0 = 1_704_205_800_000_000_000
@@ -233,37 +233,15 @@ def test_bad_session_file_is_reported(tmp_path: Path):
 
 
 def test_cli_simulate_plays_a_session(session_file: Path):
-    import os
-    import re
     import signal
-    import subprocess
-    import sys
 
-    exe = Path(sys.executable).with_name("ibledger")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from ledger.cli import main; main()"]
-    proc = subprocess.Popen(
-        [*cmd, "simulate", "--port", "0", "--session", str(session_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
-        assert m
-        ib = connect(int(m.group(1)))
-        try:
+    with simulate_cli("--session", str(session_file)) as (proc, port):
+        with connected(port) as ib:
             rec = Recorder(ib)
             ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
             assert wait_events(ib, rec, 5)[-1] == ("status", "Submitted", 60.0, 40.0, 50.0, 50.0, "")
-        finally:
-            ib.disconnect()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_every_client_gets_its_own_copy_of_the_session(session_file: Path):
