@@ -14,7 +14,7 @@ import pytest
 
 from ledger.ib.library import ib as iblib
 from replay.tws.simulator import Simulator
-from tests.support.simulator import advance_until_done, connect, wait_until
+from tests.support.simulator import advance_until_done, connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -23,8 +23,7 @@ ACCOUNT = "DU1234567"
 
 def test_reference_strategy_runs_unmodified():
     with Simulator(seed=2024) as sim:
-        ib = connect(sim.port, client_id=61)
-        try:
+        with connected(sim.port, client_id=61) as ib:
             # qualify
             [aapl] = ib.qualifyContracts(iblib.Stock("AAPL", "SMART", "USD"))
             assert aapl.conId == 265598
@@ -65,5 +64,3 @@ def test_reference_strategy_runs_unmodified():
             truth_pos = sim.broker.position_of(ACCOUNT, 265598)
             assert truth_pos is not None and truth_pos.qty == 0  # in and out again
             assert not [p for p in ib.positions() if p.contract.conId == 265598 and p.position]
-        finally:
-            ib.disconnect()

@@ -11,7 +11,7 @@ from ledger.ib.library import LimitOrder, Stock
 from ledger.store.sessionfile import write_session
 from replay.tws.simulator import Simulator
 from replay.tws.wire_replay import load_playback
-from tests.support.simulator import Recorder, connect, connected, simulate_cli, wait_events
+from tests.support.simulator import Recorder, connected, simulate_cli, wait_events
 
 SID = "rec-session-1"
 T0 = 1_704_205_800_000_000_000
@@ -180,8 +180,7 @@ def test_playback_builds_one_script_per_recorded_order(session_file: Path):
 
 def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Path):
     with Simulator(playback=load_playback(session_file)) as sim:
-        ib = connect(sim.port, client_id=4)
-        try:
+        with connected(sim.port, client_id=4) as ib:
             rec = Recorder(ib)
             stock = Stock("AAPL", "SMART", "USD")
             a = ib.placeOrder(stock, LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
@@ -221,8 +220,6 @@ def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Pa
             c = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
             wait_events(ib, rec, 17)
             assert c.orderStatus.status == "Filled"
-        finally:
-            ib.disconnect()
 
 
 def test_bad_session_file_is_reported(tmp_path: Path):
@@ -247,15 +244,12 @@ def test_cli_simulate_plays_a_session(session_file: Path):
 def test_every_client_gets_its_own_copy_of_the_session(session_file: Path):
     with Simulator(playback=load_playback(session_file)) as sim:
         for client_id in (5, 6):
-            ib = connect(sim.port, client_id=client_id)
-            try:
+            with connected(sim.port, client_id=client_id) as ib:
                 rec = Recorder(ib)
                 ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
                 events = wait_events(ib, rec, 5)
                 assert ("exec", "A.01", 60.0, 50.0, 60.0, 50.0) in events
                 assert sim.playbacks()[client_id].remaining() == 1
-            finally:
-                ib.disconnect()
 
 
 def test_answers_to_requests_inside_the_session_are_not_replayed():
