@@ -9,20 +9,12 @@ from typing import Any
 
 from ledger.core import events as ev
 from ledger.store import open_store
+from tests.support.simulator import wait_until
 
 
 def wait_for(ib: Any, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Run the client's loop until ``predicate()`` holds; keeps going through a dropped connection
-    (reconnect tests wait across it), unlike ``simulator_support.wait_until``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        try:
-            ib.sleep(0.005)
-        except ConnectionError:
-            pass
-    return predicate()
+    """Run the client's loop until ``predicate()`` holds, waiting across a dropped connection."""
+    return wait_until(ib, predicate, timeout, across_drops=True)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

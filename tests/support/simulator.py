@@ -100,16 +100,20 @@ class Recorder:
         self.raw.clear()
 
 
-def wait_until(ib: Any, predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Run the client's loop until ``predicate()`` holds (True) or the timeout passes (False)."""
+def wait_until(ib: Any, predicate: Callable[[], bool], timeout: float = 2.0, *, across_drops: bool = False) -> bool:
+    """Run the client's loop until ``predicate()`` holds (True) or the timeout passes (False).
+
+    A dropped connection ends the wait (the server dropped us as scripted; what arrived is recorded),
+    unless ``across_drops``: reconnect tests wait across it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         try:
             ib.sleep(0.005)
-        except ConnectionError:  # the server dropped us (scripted); what arrived is recorded
-            break
+        except ConnectionError:
+            if not across_drops:
+                break
     return predicate()
 
 
