@@ -67,6 +67,7 @@ def test_connected_and_disconnected_alternate_across_a_drop_and_a_reconnect(sim,
         ib.connect("127.0.0.1", sim.port, clientId=33, timeout=3)
         assert sim.drop_connections() == 1
         assert wait_for(ib, lambda: not rec.connection.open)
+        assert not rec.fold.connected  # the fold saw the drop
         ib.disconnect()  # the client's own disconnect after the drop: no second `disconnected`
         ib.connect("127.0.0.1", sim.port, clientId=33, timeout=3)
         assert rec.connection.open and rec.connection.connects == 2
@@ -82,7 +83,7 @@ def test_connected_and_disconnected_alternate_across_a_drop_and_a_reconnect(sim,
     ]
     reasons = [e.payload.reason for e in envs if e.kind == "disconnected"]
     assert "closed" in reasons[0].lower() and reasons[1] == "client disconnect"
-    assert rec.connects == 2
+    assert rec.connects == 2 and not rec.fold.connected
 
 
 def test_attached_to_a_connected_client_the_session_starts_at_once(sim, sqlite_url):

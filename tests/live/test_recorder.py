@@ -215,22 +215,6 @@ def test_an_intent_recorded_before_sending_is_not_recorded_twice(sim, sqlite_url
     assert [e.seq for e in envs if e.kind == "place_order"] == [intent.seq]
 
 
-def test_server_side_drop_is_recorded_as_disconnected(sim, sqlite_url):
-    ib = IB()
-    rec = Recorder.attach(ib, sqlite_url)
-    try:
-        ib.connect("127.0.0.1", sim.port, clientId=8, timeout=3)
-        assert sim.drop_connections() == 1
-        assert wait_for(ib, lambda: not ib.isConnected())
-        ib.disconnect()  # no second Disconnected
-    finally:
-        rec.close()
-    envs = stored(sqlite_url, rec.session_id)
-    drops = [e.payload.reason for e in envs if e.kind == "disconnected"]
-    assert len(drops) == 1 and "closed" in drops[0].lower()
-    assert not rec.fold.connected
-
-
 # --- never block, never drop silently ------------------------------------------------------------
 
 
