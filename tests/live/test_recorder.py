@@ -19,11 +19,9 @@ from ledger.ib.library import IB, LIBRARY_NAME, LimitOrder, Stock
 from ledger.live.recorder import Recorder, RecorderError
 from ledger.store import open_store
 from replay.tws import protocol as P
-from tests.support.recording import run_async, stored, until, wait_for
+from tests.support.recording import AAPL, buy_filled, run_async, stored, until, wait_for
 
 pytestmark = pytest.mark.ibclient
-
-AAPL = Stock("AAPL", "SMART", "USD")
 
 
 def kinds(envs, *only: str) -> list[str]:
@@ -125,8 +123,7 @@ def test_attach_after_connect_reconciles_and_names_the_session(sim, sqlite_url):
     ib = IB()
     ib.connect("127.0.0.1", sim.port, clientId=5, timeout=3)
     try:
-        trade = ib.placeOrder(AAPL, LimitOrder("BUY", 5, 100.0, orderRef="fill_simple"))
-        assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
+        trade = buy_filled(ib, 5)
         rec = Recorder.attach(ib, sqlite_url)  # the fill happened before we were recording
         assert not rec.reconciling
         ib.reqCurrentTime()
@@ -291,8 +288,7 @@ def test_recording_errors_never_stop_the_library(sim, sqlite_url):
     rec.subscribe(broken)
     try:
         ib.connect("127.0.0.1", sim.port, clientId=9, timeout=3)
-        trade = ib.placeOrder(AAPL, LimitOrder("BUY", 1, 100.0, orderRef="fill_simple"))
-        assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
+        trade = buy_filled(ib, 1)
         # a local event that cannot be stored is refused to its caller, taking no seq
         before = rec.last_seq
         with pytest.raises(RecorderError, match="not encodable"):
@@ -341,8 +337,7 @@ def test_postgresql_store_in_a_fresh_database(sim):
         rec = Recorder.attach(ib, url)
         try:
             ib.connect("127.0.0.1", sim.port, clientId=11, timeout=3)
-            trade = ib.placeOrder(AAPL, LimitOrder("BUY", 100, 100.0, orderRef="partial_fills"))
-            assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
+            trade = buy_filled(ib, 100, ref="partial_fills")
             ib.sleep(0.05)
             rec.flush()
         finally:

@@ -17,27 +17,20 @@ from pathlib import Path
 import pytest
 
 from ledger.core import events as ev
-from ledger.ib.library import IB, LimitOrder, Stock
+from ledger.ib.library import IB
 from ledger.live.recorder import Recorder, RecorderError
 from ledger.store import StoreError, open_store
 from replay.tws.simulator import Simulator
 from tests.support.disk import small_tmpfs
-from tests.support.recording import wait_for
+from tests.support.recording import buy_filled, wait_for
 
 pytestmark = pytest.mark.ibclient
-
-AAPL = Stock("AAPL", "SMART", "USD")
 
 
 def _status_burst(ib: IB, n: int, start: int = 0) -> None:
     """Callbacks through the real wrapper method, as the socket reader delivers them."""
     for i in range(start, start + n):
         ib.wrapper.orderStatus(1, "Submitted", float(i), 100.0, 0.0, 77, 0, 0.0, 1, "", 0.0)
-
-
-def _fill_one(ib: IB, ref: str = "fill_simple") -> None:
-    trade = ib.placeOrder(AAPL, LimitOrder("BUY", 10, 100.0, orderRef=ref))
-    assert wait_for(ib, lambda: trade.orderStatus.status == "Filled", 10)
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
@@ -48,7 +41,7 @@ def test_store_file_deleted_or_replaced_stops_the_session(sim, tmp_path: Path, h
     caplog.set_level(logging.ERROR, logger="ledger")
     try:
         ib.connect("127.0.0.1", sim.port, clientId=21, timeout=5)
-        _fill_one(ib)
+        buy_filled(ib, 10, timeout=10)
         rec.flush(timeout=10)
         committed = rec.committed_seq
         for suffix in ("", "-wal", "-shm"):
@@ -56,7 +49,7 @@ def test_store_file_deleted_or_replaced_stops_the_session(sim, tmp_path: Path, h
                 os.unlink(f"{db}{suffix}")
         if how == "replaced":
             db.write_bytes(b"")  # a new, different file at the same path
-        _fill_one(ib, "fill_simple")  # more callbacks from the wire
+        buy_filled(ib, 10, timeout=10)  # more callbacks from the wire
         assert wait_for(ib, lambda: bool(rec.stopped), 10)
     finally:
         ib.disconnect()

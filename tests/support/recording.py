@@ -8,8 +8,19 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ledger.core import events as ev
+from ledger.ib.library import LimitOrder, Stock
 from ledger.store import open_store
 from tests.support.simulator import wait_until
+
+AAPL = Stock("AAPL", "SMART", "USD")
+
+
+def buy_filled(ib: Any, qty: float, *, price: float = 100.0, ref: str = "fill_simple", timeout: float = 3.0) -> Any:
+    """Buy ``qty`` AAPL at ``price`` through the real client under the simulator scenario ``ref`` (one
+    that fills) and wait until the library reports it Filled; returns the trade."""
+    trade = ib.placeOrder(AAPL, LimitOrder("BUY", qty, price, orderRef=ref))
+    assert wait_for(ib, lambda: trade.orderStatus.status == "Filled", timeout)
+    return trade
 
 
 def wait_for(ib: Any, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
