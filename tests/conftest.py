@@ -93,6 +93,18 @@ def _current_event_loop():
     yield
 
 
+# --- simulator ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sim():
+    """A default simulator on a free port (a test module may override it with its own scenario or seed)."""
+    from replay.tws.simulator import Simulator
+
+    with Simulator() as s:
+        yield s
+
+
 # --- markers ------------------------------------------------------------------------------------
 
 

@@ -52,7 +52,8 @@ This class is the facade and the recording path (stamp, queue, fold, govern, not
 The rest is in pieces named for what they hold: the hooks on the client, behind the
 :class:`~ledger.ib.client_hooks.HookPort` this class implements, in :mod:`ledger.ib.client_hooks`;
 seqs, the writer queue and its bounded waiting in :mod:`ledger.live.handoff`; receipt stamps in
-:mod:`ledger.live.stamp`; intents (once, in context, governed) in :mod:`ledger.live.intents`; the
+:mod:`ledger.live.stamp`; when the session starts and how connections are recorded in
+:mod:`ledger.live.connection`; intents (once, in context, governed) in :mod:`ledger.live.intents`; the
 fault book in :mod:`ledger.live.faults`; session start and end in :mod:`ledger.live.session_life`;
 the kill switch in :mod:`ledger.live.guard`; reconciliation in :mod:`ledger.ib.reconcile`.
 
@@ -115,6 +116,7 @@ from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter, client_hooks
 from ledger.ib.hooks import Patches
 from ledger.ib.reconcile import Reconciler
+from ledger.live.connection import ConnectionState
 from ledger.live.dispatch import Notice, Subscriber, deliver, engine_step
 from ledger.live.errors import RecorderError
 from ledger.live.faults import Faults
@@ -214,16 +216,15 @@ class Recorder:
         self._depth = 0
         self._notify: list[tuple[Envelope, list, list]] = []
         self._subscribers: list[Subscriber] = []
-        self._started = False
         self.closed = False  # session_ended recorded: the hooks only pass through (read on every callback)
-        self._conn_open = False  # a Connected is recorded and no Disconnected since
-        self._connects = 0
-        self._pending_connect: tuple[ev.Connected, int, int] | None = None
-        self._last_api_error = ""
         self.engine_errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._patches = Patches()  # what _install hooked into the client, so close() undoes only that
         self.reconciler = Reconciler(self, ib, timeout=reconcile_timeout, enabled=reconcile)
+        self.connection = ConnectionState(
+            start=self._start_session, record_connected=self._record_connected, record=self._record,
+            reconciler=self.reconciler, client_connected=lambda: bool(self.ib.client.isConnected()),
+        )
         self._handoff = Handoff(
             self.store, self.session_id, writer=writer, queue_size=queue_size, max_batch=max_batch,
             full_block_s=full_block_s, max_block_s=max_block_s, on_error=self._on_writer_error,
@@ -308,8 +309,8 @@ class Recorder:
         client = self.ib.client
         accounts = list(getattr(self.ib.wrapper, "accounts", []) or [])
         with self._lock:
-            self._ensure_started(accounts=accounts)
-            self._on_connect(adapter.connected(client), *self._stamp(), sync=False)
+            self.connection.ensure_started(accounts=accounts)
+            self.connection.connected(adapter.connected(client), *self._stamp(), sync=False)
         if self.reconciler.enabled:
             self.reconciler.run_now("attach")
 
@@ -385,7 +386,7 @@ class Recorder:
     @property
     def connects(self) -> int:
         """How many connections were recorded (1 + reconnects)."""
-        return self._connects
+        return self.connection.connects
 
     @property
     def writer(self) -> Writer:
@@ -505,7 +506,7 @@ class Recorder:
             if self.closed:
                 return
             self.reconciler.stop()
-            self._ensure_started()
+            self.connection.ensure_started()
             self._drain_faults_locked(force=True)
             self._record(ended_payload(reason, self._handoff.seq), source="live", _reserve=True)
             self.closed = True
@@ -565,8 +566,8 @@ class Recorder:
             try:
                 if self.closed:
                     return None
-                if not self._started:
-                    self._ensure_started()
+                if not self.connection.started:
+                    self.connection.ensure_started()
                 if self.faults.to_tell():
                     self._drain_faults_locked()
                 env = self._enqueue(payload, source, correlation_id, causation_id, recv_ns, mono_ns or 0,
@@ -620,34 +621,26 @@ class Recorder:
         if subs:
             deliver(subs, notify)
 
-    def _ensure_started(self, accounts: Sequence[str] | None = None) -> None:
-        if self._started:
-            return
-        self._started = True
-        pending, self._pending_connect = self._pending_connect, None
-        client = self.ib.client
+    def _start_session(self, accounts: Sequence[str] | None, at: tuple[int, int] | None) -> None:
+        """Write ``session_started`` (through the reserve), at the held handshake's stamp when there is
+        one; the account is the one configured, else the only one the client manages. A governed
+        session first folds in the account's previous one (carry-over)."""
         account = self.account
         if not account and accounts and len(accounts) == 1:
             account = accounts[0]
         if self.governed and self.carry_over and account:
             self.carried_from = carry_over(self.store, self.engine, session_id=self.session_id, account=account)
-        started = started_payload(client, account=account, config_hash=self.config_hash, mode=self.mode,
+        started = started_payload(self.ib.client, account=account, config_hash=self.config_hash, mode=self.mode,
                                   engine_config=self.engine.config)
-        ns, mono = (pending[1], pending[2]) if pending else self._stamp()
+        ns, mono = at if at is not None else self._stamp()
         env = self._enqueue(started, "live", None, None, ns, mono, reserve=True)
         if env is not None:
             self._process(env, 0)
-        if pending is not None:
-            self._on_connect(*pending, sync=True)
 
-    def _on_connect(self, payload: ev.Connected, recv_ns: int, mono_ns: int, *, sync: bool) -> None:
+    def _record_connected(self, payload: ev.Connected, recv_ns: int, mono_ns: int) -> None:
         env = self._enqueue(payload, "live", None, None, recv_ns, mono_ns)
         if env is not None:
             self._process(env, 0)
-        self._conn_open = True
-        self._connects += 1
-        if sync:
-            self.reconciler.on_connect(reconnect=self._connects > 1)
 
     # --- time -----------------------------------------------------------------------------------------
 
@@ -736,8 +729,8 @@ class Recorder:
             prev = stamps.ctx
             stamps.ctx = (recv_ns, mono_ns)  # one stamp for all this callback causes
             try:
-                if not self._started:
-                    self._ensure_started(
+                if not self.connection.started:
+                    self.connection.ensure_started(
                         accounts=payload.accounts.split(",") if name == "managedAccounts" else None  # type: ignore[attr-defined]
                     )
                 if rc.bracket is None:
@@ -758,34 +751,21 @@ class Recorder:
             pass
 
     def on_connect_ack(self, payload: ev.Connected, recv_ns: int, mono_ns: int) -> None:
-        """The handshake completed. Before the session started, ``session_started`` waits for
-        ``managedAccounts`` (the next message) to name the account."""
+        """The handshake completed (see :mod:`ledger.live.connection` for when it is recorded)."""
         self._capture_loop()
         with self._lock, self._at(recv_ns, mono_ns):
-            if not self._started:
-                self._pending_connect = (payload, recv_ns, mono_ns)
-            else:
-                self._on_connect(payload, recv_ns, mono_ns, sync=True)
+            self.connection.acknowledged(payload, recv_ns, mono_ns)
 
     def on_connection_closed(self) -> None:
-        self._disconnected(self._last_api_error or "connection closed by the server")
+        with self._lock, self._at(*self.clock()):
+            self.connection.closed_by_server()
 
     def on_disconnect(self) -> None:
-        self._disconnected("client disconnect")
-
-    def _disconnected(self, reason: str) -> None:
         with self._lock, self._at(*self.clock()):
-            if self._pending_connect is not None or (not self._started and self.ib.client.isConnected()):
-                self._ensure_started()
-            if not self._conn_open:
-                return
-            self._conn_open = False
-            self.reconciler.on_disconnect()
-            self._record(ev.Disconnected(reason=reason))
-            self._last_api_error = ""
+            self.connection.disconnected("client disconnect")
 
     def on_api_error(self, msg: Any) -> None:
-        self._last_api_error = str(msg)
+        self.connection.api_error(str(msg))
 
     def on_synchronized(self, *args: Any) -> None:
         if self.closed:

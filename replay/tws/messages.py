@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from replay.tws.catalogue import Instrument
-from replay.tws.protocol import UNSET_DOUBLE, ContractSpec, Fields
+from replay.tws.protocol import UNSET_DOUBLE, ContractSpec, Fields, contract_fields
 
 
 class Msg:
@@ -214,17 +214,7 @@ def position_multi(req_id: int, account: str, c: ContractSpec, qty: float, avg_c
         1,
         req_id,
         account,
-        c.conId,
-        c.symbol,
-        c.secType,
-        c.lastTradeDateOrContractMonth,
-        c.strike,
-        c.right,
-        c.multiplier,
-        c.exchange,
-        c.currency,
-        c.localSymbol,
-        c.tradingClass,
+        *contract_fields(c),
         qty,
         avg_cost,
         model,
@@ -248,17 +238,7 @@ def portfolio_value(
     return [
         Msg.PORTFOLIO_VALUE,
         8,
-        c.conId,
-        c.symbol,
-        c.secType,
-        c.lastTradeDateOrContractMonth,
-        c.strike,
-        c.right,
-        c.multiplier,
-        c.primaryExchange,
-        c.currency,
-        c.localSymbol,
-        c.tradingClass,
+        *contract_fields(c, exchange=False, primary=True),
         qty,
         market_price,
         market_value,

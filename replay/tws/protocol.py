@@ -472,7 +472,9 @@ def decode_request(fields: list[str], server_version: int = SERVER_VERSION) -> R
 Fields = list[object]
 
 
-def _contract_fields(c: ContractSpec, *, exchange: bool = True, primary: bool = False) -> Fields:
+def contract_fields(c: ContractSpec, *, exchange: bool = True, primary: bool = False) -> Fields:
+    """A contract as the server's messages lay it out: the messages differ only in carrying the routing
+    exchange, the primary exchange, or both."""
     out: Fields = [
         c.conId,
         c.symbol,
@@ -552,7 +554,7 @@ def open_order(v: OpenOrderView, *, server_version: int) -> Fields:
     """OPEN_ORDER exactly as ``Decoder.openOrder`` reads it (no version field since v145)."""
     o = v.order
     f: Fields = [Out.OPEN_ORDER, v.order_id]
-    f += _contract_fields(v.contract)
+    f += contract_fields(v.contract)
     f += [
         o.action,
         o.totalQuantity,
@@ -672,7 +674,7 @@ def completed_order(v: OpenOrderView, *, server_version: int) -> Fields:
     """COMPLETED_ORDER as ``Decoder.completedOrder`` reads it: no orderId, no clientId on the wire."""
     o = v.order
     f: Fields = [Out.COMPLETED_ORDER]
-    f += _contract_fields(v.contract)
+    f += contract_fields(v.contract)
     f += [
         o.action,
         o.totalQuantity,
@@ -790,7 +792,7 @@ def execution(
 ) -> Fields:
     """EXECUTION_DATA: no version field since v136; reqId is -1 for live fills."""
     f: Fields = [Out.EXECUTION_DATA, req_id, order_id]
-    f += _contract_fields(contract)
+    f += contract_fields(contract)
     f += [
         exec_id,
         time,
@@ -829,7 +831,7 @@ def commission_report(exec_id: str, commission: float, currency: str, realized_p
 
 
 def position(account: str, contract: ContractSpec, qty: float, avg_cost: float) -> Fields:
-    return [Out.POSITION_DATA, 3, account, *_contract_fields(contract), qty, avg_cost]
+    return [Out.POSITION_DATA, 3, account, *contract_fields(contract), qty, avg_cost]
 
 
 def next_valid_id(order_id: int) -> Fields:

@@ -6,7 +6,6 @@ before and after (nothing half-written).
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ from ledger.core.session import MAX_SESSION_ID
 from ledger.store import open_store
 from ledger.store.sessionfile import write_session
 from replay.synthetic import synthetic_session
+from tests.support.disk import small_tmpfs
 from tests.support.samples import sample_payloads
 
 IBLEDGER = [sys.executable, "-m", "ledger.cli"]
@@ -48,18 +48,6 @@ def store(tmp_path: Path) -> str:
     with open_store(url) as st:
         st.append(_events("existing"))
     return url
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.decode().strip()}); needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_disk_full_during_import_imports_nothing(tmp_path: Path) -> None:

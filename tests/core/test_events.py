@@ -17,6 +17,17 @@ def _envs() -> list[ev.Envelope]:
     ]
 
 
+def _stored_status() -> dict:
+    """The sample order_status envelope as it is stored in JSON, as a dict to tamper with."""
+    env = _envs()[8]
+    assert env.kind == "order_status"
+    return msgspec.json.decode(to_json(env))
+
+
+def _load(data: dict) -> ev.Envelope:
+    return from_json(msgspec.json.encode(data))
+
+
 def test_samples_cover_every_kind() -> None:
     kinds = {ev.kind_of(p) for p in sample_payloads()}
     assert kinds == set(ev.KINDS)
@@ -38,17 +49,17 @@ def test_unset_double_survives_json() -> None:
 
 
 def test_newer_schema_is_refused_with_a_clear_error() -> None:
-    data = msgspec.json.decode(to_json(_envs()[8]))
+    data = _stored_status()
     data["v"] = 99
     with pytest.raises(ev.SchemaError, match=r"schema v99.*upgrade ibledger"):
-        from_json(msgspec.json.encode(data))
+        _load(data)
 
 
 def test_unknown_kind_is_refused() -> None:
-    data = msgspec.json.decode(to_json(_envs()[8]))
+    data = _stored_status()
     data["payload"]["kind"] = "order_teleported"
     with pytest.raises(ev.SchemaError, match="order_teleported"):
-        from_json(msgspec.json.encode(data))
+        _load(data)
 
 
 def test_older_schema_is_upcast(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,22 +72,22 @@ def test_older_schema_is_upcast(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ev.OrderStatus, "SCHEMA_VERSION", 2)
     monkeypatch.setitem(ev.UPCASTERS, ("order_status", 1), up)
-    old = msgspec.json.decode(to_json(_envs()[8]))
+    old = _stored_status()
     old["v"] = 1
-    env = from_json(msgspec.json.encode(old))
+    env = _load(old)
     assert env.v == 2 and env.payload.why_held == "upcast" and len(calls) == 1
 
 
 def test_missing_upcaster_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ev.OrderStatus, "SCHEMA_VERSION", 4)
-    old = msgspec.json.decode(to_json(_envs()[8]))
+    old = _stored_status()
     old["v"] = 3
     with pytest.raises(ev.SchemaError, match="no upcaster from v3"):
-        from_json(msgspec.json.encode(old))
+        _load(old)
 
 
 def test_wrong_field_type_is_refused() -> None:
-    data = msgspec.json.decode(to_json(_envs()[8]))
+    data = _stored_status()
     data["payload"]["filled"] = "lots"
     with pytest.raises(ev.SchemaError, match="filled"):
-        from_json(msgspec.json.encode(data))
+        _load(data)

@@ -14,13 +14,10 @@ from ledger.core.clock import wall_clock
 from ledger.core.prices import PriceSampler
 from ledger.ib import client_hooks
 from ledger.ib.hooks import Patches
-from ledger.ib.library import IB, LimitOrder, Stock
-from replay.tws.simulator import Simulator
-from tests.support.recording import wait_for
+from ledger.ib.library import IB, LimitOrder
+from tests.support.recording import AAPL, buy_filled, wait_for
 
 pytestmark = pytest.mark.ibclient
-
-AAPL = Stock("AAPL", "SMART", "USD")
 
 
 class ListPort:
@@ -94,12 +91,6 @@ class ListPort:
         return [c[1] for c in self.calls if c[0] == name]
 
 
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
 def _attached(port: ListPort) -> tuple[IB, Patches]:
     ib = IB()
     patches = Patches()
@@ -114,8 +105,7 @@ def test_callbacks_are_converted_and_handed_over_before_the_library_handles_them
         ib.connect("127.0.0.1", sim.port, clientId=5, timeout=3)
         assert port.names()[0] == "connectAck" and port.payloads("connectAck")[0].client_id == 5
         assert "managedAccounts" in port.names() and "synchronized" in port.names()
-        trade = ib.placeOrder(AAPL, LimitOrder("BUY", 10, 100.0, orderRef="fill_simple"))
-        assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
+        trade = buy_filled(ib, 10)
         (place,) = port.payloads("place")
         assert (place.order_id, place.client_id, place.symbol, place.total_qty) == (trade.order.orderId, 5, "AAPL", 10)
         assert type(place) is ev.PlaceOrder  # a first placement, not a modify

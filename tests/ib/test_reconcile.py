@@ -14,30 +14,14 @@ import time
 import pytest
 
 from ledger.core import events as ev
-from ledger.ib.library import IB, LimitOrder, Stock
+from ledger.ib.library import IB, LimitOrder
 from ledger.ib.reconcile import QUERIES, keep_connected
 from ledger.live.recorder import Recorder
 from replay.tws import protocol as P
 from replay.tws.simulator import Simulator
-from tests.support.recording import run_async, stored, wait_for
+from tests.support.recording import AAPL, buy_filled, run_async, stored, until, wait_for
 
 pytestmark = pytest.mark.ibclient
-
-AAPL = Stock("AAPL", "SMART", "USD")
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def brackets(envs: list[ev.Envelope]) -> list[tuple[str, ev.ReconcileEnded | None]]:
@@ -121,8 +105,7 @@ def test_connectivity_restored_triggers_a_query_bracket(sim, sqlite_url, code):
     rec = Recorder.attach(ib, sqlite_url)
     try:
         ib.connect("127.0.0.1", sim.port, clientId=22, timeout=3)
-        trade = ib.placeOrder(AAPL, LimitOrder("BUY", 10, 100.0, orderRef="fill_simple"))
-        assert wait_for(ib, lambda: trade.orderStatus.status == "Filled")
+        buy_filled(ib, 10)
         runs = rec.reconciler.runs
         sim.inject_message(P.error(-1, code, "Connectivity between IB and TWS has been restored",
                                    server_version=176))

@@ -6,7 +6,6 @@ socket to the project's TWS simulator, a real SQLite store, the real CLI for ``v
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from ledger.ib.library import ib as client_library
 from ledger.live.recorder import Recorder
 from ledger.store import open_store
 from replay.tws.simulator import Simulator
-from tests.support.recording import run_async, stored, wait_for
+from tests.support.recording import run_async, stored, until, wait_for
 
 pytestmark = pytest.mark.ibclient
 
@@ -37,12 +36,6 @@ max_orders_per_min = 0
 [prices]
 reference = { AAPL = 150.0 }
 """
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
 
 
 def aapl() -> Stock:
@@ -207,9 +200,9 @@ def test_shadow_mode_records_what_would_be_blocked_and_sends_everything(sim, sql
         rec = Recorder.attach(ib, sqlite_url, governor=parse_config(GOVERNOR), enforce=False)
         try:
             await ib.connectAsync("127.0.0.1", sim.port, clientId=23, timeout=5)
-            await until(lambda: not rec.reconciling and not rec.fold.reconciling)
+            await until(lambda: not rec.reconciling and not rec.fold.reconciling, timeout=10.0)
             trade = ib.placeOrder(aapl(), LimitOrder("BUY", 5000, 100.0))  # over max_qty: sent anyway
-            await until(lambda: trade.orderStatus.status == "Submitted")
+            await until(lambda: trade.orderStatus.status == "Submitted", timeout=10.0)
             await rec.flush_async()
             return rec, trade.order.orderId
         finally:
@@ -267,15 +260,6 @@ max_orders_per_min = 0
     halted = [e.payload for e in envs if e.kind == "governor_decision" and e.payload.reason == "MANUAL_HALT"]
     assert halted[0].decision == "STATE_CHANGE" and len(halted) == 1 + len(ids)  # + one EMERGENCY_CANCEL each
     assert all(t.orderStatus.status == "Cancelled" for t in trades)  # the dropped ones too, for the strategy
-
-
-async def until(predicate, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
 
 
 def test_a_breaker_with_emergency_cancel_cancels_through_the_attached_ib(sim, sqlite_url):

@@ -12,38 +12,25 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ledger.core import events as ev
-from ledger.ib.library import IB, LimitOrder, Stock
+from ledger.ib.library import IB
 from ledger.live.recorder import Recorder, RecorderError
 from ledger.store import StoreError, open_store
 from replay.tws.simulator import Simulator
-from tests.support.recording import wait_for
+from tests.support.disk import small_tmpfs
+from tests.support.recording import buy_filled, wait_for
 
 pytestmark = pytest.mark.ibclient
-
-AAPL = Stock("AAPL", "SMART", "USD")
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
 
 
 def _status_burst(ib: IB, n: int, start: int = 0) -> None:
     """Callbacks through the real wrapper method, as the socket reader delivers them."""
     for i in range(start, start + n):
         ib.wrapper.orderStatus(1, "Submitted", float(i), 100.0, 0.0, 77, 0, 0.0, 1, "", 0.0)
-
-
-def _fill_one(ib: IB, ref: str = "fill_simple") -> None:
-    trade = ib.placeOrder(AAPL, LimitOrder("BUY", 10, 100.0, orderRef=ref))
-    assert wait_for(ib, lambda: trade.orderStatus.status == "Filled", 10)
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
@@ -54,7 +41,7 @@ def test_store_file_deleted_or_replaced_stops_the_session(sim, tmp_path: Path, h
     caplog.set_level(logging.ERROR, logger="ledger")
     try:
         ib.connect("127.0.0.1", sim.port, clientId=21, timeout=5)
-        _fill_one(ib)
+        buy_filled(ib, 10, timeout=10)
         rec.flush(timeout=10)
         committed = rec.committed_seq
         for suffix in ("", "-wal", "-shm"):
@@ -62,7 +49,7 @@ def test_store_file_deleted_or_replaced_stops_the_session(sim, tmp_path: Path, h
                 os.unlink(f"{db}{suffix}")
         if how == "replaced":
             db.write_bytes(b"")  # a new, different file at the same path
-        _fill_one(ib, "fill_simple")  # more callbacks from the wire
+        buy_filled(ib, 10, timeout=10)  # more callbacks from the wire
         assert wait_for(ib, lambda: bool(rec.stopped), 10)
     finally:
         ib.disconnect()
@@ -73,18 +60,6 @@ def test_store_file_deleted_or_replaced_stops_the_session(sim, tmp_path: Path, h
     assert rec.lost > 0 and rec.lost >= rec.last_seq - committed
     stops = [r for r in caplog.records if "RECORDER STOPPED" in r.getMessage()]
     assert len(stops) == 1
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.decode().strip()}); needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _fill_disk(mnt: Path) -> Path:

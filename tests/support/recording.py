@@ -8,21 +8,33 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ledger.core import events as ev
+from ledger.ib.library import LimitOrder, Stock
 from ledger.store import open_store
+from tests.support.simulator import wait_until
+
+AAPL = Stock("AAPL", "SMART", "USD")
+
+
+def buy_filled(ib: Any, qty: float, *, price: float = 100.0, ref: str = "fill_simple", timeout: float = 3.0) -> Any:
+    """Buy ``qty`` AAPL at ``price`` through the real client under the simulator scenario ``ref`` (one
+    that fills) and wait until the library reports it Filled; returns the trade."""
+    trade = ib.placeOrder(AAPL, LimitOrder("BUY", qty, price, orderRef=ref))
+    assert wait_for(ib, lambda: trade.orderStatus.status == "Filled", timeout)
+    return trade
 
 
 def wait_for(ib: Any, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Run the client's loop until ``predicate()`` holds; keeps going through a dropped connection
-    (reconnect tests wait across it), unlike ``simulator_support.wait_until``."""
+    """Run the client's loop until ``predicate()`` holds, waiting across a dropped connection."""
+    return wait_until(ib, predicate, timeout, across_drops=True)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Await inside a running loop until ``predicate()`` holds; the test fails if it never does."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        try:
-            ib.sleep(0.005)
-        except ConnectionError:
-            pass
-    return predicate()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -7,8 +7,13 @@ and ib_async (``IBLEDGER_IB_LIB=ib_async``).
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ledger.ib.library import IB
@@ -95,16 +100,20 @@ class Recorder:
         self.raw.clear()
 
 
-def wait_until(ib: Any, predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Run the client's loop until ``predicate()`` holds (True) or the timeout passes (False)."""
+def wait_until(ib: Any, predicate: Callable[[], bool], timeout: float = 2.0, *, across_drops: bool = False) -> bool:
+    """Run the client's loop until ``predicate()`` holds (True) or the timeout passes (False).
+
+    A dropped connection ends the wait (the server dropped us as scripted; what arrived is recorded),
+    unless ``across_drops``: reconnect tests wait across it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         try:
             ib.sleep(0.005)
-        except ConnectionError:  # the server dropped us (scripted); what arrived is recorded
-            break
+        except ConnectionError:
+            if not across_drops:
+                break
     return predicate()
 
 
@@ -121,3 +130,56 @@ def connect(port: int, client_id: int = 1, timeout: float = 2.0) -> Any:
     ib = IB()
     ib.connect("127.0.0.1", port, clientId=client_id, timeout=timeout)
     return ib
+
+
+@contextlib.contextmanager
+def connected(port: int, client_id: int = 1, timeout: float = 2.0) -> Iterator[Any]:
+    """A client connected for the ``with`` block, disconnected after it whatever the test did."""
+    ib = connect(port, client_id, timeout)
+    try:
+        yield ib
+    finally:
+        ib.disconnect()
+
+
+def advance_until_done(ib: Any, sim: Any, trades: Iterable[Any], *, steps: int = 5000, timeout: float = 5.0) -> bool:
+    """Move the simulated clock 5 s at a time (at most ``steps`` times) until every trade is done, then
+    give the client ``timeout`` seconds to see it; True when it did. Resting orders (a bracket's
+    children) only fill or cancel as the market moves, and the market moves only with the clock."""
+    trades = tuple(trades)
+    for _ in range(steps):
+        if all(t.isDone() for t in trades):
+            break
+        sim.advance(5)
+        ib.sleep(0)
+    return wait_until(ib, lambda: all(t.isDone() for t in trades), timeout=timeout)
+
+
+def ibledger_command() -> list[str]:
+    """The ``ibledger`` entry point of this interpreter's environment (or the module, when not installed)."""
+    exe = Path(sys.executable).with_name("ibledger")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from ledger.cli import main; main()"]
+
+
+@contextlib.contextmanager
+def simulate_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``ibledger simulate --port 0 *args`` in a child process: yields it and the port it says it listens
+    on; a child the test did not stop is killed afterwards."""
+    proc = subprocess.Popen(
+        [*ibledger_command(), "simulate", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line + proc.stderr.read()  # type: ignore[union-attr]
+        yield proc, int(m.group(1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

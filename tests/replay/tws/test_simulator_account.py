@@ -7,7 +7,7 @@ import pytest
 from ledger.ib.library import ib as iblib
 from replay.tws.protocol import ContractSpec
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -21,8 +21,7 @@ def _values(ib) -> dict[str, float]:
 
 def test_a_fresh_account_has_its_cash_and_nothing_else():
     with Simulator(seed=5) as sim:
-        ib = connect(sim.port, client_id=51)
-        try:
+        with connected(sim.port, client_id=51) as ib:
             values = _values(ib)
             assert values["NetLiquidation"] == 1_000_000.0 and values["TotalCashValue"] == 1_000_000.0
             summary = {v.tag: v.value for v in ib.accountSummary()}
@@ -30,14 +29,11 @@ def test_a_fresh_account_has_its_cash_and_nothing_else():
             assert ib.portfolio() == []
             times = [f[2] for d, _c, f in sim.wire_log if d == "out" and f[0] == "8"]
             assert times == ["09:30"]  # the simulated clock's local time (2024-01-02 09:30 US/Eastern)
-        finally:
-            ib.disconnect()
 
 
 def test_a_fill_moves_cash_portfolio_and_pnl():
     with Simulator(seed=5) as sim:
-        ib = connect(sim.port, client_id=52)
-        try:
+        with connected(sim.port, client_id=52) as ib:
             trade = ib.placeOrder(AAPL, iblib.MarketOrder("BUY", 100))
             assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
             price = trade.orderStatus.avgFillPrice
@@ -63,14 +59,11 @@ def test_a_fill_moves_cash_portfolio_and_pnl():
             assert wait_until(ib, lambda: single.position == 60)
             assert pnl.realizedPnL == pytest.approx((sell_price - price) * 40 - 2.0, abs=0.01)
             assert abs(mid - price) < 5
-        finally:
-            ib.disconnect()
 
 
 def test_positions_multi_and_account_updates_multi():
     with Simulator(seed=5) as sim:
-        ib = connect(sim.port, client_id=53)
-        try:
+        with connected(sim.port, client_id=53) as ib:
             trade = ib.placeOrder(AAPL, iblib.MarketOrder("BUY", 10))
             assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
             rows: list[tuple] = []
@@ -88,5 +81,3 @@ def test_positions_multi_and_account_updates_multi():
             ib.reqAccountUpdatesMulti(ACCOUNT)
             multi = [f for d, _c, f in sim.wire_log if d == "out" and f[0] == "73" and f[5] == "NetLiquidation"]
             assert multi and float(multi[-1][6]) == pytest.approx(_values(ib)["NetLiquidation"], abs=1.0)
-        finally:
-            ib.disconnect()

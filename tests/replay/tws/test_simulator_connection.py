@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +15,15 @@ import pytest
 from ledger.ib.library import IB, LIBRARY_NAME, LimitOrder, Stock
 from replay.tws.scenarios import Match, Scenario, Step
 from replay.tws.simulator import Simulator
-from tests.support.simulator import Recorder, connect, wait_events, wait_until
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
+from tests.support.simulator import (
+    Recorder,
+    connect,
+    connected,
+    ibledger_command,
+    simulate_cli,
+    wait_events,
+    wait_until,
+)
 
 
 def test_connect_is_fast_and_negotiates_176(sim: Simulator):
@@ -89,16 +89,13 @@ def test_default_trust_refuses_127_0_0_2_with_a_reset(sim: Simulator):
 
 
 def test_client_id_in_use_is_refused(sim: Simulator):
-    first = connect(sim.port, client_id=1)
-    try:
+    with connected(sim.port, client_id=1) as first:
         second = IB()
         with pytest.raises((TimeoutError, ConnectionError)):
             second.connect("127.0.0.1", sim.port, clientId=1, timeout=0.5)
         codes = [f[3] for d, _c, f in sim.wire_log if d == "out" and f[0] == "4"]
         assert "326" in codes
         assert first.isConnected() and sim.connected_clients() == [1]
-    finally:
-        first.disconnect()
 
 
 def test_drop_connections_disconnects_the_client(sim: Simulator):
@@ -114,9 +111,7 @@ def test_drop_connections_disconnects_the_client(sim: Simulator):
 
 
 def test_messages_are_routed_to_the_placing_client(sim: Simulator):
-    a = connect(sim.port, client_id=1)
-    b = connect(sim.port, client_id=2)
-    try:
+    with connected(sim.port, client_id=1) as a, connected(sim.port, client_id=2) as b:
         rec_a, rec_b = Recorder(a), Recorder(b)
         ta = a.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
         tb = b.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 2, 1.0, orderRef="stuck_presubmitted"))
@@ -126,9 +121,6 @@ def test_messages_are_routed_to_the_placing_client(sim: Simulator):
         assert [e[0] for e in rec_b.of()] == ["open", "status"]
         assert {x[8] for x in rec_b.raw_of("status")} == {2}
         assert tb.orderStatus.status == "PreSubmitted"
-    finally:
-        a.disconnect()
-        b.disconnect()
 
 
 def test_scenario_chosen_by_symbol_action_quantity():
@@ -141,8 +133,7 @@ def test_scenario_chosen_by_symbol_action_quantity():
         ),
     )
     with Simulator(scenarios=[custom]) as sim:
-        ib = connect(sim.port)
-        try:
+        with connected(sim.port) as ib:
             rec = Recorder(ib)
             ib.placeOrder(Stock("TSLA", "SMART", "USD"), LimitOrder("SELL", 7, 200.0))
             ib.placeOrder(Stock("TSLA", "SMART", "USD"), LimitOrder("SELL", 8, 200.0))  # default
@@ -151,8 +142,6 @@ def test_scenario_chosen_by_symbol_action_quantity():
             assert ("error", 201) in events and ("status", "Inactive", 0.0, 7.0, 0.0, 0.0, "") in events
             assert ("status", "Submitted", 0.0, 8.0, 0.0, 0.0, "") in events
             assert [o.scenario for o in sim.broker.all_orders()] == ["tsla_sell_7_rejected", "default"]
-        finally:
-            ib.disconnect()
 
 
 def test_time_scale_and_custom_scenarios_dir(tmp_path: Path):
@@ -161,50 +150,26 @@ def test_time_scale_and_custom_scenarios_dir(tmp_path: Path):
     )
     with Simulator(scenarios_dir=tmp_path, time_scale=0.01) as sim:
         assert sim.scenario_names() == ["slow_ack"]
-        ib = connect(sim.port)
-        try:
+        with connected(sim.port) as ib:
             rec = Recorder(ib)
             ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="slow_ack"))
             assert wait_events(ib, rec, 1, timeout=1.0) == [("status", "Submitted", 0.0, 1.0, 0.0, 0.0, "")]
-        finally:
-            ib.disconnect()
-
-
-def _cli() -> list[str]:
-    exe = Path(sys.executable).with_name("ibledger")
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "from ledger.cli import main; main()"]
 
 
 def test_cli_simulate_serves_and_stops_on_sigint():
-    proc = subprocess.Popen(
-        [*_cli(), "simulate", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-        line = proc.stdout.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert m, line + proc.stderr.read()
-        ib = connect(int(m.group(1)))
+    with simulate_cli() as (proc, port):
+        ib = connect(port)
         trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
         assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
         ib.disconnect()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cli_reports_bad_scenario_file(tmp_path: Path):
     (tmp_path / "bad.toml").write_text('[[scenario]]\nname = "x"\n[[scenario.steps]]\ntype = "teleport"\n')
     res = subprocess.run(
-        [*_cli(), "simulate", "--port", "0", "--scenarios", str(tmp_path)],
+        [*ibledger_command(), "simulate", "--port", "0", "--scenarios", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=30,

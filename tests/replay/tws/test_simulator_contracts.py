@@ -9,7 +9,7 @@ import pytest
 from ledger.ib.library import ib as iblib
 from replay.tws.catalogue import BUILTIN, Catalogue, CatalogueError, load_instruments
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -22,9 +22,8 @@ def sim():
 
 @pytest.fixture
 def ib(sim: Simulator):
-    client = connect(sim.port, client_id=21)
-    yield client
-    client.disconnect()
+    with connected(sim.port, client_id=21) as client:
+        yield client
 
 
 def test_qualify_fills_in_stocks_futures_options_and_fx(ib):
@@ -91,14 +90,11 @@ def test_user_instruments_from_toml_and_csv(tmp_path: Path):
     csv.write_text("con_id,symbol,sec_type,exchange,multiplier,last_trade,min_tick\n999002,ZZ,FUT,CME,10,20240315,0.5\n")
     cat = Catalogue([*BUILTIN, *load_instruments(toml), *load_instruments(csv)])
     with Simulator(catalogue=cat) as s:
-        client = connect(s.port, client_id=22)
-        try:
+        with connected(s.port, client_id=22) as client:
             [acme] = client.qualifyContracts(iblib.Stock("ACME", "SMART", "USD"))
             assert acme.conId == 999001
             [cd] = client.reqContractDetails(iblib.Future("ZZ", "202403", "CME"))
             assert (cd.contract.conId, cd.minTick, cd.contract.multiplier) == (999002, 0.5, "10")
-        finally:
-            client.disconnect()
 
 
 def test_bad_instrument_files_say_where_and_what(tmp_path: Path):

@@ -9,7 +9,7 @@ import pytest
 from ledger.ib.library import ib as iblib
 from replay.tws.protocol import frame
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import advance_until_done, connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -17,8 +17,7 @@ pytestmark = pytest.mark.ibclient
 def _run(seed: int) -> bytes:
     """A strategy on a manual clock; returns every byte the simulator sent, in order."""
     with Simulator(seed=seed) as sim:
-        ib = connect(sim.port, client_id=81)
-        try:
+        with connected(sim.port, client_id=81) as ib:
             aapl = iblib.Stock("AAPL", "SMART", "USD")
             ib.qualifyContracts(aapl)
             ticker = ib.reqMktData(aapl)
@@ -31,17 +30,10 @@ def _run(seed: int) -> bytes:
             # the clock moves only once the simulator has every order (requests and clock never interleave)
             assert wait_until(ib, lambda: parent.orderStatus.status == "Filled" and len(sim.broker.all_orders()) == 3)
             assert wait_until(ib, lambda: tp.orderStatus.status == "Submitted" and sl.orderStatus.status)
-            for _ in range(400):
-                if tp.isDone() and sl.isDone():
-                    break
-                sim.advance(5)
-                ib.sleep(0)
-            assert wait_until(ib, lambda: tp.isDone() and sl.isDone(), timeout=5)
+            assert advance_until_done(ib, sim, (tp, sl), steps=400)
             ib.cancelMktData(aapl)
             ib.sleep(0.1)
             return b"".join(frame(f) for d, _c, f in sim.wire_log if d == "out")
-        finally:
-            ib.disconnect()
 
 
 def test_two_runs_with_one_seed_send_identical_bytes():

@@ -21,7 +21,7 @@ from ledger.ib.library import IB
 from ledger.ib.library import ib as iblib
 from ledger.store import open_store
 from replay.tws.simulator import Simulator
-from tests.support.simulator import wait_until
+from tests.support.simulator import advance_until_done, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -42,12 +42,7 @@ def _strategy(ib, sim) -> None:
     bracket = ib.bracketOrder("BUY", 10, round(ask + 0.05, 2), round(ask + 0.30, 2), round(bid - 0.30, 2))
     parent, tp, sl = (ib.placeOrder(aapl, o) for o in bracket)
     assert wait_until(ib, lambda: parent.orderStatus.status == "Filled" and len(sim.broker.all_orders()) == 4)
-    for _ in range(5000):
-        if tp.isDone() and sl.isDone():
-            break
-        sim.advance(5)
-        ib.sleep(0)
-    assert wait_until(ib, lambda: tp.isDone() and sl.isDone(), timeout=5)
+    assert advance_until_done(ib, sim, (tp, sl))
     # a partial close at a marketable limit: realizes P&L on 5 of the 20 still held
     close = ib.placeOrder(aapl, iblib.LimitOrder("SELL", 5, round(ticker.bid - 0.05, 2)))
     assert wait_until(ib, lambda: close.orderStatus.status == "Filled")

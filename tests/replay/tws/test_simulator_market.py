@@ -11,7 +11,7 @@ import pytest
 from ledger.ib.library import ib as iblib
 from replay.tws.market import BarsFileError, load_bars
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -26,9 +26,8 @@ def sim():
 
 @pytest.fixture
 def ib(sim: Simulator):
-    client = connect(sim.port, client_id=31)
-    yield client
-    client.disconnect()
+    with connected(sim.port, client_id=31) as client:
+        yield client
 
 
 def _on_tick(price: float, tick: float) -> bool:
@@ -48,13 +47,10 @@ def test_same_seed_same_quotes_other_seed_other_quotes():
     quotes = []
     for seed in (7, 7, 8):
         with Simulator(seed=seed) as s:
-            c = connect(s.port, client_id=1)
-            try:
+            with connected(s.port, client_id=1) as c:
                 s.advance(30)
                 [t] = c.reqTickers(AAPL)
                 quotes.append((t.bid, t.ask, t.bidSize, t.askSize, t.last))
-            finally:
-                c.disconnect()
     assert quotes[0] == quotes[1]
     assert quotes[0] != quotes[2]
 
@@ -135,13 +131,10 @@ def test_head_timestamp(ib):
 
 def test_a_running_clock_streams_by_itself():
     with Simulator(seed=3, market_speed=200) as s:
-        c = connect(s.port, client_id=2)
-        try:
+        with connected(s.port, client_id=2) as c:
             ticker = c.reqMktData(AAPL)
             times = set()
             assert wait_until(c, lambda: (times.add(ticker.time), len(times) > 5)[1], timeout=10)
-        finally:
-            c.disconnect()
 
 
 def test_bars_file_drives_the_path(tmp_path: Path):
@@ -155,8 +148,7 @@ def test_bars_file_drives_the_path(tmp_path: Path):
     path.write_text("\n".join(rows) + "\n")
     bars = load_bars(path)
     with Simulator(seed=1, bars=bars) as s:
-        c = connect(s.port, client_id=3)
-        try:
+        with connected(s.port, client_id=3) as c:
             s.advance(30 * 60)
             got = c.reqHistoricalData(AAPL, "", "1800 S", "1 min", "TRADES", True)
             assert len(got) == 30
@@ -165,8 +157,6 @@ def test_bars_file_drives_the_path(tmp_path: Path):
                 (190.1, 190.6, 189.85, 190.2),
             ]
             assert c.reqHeadTimeStamp(AAPL, "TRADES", True).timestamp() == start
-        finally:
-            c.disconnect()
 
 
 def test_bad_bars_file_says_where(tmp_path: Path):

@@ -6,7 +6,7 @@ import pytest
 
 from ledger.ib.library import ib as iblib
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -21,9 +21,8 @@ def sim():
 
 @pytest.fixture
 def ib(sim: Simulator):
-    client = connect(sim.port, client_id=41)
-    yield client
-    client.disconnect()
+    with connected(sim.port, client_id=41) as client:
+        yield client
 
 
 def _quote(sim: Simulator):
@@ -106,8 +105,7 @@ def test_stop_triggers_from_the_path(sim: Simulator, ib):
 def test_ioc_and_fok_without_the_tif_quirk_scenarios():
     # the built-in quirk scenarios claim every IOC / FOK order by tif; without them the market decides
     with Simulator(seed=11, scenarios_dir=[]) as s:
-        ib = connect(s.port, client_id=42)
-        try:
+        with connected(s.port, client_id=42) as ib:
             q = _quote(s)
             ioc = ib.placeOrder(AAPL, iblib.LimitOrder("BUY", 10, round(q.bid - 1, 2), tif="IOC"))
             assert wait_until(ib, lambda: ioc.orderStatus.status == "Cancelled")
@@ -117,8 +115,6 @@ def test_ioc_and_fok_without_the_tif_quirk_scenarios():
             fok = ib.placeOrder(AAPL, iblib.MarketOrder("BUY", 100_000, tif="FOK"))
             assert wait_until(ib, lambda: fok.orderStatus.status == "Cancelled")
             assert not fok.fills
-        finally:
-            ib.disconnect()
 
 
 def test_ioc_still_selects_its_quirk_scenario(ib):
@@ -190,11 +186,8 @@ def test_quirk_scenarios_stay_selectable_by_order_ref(sim: Simulator, ib):
 
 def test_slippage_ticks_move_the_fill_price_away_from_the_touch():
     with Simulator(seed=11, slippage_ticks=3) as s:
-        ib = connect(s.port, client_id=43)
-        try:
+        with connected(s.port, client_id=43) as ib:
             q = _quote(s)
             trade = ib.placeOrder(AAPL, iblib.MarketOrder("BUY", 10))
             assert wait_until(ib, lambda: trade.orderStatus.status == "Filled")
             assert trade.orderStatus.avgFillPrice == pytest.approx(q.ask + 0.03)
-        finally:
-            ib.disconnect()

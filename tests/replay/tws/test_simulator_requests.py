@@ -16,7 +16,7 @@ import pytest
 from ledger.ib.library import ib as iblib
 from replay.tws import requests as R
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect
+from tests.support.simulator import connected
 
 pytestmark = pytest.mark.ibclient
 
@@ -90,8 +90,7 @@ def _mentions(fields: list[str], req_id: int) -> bool:
 
 def test_every_request_type_gets_a_reply_or_an_error_within_a_second(caplog: pytest.LogCaptureFixture):
     with Simulator() as sim:
-        ib = connect(sim.port, client_id=7)
-        try:
+        with connected(sim.port, client_id=7) as ib:
             seen: list[list[str]] = []
             decoder = ib.client.decoder
             original = decoder.interpret
@@ -134,14 +133,11 @@ def test_every_request_type_gets_a_reply_or_an_error_within_a_second(caplog: pyt
             assert silent == []
             assert not [f for f in seen if f[0] == "decode-error"]
             assert ib.isConnected()
-        finally:
-            ib.disconnect()
 
 
 def test_an_unknown_message_id_is_refused_with_321():
     with Simulator() as sim:
-        ib = connect(sim.port, client_id=8)
-        try:
+        with connected(sim.port, client_id=8) as ib:
             errors: list[tuple] = []
             ib.errorEvent += lambda *a: errors.append(a)
             ib.client.send(250, 1, 42)
@@ -149,21 +145,16 @@ def test_an_unknown_message_id_is_refused_with_321():
             while time.monotonic() < deadline and not errors:
                 ib.sleep(0.01)
             assert [(e[0], e[1]) for e in errors] == [(-1, 321)]
-        finally:
-            ib.disconnect()
 
 
 def test_fire_and_forget_requests_leave_the_connection_working():
     with Simulator() as sim:
-        ib = connect(sim.port, client_id=9)
-        try:
+        with connected(sim.port, client_id=9) as ib:
             c = ib.client
             for cancel in (c.cancelMktData, c.cancelHistoricalData, c.cancelRealTimeBars, c.cancelPnL):
                 cancel(4242)
             c.setServerLogLevel(5)
             assert ib.reqCurrentTime() is not None
-        finally:
-            ib.disconnect()
 
 
 #: codes ib_insync / ib_async file under warnings: an awaited request answered with one never completes

@@ -17,7 +17,7 @@ from ledger.ib.library import LimitOrder, Stock
 from replay.tws.protocol import MANUAL_EXEC_ORDER_ID
 from replay.tws.scenarios import BUILTIN_DIR, load_dir
 from replay.tws.simulator import Simulator
-from tests.support.simulator import Recorder, connect, wait_events
+from tests.support.simulator import Recorder, connected, wait_events
 
 
 def S(status: str, filled: float, remaining: float, avg: float = 0.0, last: float = 0.0, why: str = ""):
@@ -189,17 +189,10 @@ def test_every_shipped_scenario_has_an_end_to_end_case():
     assert shipped <= set(CASES), f"scenarios without a test: {sorted(shipped - set(CASES))}"
 
 
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_scenario_callback_sequence(sim: Simulator, name: str):
     case = CASES[name]
-    ib = connect(sim.port, client_id=case.client_id)
-    try:
+    with connected(sim.port, client_id=case.client_id) as ib:
         rec = Recorder(ib)
         order_ref = name if case.order_ref is None else case.order_ref
         order = LimitOrder("BUY", case.qty, case.lmt, orderRef=order_ref)
@@ -246,5 +239,3 @@ def test_scenario_callback_sequence(sim: Simulator, name: str):
             (m_exec,) = [ex for _r, _c, ex in rec.raw_of("exec") if ex.permId == manual[0].perm_id]
             assert m_exec.orderId in (MANUAL_EXEC_ORDER_ID, 0)  # ib_insync/ib_async map 2147483647 to 0
             assert m_exec.side == "SLD"
-    finally:
-        ib.disconnect()

@@ -6,22 +6,19 @@ import pytest
 
 from ledger.ib.library import LimitOrder, Stock
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
 
 def _ids(seed: int | None) -> tuple[set[int], set[str]]:
     with Simulator(seed=seed) as sim:
-        ib = connect(sim.port, client_id=0)
-        try:
+        with connected(sim.port, client_id=0) as ib:
             trades = [ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 100.0)) for _ in range(3)]
             assert wait_until(ib, lambda: all(t.orderStatus.permId for t in trades))
             sim.inject_manual_order("MSFT", quantity=5, price=300.0)
             assert wait_until(ib, lambda: len(ib.fills()) >= 1)
             return {t.orderStatus.permId for t in trades}, {f.execution.execId for f in ib.fills()}
-        finally:
-            ib.disconnect()
 
 
 def test_seeds_give_disjoint_perm_ids_and_exec_ids():

@@ -14,7 +14,7 @@ import pytest
 
 from ledger.ib.library import ib as iblib
 from replay.tws.simulator import Simulator
-from tests.support.simulator import connect, wait_until
+from tests.support.simulator import advance_until_done, connected, wait_until
 
 pytestmark = pytest.mark.ibclient
 
@@ -23,8 +23,7 @@ ACCOUNT = "DU1234567"
 
 def test_reference_strategy_runs_unmodified():
     with Simulator(seed=2024) as sim:
-        ib = connect(sim.port, client_id=61)
-        try:
+        with connected(sim.port, client_id=61) as ib:
             # qualify
             [aapl] = ib.qualifyContracts(iblib.Stock("AAPL", "SMART", "USD"))
             assert aapl.conId == 265598
@@ -40,12 +39,7 @@ def test_reference_strategy_runs_unmodified():
             bracket = ib.bracketOrder("BUY", 10, round(ask + 0.05, 2), round(ask + 0.40, 2), round(bid - 0.40, 2))
             parent, tp, sl = (ib.placeOrder(aapl, o) for o in bracket)
             assert wait_until(ib, lambda: parent.orderStatus.status == "Filled")
-            for _ in range(5000):
-                if tp.isDone() and sl.isDone():
-                    break
-                sim.advance(5)
-                ib.sleep(0)
-            assert wait_until(ib, lambda: tp.isDone() and sl.isDone(), timeout=5)
+            assert advance_until_done(ib, sim, (tp, sl))
             assert {tp.orderStatus.status, sl.orderStatus.status} == {"Filled", "Cancelled"}
             # modify and cancel a resting order
             rest = ib.placeOrder(aapl, iblib.LimitOrder("BUY", 5, round(ticker.bid - 20, 2)))
@@ -70,5 +64,3 @@ def test_reference_strategy_runs_unmodified():
             truth_pos = sim.broker.position_of(ACCOUNT, 265598)
             assert truth_pos is not None and truth_pos.qty == 0  # in and out again
             assert not [p for p in ib.positions() if p.contract.conId == 265598 and p.position]
-        finally:
-            ib.disconnect()

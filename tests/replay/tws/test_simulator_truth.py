@@ -6,18 +6,11 @@ import pytest
 
 from ledger.ib.library import ExecutionFilter, LimitOrder, Stock
 from replay.tws.simulator import Simulator
-from tests.support.simulator import Recorder, connect, wait_events, wait_until
-
-
-@pytest.fixture
-def sim():
-    with Simulator() as s:
-        yield s
+from tests.support.simulator import Recorder, connected, wait_events, wait_until
 
 
 def test_fills_while_disconnected_show_up_after_reconnect(sim: Simulator):
-    ib = connect(sim.port, client_id=7)
-    try:
+    with connected(sim.port, client_id=7) as ib:
         rec = Recorder(ib)
         trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 90.0, orderRef="drop_mid_fill"))
         order_id = trade.order.orderId
@@ -54,13 +47,10 @@ def test_fills_while_disconnected_show_up_after_reconnect(sim: Simulator):
         positions = ib.reqPositions()
         assert [(p.contract.symbol, p.position, p.avgCost) for p in positions] == [("AAPL", 100.0, 90.25)]
         assert ib.openTrades() == []
-    finally:
-        ib.disconnect()
 
 
 def test_working_order_survives_disconnect(sim: Simulator):
-    ib = connect(sim.port, client_id=3)
-    try:
+    with connected(sim.port, client_id=3) as ib:
         rec = Recorder(ib)
         trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 5, 10.0, orderRef="stuck_presubmitted"))
         wait_events(ib, rec, 2)
@@ -72,20 +62,13 @@ def test_working_order_survives_disconnect(sim: Simulator):
             (trade.order.orderId, sim.broker.find(3, trade.order.orderId).perm_id, "PreSubmitted")
         ]
         # another client's orders are not in its reqOpenOrders, but are in reqAllOpenOrders
-        other = connect(sim.port, client_id=4)
-        try:
+        with connected(sim.port, client_id=4) as other:
             assert other.reqOpenOrders() == []
             assert [t.order.orderId for t in other.reqAllOpenOrders()] == [trade.order.orderId]
-        finally:
-            other.disconnect()
-    finally:
-        ib.disconnect()
 
 
 def test_global_cancel_cancels_every_working_order(sim: Simulator):
-    ib = connect(sim.port, client_id=1)
-    other = connect(sim.port, client_id=2)
-    try:
+    with connected(sim.port, client_id=1) as ib, connected(sim.port, client_id=2) as other:
         rec = Recorder(ib)
         other_rec = Recorder(other)
         stock = Stock("IBM", "SMART", "USD")
@@ -119,14 +102,10 @@ def test_global_cancel_cancels_every_working_order(sim: Simulator):
             t4.order.orderId,
         }
         assert {a[5] for a in other_rec.raw_of("status")} == {sim.broker.find(2, t3.order.orderId).perm_id}
-    finally:
-        ib.disconnect()
-        other.disconnect()
 
 
 def test_cancel_of_filled_and_unknown_orders(sim: Simulator):
-    ib = connect(sim.port, client_id=1)
-    try:
+    with connected(sim.port, client_id=1) as ib:
         rec = Recorder(ib)
         trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
         wait_until(ib, lambda: trade.orderStatus.status == "Filled")
@@ -140,14 +119,10 @@ def test_cancel_of_filled_and_unknown_orders(sim: Simulator):
             ib.placeOrder(trade.contract, trade.order)
         wait_until(ib, lambda: len(rec.of("error")) >= 3)
         assert rec.raw_of("error")[2][:2] == (trade.order.orderId, 104)
-    finally:
-        ib.disconnect()
 
 
 def test_manual_order_and_unsolicited_cancel_hooks(sim: Simulator):
-    master = connect(sim.port, client_id=0)
-    api = connect(sim.port, client_id=5)
-    try:
+    with connected(sim.port, client_id=0) as master, connected(sim.port, client_id=5) as api:
         rec0 = Recorder(master)
         rec5 = Recorder(api)
         perm_id = sim.inject_manual_order("TSLA", "BUY", 7, 250.0, commission=0.5)
@@ -171,14 +146,10 @@ def test_manual_order_and_unsolicited_cancel_hooks(sim: Simulator):
         sim.inject_unsolicited_cancel(sim.broker.find(5, trade.order.orderId).perm_id, "halted")
         wait_until(api, lambda: len(rec5.of()) >= 4)
         assert rec5.of()[-2:] == [("status", "Cancelled", 0.0, 1.0, 0.0, 0.0, ""), ("error", 202)]
-    finally:
-        master.disconnect()
-        api.disconnect()
 
 
 def test_positions_stream_and_execution_filter(sim: Simulator):
-    ib = connect(sim.port, client_id=1)
-    try:
+    with connected(sim.port, client_id=1) as ib:
         rec = Recorder(ib)
         for symbol, action, price in (("AAPL", "BUY", 10.0), ("MSFT", "BUY", 20.0), ("AAPL", "SELL", 12.0)):
             t = ib.placeOrder(Stock(symbol, "SMART", "USD"), LimitOrder(action, 10, price, orderRef="fill_simple"))
@@ -194,5 +165,3 @@ def test_positions_stream_and_execution_filter(sim: Simulator):
         fills = ib.reqExecutions(ExecutionFilter(side="SELL"))
         assert [f.contract.symbol for f in fills] == ["AAPL"]
         assert ib.reqCurrentTime().timestamp() == sim.broker.clock.epoch()
-    finally:
-        ib.disconnect()

@@ -11,13 +11,31 @@ from ledger.ib.library import LimitOrder, Stock
 from ledger.store.sessionfile import write_session
 from replay.tws.simulator import Simulator
 from replay.tws.wire_replay import load_playback
-from tests.support.simulator import Recorder, connect, wait_events
+from tests.support.simulator import Recorder, connected, simulate_cli, wait_events
 
 SID = "rec-session-1"
 T0 = 1_704_205_800_000_000_000
 MS = 1_000_000
 EXEC_A = "0001f4e8.65a1b2c3.01.01"
 EXEC_B = "0001f4e8.65a1b2c4.01.01"
+
+
+def _place(order_id: int, symbol: str, action: str, qty: float, price: float, ref: str) -> ev.PlaceOrder:
+    return ev.PlaceOrder(order_id=order_id, client_id=1, symbol=symbol, action=action, total_qty=qty,
+                         order_type="LMT", lmt_price=price, order_ref=ref)
+
+
+def _exec(exec_id: str, order_id: int, perm_id: int, shares: float, price: float, side: str) -> ev.ExecDetails:
+    """The order's only execution: cumulative quantity and average price are its own."""
+    return ev.ExecDetails(exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=1, shares=shares,
+                          price=price, cum_qty=shares, avg_price=price, side=side)
+
+
+def _status(order_id: int, perm_id: int, status: str, filled: float, remaining: float,
+            price: float = 0.0) -> ev.OrderStatus:
+    """``price``: the average and the last fill price (each order here fills at one price)."""
+    return ev.OrderStatus(order_id=order_id, status=status, filled=filled, remaining=remaining,
+                          avg_fill_price=price, perm_id=perm_id, last_fill_price=price, client_id=1)
 
 
 def _recorded() -> list[tuple[int, str, ev.Event]]:
@@ -27,130 +45,21 @@ def _recorded() -> list[tuple[int, str, ev.Event]]:
         (1, "live", ev.NextValidId(order_id=7)),
         # an answer to the startup reqExecutions: history, not part of any replayed order
         (2, "reconcile", ev.ExecDetails(exec_id="0000aaaa.00000001.01.01", req_id=3, order_id=2, perm_id=99)),
-        (
-            10,
-            "live",
-            ev.PlaceOrder(
-                order_id=7,
-                client_id=1,
-                symbol="AAPL",
-                action="BUY",
-                total_qty=100,
-                order_type="LMT",
-                lmt_price=50.0,
-                order_ref="strat-a",
-            ),
-        ),  # fmt: skip
-        (
-            12,
-            "live",
-            ev.OpenOrder(order_id=7, perm_id=555, client_id=1, symbol="AAPL", total_qty=100, status="Submitted"),
-        ),  # fmt: skip
+        (10, "live", _place(7, "AAPL", "BUY", 100, 50.0, "strat-a")),
+        (12, "live", ev.OpenOrder(order_id=7, perm_id=555, client_id=1, symbol="AAPL", total_qty=100,
+                                  status="Submitted")),
         (13, "live", ev.OrderStatus(order_id=7, status="Submitted", remaining=100, perm_id=555, client_id=1)),
-        (
-            20,
-            "live",
-            ev.PlaceOrder(
-                order_id=8,
-                client_id=1,
-                symbol="MSFT",
-                action="SELL",
-                total_qty=10,
-                order_type="LMT",
-                lmt_price=400.0,
-                order_ref="strat-b",
-            ),
-        ),  # fmt: skip
+        (20, "live", _place(8, "MSFT", "SELL", 10, 400.0, "strat-b")),
         (25, "live", ev.Error(req_id=8, code=399, message="Order Message:\nWarning: not placed until the open")),
-        (
-            30,
-            "live",
-            ev.ExecDetails(
-                exec_id=EXEC_A,
-                order_id=7,
-                perm_id=555,
-                client_id=1,
-                shares=60,
-                price=50.0,
-                cum_qty=60,
-                avg_price=50.0,
-                side="BOT",
-            ),
-        ),  # fmt: skip
+        (30, "live", _exec(EXEC_A, 7, 555, 60, 50.0, "BOT")),
         (31, "live", ev.CommissionReport(exec_id=EXEC_A, commission=0.6, currency="USD")),
-        (
-            32,
-            "live",
-            ev.OrderStatus(
-                order_id=7,
-                status="Submitted",
-                filled=60,
-                remaining=40,
-                avg_fill_price=50.0,
-                perm_id=555,
-                last_fill_price=50.0,
-                client_id=1,
-            ),
-        ),  # fmt: skip
+        (32, "live", _status(7, 555, "Submitted", 60, 40, 50.0)),
         (33, "live", ev.CommissionReport(exec_id=EXEC_B, commission=0.1, currency="USD")),  # before its exec
-        (
-            34,
-            "live",
-            ev.ExecDetails(
-                exec_id=EXEC_B,
-                order_id=8,
-                perm_id=556,
-                client_id=1,
-                shares=10,
-                price=400.0,
-                cum_qty=10,
-                avg_price=400.0,
-                side="SLD",
-            ),
-        ),  # fmt: skip
-        (
-            35,
-            "live",
-            ev.OrderStatus(
-                order_id=8,
-                status="Filled",
-                filled=10,
-                remaining=0,
-                avg_fill_price=400.0,
-                perm_id=556,
-                last_fill_price=400.0,
-                client_id=1,
-            ),
-        ),  # fmt: skip
+        (34, "live", _exec(EXEC_B, 8, 556, 10, 400.0, "SLD")),
+        (35, "live", _status(8, 556, "Filled", 10, 0, 400.0)),
         (40, "live", ev.CancelOrder(order_id=7, client_id=1, perm_id=555)),
-        (
-            41,
-            "live",
-            ev.OrderStatus(
-                order_id=7,
-                status="PendingCancel",
-                filled=60,
-                remaining=40,
-                avg_fill_price=50.0,
-                perm_id=555,
-                last_fill_price=50.0,
-                client_id=1,
-            ),
-        ),  # fmt: skip
-        (
-            45,
-            "live",
-            ev.OrderStatus(
-                order_id=7,
-                status="Cancelled",
-                filled=60,
-                remaining=40,
-                avg_fill_price=50.0,
-                perm_id=555,
-                last_fill_price=50.0,
-                client_id=1,
-            ),
-        ),  # fmt: skip
+        (41, "live", _status(7, 555, "PendingCancel", 60, 40, 50.0)),
+        (45, "live", _status(7, 555, "Cancelled", 60, 40, 50.0)),
         (46, "live", ev.Error(req_id=7, code=202, message="Order Canceled - reason:")),
         (50, "live", ev.SessionEnded(events=19)),
     ]
@@ -180,8 +89,7 @@ def test_playback_builds_one_script_per_recorded_order(session_file: Path):
 
 def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Path):
     with Simulator(playback=load_playback(session_file)) as sim:
-        ib = connect(sim.port, client_id=4)
-        try:
+        with connected(sim.port, client_id=4) as ib:
             rec = Recorder(ib)
             stock = Stock("AAPL", "SMART", "USD")
             a = ib.placeOrder(stock, LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
@@ -221,8 +129,6 @@ def test_recorded_session_is_played_on_the_wire_with_ids_mapped(session_file: Pa
             c = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, orderRef="fill_simple"))
             wait_events(ib, rec, 17)
             assert c.orderStatus.status == "Filled"
-        finally:
-            ib.disconnect()
 
 
 def test_bad_session_file_is_reported(tmp_path: Path):
@@ -233,51 +139,26 @@ def test_bad_session_file_is_reported(tmp_path: Path):
 
 
 def test_cli_simulate_plays_a_session(session_file: Path):
-    import os
-    import re
     import signal
-    import subprocess
-    import sys
 
-    exe = Path(sys.executable).with_name("ibledger")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from ledger.cli import main; main()"]
-    proc = subprocess.Popen(
-        [*cmd, "simulate", "--port", "0", "--session", str(session_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
-        assert m
-        ib = connect(int(m.group(1)))
-        try:
+    with simulate_cli("--session", str(session_file)) as (proc, port):
+        with connected(port) as ib:
             rec = Recorder(ib)
             ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
             assert wait_events(ib, rec, 5)[-1] == ("status", "Submitted", 60.0, 40.0, 50.0, 50.0, "")
-        finally:
-            ib.disconnect()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_every_client_gets_its_own_copy_of_the_session(session_file: Path):
     with Simulator(playback=load_playback(session_file)) as sim:
         for client_id in (5, 6):
-            ib = connect(sim.port, client_id=client_id)
-            try:
+            with connected(sim.port, client_id=client_id) as ib:
                 rec = Recorder(ib)
                 ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 100, 50.0, orderRef="strat-a"))
                 events = wait_events(ib, rec, 5)
                 assert ("exec", "A.01", 60.0, 50.0, 60.0, 50.0) in events
                 assert sim.playbacks()[client_id].remaining() == 1
-            finally:
-                ib.disconnect()
 
 
 def test_answers_to_requests_inside_the_session_are_not_replayed():
