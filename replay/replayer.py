@@ -44,7 +44,7 @@ from ledger.core.events import Envelope, GovernorDecision
 from ledger.core.fold import LedgerFold
 from ledger.core.governor import INPUT_REASONS, is_precheck
 from ledger.core.governor_config import GovernorConfig, GovernorConfigError, load_config, parse_config
-from ledger.core.rows import anomaly_row, order_row, order_values
+from ledger.core.rows import anomaly_row, order_row
 from ledger.store.registry import resolve_store_url
 
 __all__ = [
@@ -62,6 +62,7 @@ SIDECAR_SUFFIX = ".governor.toml"  # fixtures/day.jsonl -> fixtures/day.governor
 KEEP = 10_000  # decision rows / divergences kept in memory (counts stay exact beyond)
 REACTIVE_LAG = 1_000  # events after which a replayed breaker decision with no recorded twin is reported
 PROGRESS_EVERY = 16_384
+KEEP_DONE = 1_000  # finished orders kept in memory before they are retired (late events still find them)
 
 _INTENTS = (ev.PlaceOrder, ev.ModifyOrder, ev.CancelOrder)
 _INPUT = frozenset(INPUT_REASONS)
@@ -161,7 +162,7 @@ class ReplayResult:
 
     @property
     def orders(self) -> list[Any]:
-        return list(self.engine.fold.orders.values())
+        return list(self.engine.fold.iter_orders())
 
     @property
     def anomalies(self) -> list[Any]:
@@ -196,7 +197,7 @@ class ReplayResult:
             "events": self.events,
             "sessions": self.sessions,
             "trading_state": self.trading_state,
-            "orders": [order_row(o) for o in self.engine.fold.orders.values()],
+            "orders": [order_row(o) for o in self.engine.fold.iter_orders()],
             "anomalies": [anomaly_row(a) for a in self.engine.fold.anomalies],
             "decision_counts": dict(sorted(self.decision_counts.items())),
             "decisions": msgspec.to_builtins(self.decisions),
@@ -367,8 +368,10 @@ class _Run:
     """State of one replay (kept off the Replayer so a Replayer can be reused)."""
 
     def __init__(self, replayer: Replayer, name: str, config: GovernorConfig | None) -> None:
-        self.engine = Engine(config)
-        self.ref = LedgerFold() if replayer.check else None
+        # finished orders leave memory (retired to a temporary file) and no status timeline is kept: the
+        # output (orders, anomalies, positions, digest) is that of a full fold, in flat memory
+        self.engine = Engine(config, compact=True, timeline=False, keep=KEEP_DONE)
+        self.ref = LedgerFold(compact=True, timeline=False, keep=KEEP_DONE) if replayer.check else None
         self.progress = replayer.progress
         self.progress_every = replayer.progress_every
         self.result = ReplayResult(name, self.engine, replayer.check)
@@ -585,28 +588,55 @@ class _Run:
             del self.reactive[cause]
 
     def _compare_states(self, env: Envelope, tr_ref: list[Any], tr: list[Any]) -> None:
-        ref_orders = self.ref.orders  # type: ignore[union-attr]
-        eng_orders = self.engine.fold.orders
+        ref, eng = self.ref, self.engine.fold
         keys = [t.key for t in tr_ref] + [t.key for t in tr]
         for key in dict.fromkeys(keys):
             if key in self.diverged:
                 continue
-            a, b = ref_orders.get(key), eng_orders.get(key)
+            a, b = ref.order(key), eng.order(key)  # type: ignore[union-attr]
             sa = f"{a.state}{'/' + a.overlay if a.overlay else ''}" if a is not None else "(no order)"
             sb = f"{b.state}{'/' + b.overlay if b.overlay else ''}" if b is not None else "(no order)"
             if sa != sb:
                 self.diverged[key] = True
                 self._diverge(env.session_id, env.seq, "order_state", key, sa, sb)
 
+    def _compare_final(self, ref: LedgerFold, eng: LedgerFold) -> None:
+        """Every order of the reference fold (then those only the engine has) whose final state differs,
+        in that order; streamed in creation order while both folds hold the same keys."""
+        ita, itb = ref.iter_orders(), eng.iter_orders()
+        for a in ita:
+            b = next(itb, None)
+            if b is not None and a.key == b.key:
+                self._final_pair(a.key, a, b)
+                continue
+            rest_a = {a.key: a, **{o.key: o for o in ita}}
+            rest_b = {} if b is None else {b.key: b}
+            rest_b.update((o.key, o) for o in itb)
+            for key in list(rest_a) + [k for k in rest_b if k not in rest_a]:
+                self._final_pair(key, rest_a.get(key), rest_b.get(key))
+            return
+        for b in itb:
+            self._final_pair(b.key, None, b)
+
+    def _final_pair(self, key: str, a: Any, b: Any) -> None:
+        if key in self.diverged:
+            return
+        ta = (a.state, a.overlay, a.filled) if a is not None else None
+        tb = (b.state, b.overlay, b.filled) if b is not None else None
+        if ta != tb:
+            v = a if a is not None else b
+            self.diverged[key] = True
+            self._diverge(v.session_id, 0, "order_state", key, _state_text(a), _state_text(b))
+
     def _hash_output(self) -> None:
         """Hash the final orders (the fields the output shows), anomalies and positions, in chunks: the
         canonical output without building one big snapshot (memory and time on millions of orders)."""
         fold = self.engine.fold
         h, enc = self.hash, _encoder.encode
-        row = order_values
-        orders = list(fold.orders.values())
-        for i in range(0, len(orders), 4096):
-            h.update(enc([row(o) for o in orders[i : i + 4096]]))
+        # enc([order_values(o) for o in chunk]) == array header + the rows' encodings, concatenated
+        for n, rows in fold.iter_order_rows(4096):
+            h.update(_array_header(n))
+            h.update(rows)
         anomalies = fold.anomalies
         for i in range(0, len(anomalies), 4096):
             h.update(enc(anomalies[i : i + 4096]))
@@ -617,24 +647,7 @@ class _Run:
         self._flush_pending(self.n + 1)
         self._flush_reactive(self.n + 1)
         if self.ref is not None:
-            ref_orders, eng_orders = self.ref.orders, self.engine.fold.orders
-            for key in list(ref_orders) + [k for k in eng_orders if k not in ref_orders]:
-                if key in self.diverged:
-                    continue
-                a, b = ref_orders.get(key), eng_orders.get(key)
-                ta = (a.state, a.overlay, a.filled) if a is not None else None
-                tb = (b.state, b.overlay, b.filled) if b is not None else None
-                if ta != tb:
-                    v = a if a is not None else b
-                    self.diverged[key] = True
-                    self._diverge(
-                        v.session_id,
-                        0,
-                        "order_state",
-                        key,  # type: ignore[union-attr]
-                        _state_text(a),
-                        _state_text(b),
-                    )
+            self._compare_final(self.ref, self.engine.fold)
         result.events = self.n
         result.decision_counts = {f"{d} {r}": n for (d, r), n in self.counts.items()}
         result.sessions = sessions
@@ -647,6 +660,15 @@ class _Run:
         )
         result.digest = self.hash.hexdigest()
         return result
+
+
+def _array_header(n: int) -> bytes:
+    """The msgpack array header of ``n`` elements (what ``encode(list)`` puts before them)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 65536:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def _state_text(v: Any) -> str:

@@ -53,8 +53,12 @@ def event_id(env: Envelope) -> str:
 class Engine:
     """Fold + governor. ``process`` every envelope in order; ``pre_check`` every intent before recording it."""
 
-    def __init__(self, config: GovernorConfig | None = None) -> None:
-        self.fold = LedgerFold()
+    def __init__(
+        self, config: GovernorConfig | None = None, *, compact: bool = False, timeline: bool = True, keep: int = 20_000
+    ) -> None:
+        """``compact`` / ``timeline``: see :class:`~ledger.core.fold.LedgerFold` (a replay retires finished
+        orders and keeps no status timeline; a live recorder keeps everything for its monitors)."""
+        self.fold = LedgerFold(compact=compact, timeline=timeline, keep=keep)
         self.governor = Governor(config, self.fold)
         self.events = 0
         # set by a governed recorder: operator decisions (halt / resume / reduce) are recorded through it
