@@ -384,6 +384,7 @@ class _Run:
         self.reactive: dict[str, list[tuple[int, Envelope, GovernorDecision]]] = {}  # cause id -> replayed
         self.diverged: dict[str, bool] = {}  # order keys already reported
         self.counts: dict[tuple[str, str], int] = {}
+        self.quiet: dict[tuple[str, str], int] = {}  # recorded ALLOWs with no replayed twin, by origin and reason
         self.n = 0
 
     # recording output
@@ -407,21 +408,11 @@ class _Run:
             k = (replayed.decision, replayed.reason)
             counts[k] = counts.get(k, 0) + 1
         if boring:
-            # what the output shows of an ALLOW (its counts; the JSON rows list only the others): hashed
-            # as the compared fields, which keeps the digest cheap on sessions of millions of decisions
-            d = replayed if replayed is not None else recorded
-            buf.append(
-                (
-                    seq,
-                    origin,
-                    replayed is None,
-                    recorded is None,
-                    d.reason,
-                    d.action,
-                    d.order_id,  # type: ignore[union-attr]
-                    d.trading_state,
-                )
-            )  # type: ignore[union-attr]
+            # an ALLOW shows in the output only through its counts (the JSON rows list the others): it is
+            # counted, and the counts are hashed at the end -- no row is built or hashed per decision
+            if replayed is None:
+                q = (origin, recorded.reason)  # type: ignore[union-attr]
+                self.quiet[q] = self.quiet.get(q, 0) + 1
         else:
             row = DecisionRow(session_id=env.session_id, seq=seq, origin=origin, replayed=replayed, recorded=recorded)
             buf.append(row)
@@ -517,7 +508,11 @@ class _Run:
             if key is not None:
                 replayed = self.pending.pop(key)[2]
                 if replayed == p:  # the common case: the same decision, byte for byte
-                    self._row(env, "pre_check", replayed, p)
+                    if replayed.decision == "ALLOW":  # counted only (see _row)
+                        k = ("ALLOW", replayed.reason)
+                        self.counts[k] = self.counts.get(k, 0) + 1
+                    else:
+                        self._row(env, "pre_check", replayed, p)
                     return env
                 self._compare(env, "pre_check", replayed, p)
                 return msgspec.structs.replace(env, payload=replayed)
@@ -658,6 +653,7 @@ class _Run:
         self.hash.update(
             _encoder.encode([self.engine.trading_state, self.n, result.n_divergences, result.unchecked_intents])
         )
+        self.hash.update(_encoder.encode([sorted(self.counts.items()), sorted(self.quiet.items())]))
         result.digest = self.hash.hexdigest()
         return result
 
