@@ -10,6 +10,8 @@ import msgspec
 from ledger.core import events as ev
 from ledger.core.events import Envelope
 from ledger.core.fold.broker import on_completed, on_error, on_open, on_status
+from ledger.core.fold.checkpoint import dump as dump_state
+from ledger.core.fold.checkpoint import load as load_state
 from ledger.core.fold.compact import decode_view, find_view, load, prefetch, retire_done
 from ledger.core.fold.fills import on_commission, on_exec
 from ledger.core.fold.intents import on_cancel, on_decision, on_global_cancel, on_modify, on_place
@@ -181,6 +183,17 @@ class LedgerFold(FoldState):
                 j += 1
             elif off[idx] >= 0:
                 yield False, idx, None
+
+    def checkpoint(self) -> bytes:
+        """The whole state as msgspec bytes (:mod:`ledger.core.fold.checkpoint`); a full fold only."""
+        return dump_state(self)
+
+    @classmethod
+    def from_checkpoint(cls, blob: bytes) -> LedgerFold:
+        """A full fold restored from :meth:`checkpoint` bytes (``ValueError`` if they are not one)."""
+        led = cls()
+        load_state(blob, led)
+        return led
 
     def close(self) -> None:
         """Release a compact fold's temporary file (also released when the fold is garbage-collected)."""

@@ -143,7 +143,7 @@ class OrderState(Struct, gc=False):
     allowed: bool = False
     rejected: bool = False  # error 201 seen (cleared by a later live status)
     pc_from: str = ""  # broker status before PendingCancel
-    pending_mod: ev.PlaceOrder | None = None
+    pending_mod: ev.PlaceOrder | ev.ModifyOrder | None = None
     mismatch_flagged: float = -1.0
     notional: float = 0.0
     # the latest (session, client, order) binding, for the fast path of identity.resolve
