@@ -37,14 +37,14 @@ class Archive:
         self._pos = 0  # logical end of the file (written + buffered)
         self._wbuf = bytearray()  # records not yet written (reads flush it first)
         self.off = array("q", [-1])  # idx -> file offset of its current record (-1: resident or gone)
-        self.size = array("l", [0])
-        self.rowlen = array("l", [0])  # the record starts with the order's encoded public row
+        self.size = array("i", [0])
+        self.rowlen = array("i", [0])  # the record starts with the order's encoded public row
         self.count = 0  # records written
         self.accts = 0  # records that held an (account, permId) key (permIds shared across accounts)
         self.bloom = bytearray(1 << (_BITS - 3))
         self._buf: dict[int, list[int]] = {}  # the newest keys, not yet sealed into a sorted chunk
         self._nbuf = 0
-        self._chunks: list[tuple[array, array]] = []
+        self._chunks: list[tuple[array, array]] = []  # (sorted hashes, their order idx)
 
     def close(self) -> None:
         self._file.close()
@@ -155,7 +155,7 @@ class Archive:
 
     def _seal(self) -> None:
         buf = self._buf
-        hs, ids = array("q"), array("q")
+        hs, ids = array("q"), array("i")
         for h in sorted(buf):  # ints sort fast; a hash seen twice keeps all its records
             for i in buf[h]:
                 hs.append(h)
