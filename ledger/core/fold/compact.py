@@ -9,7 +9,6 @@ of a full one (``tests/core/test_fold_compact.py`` folds every pinned stream wit
 
 from __future__ import annotations
 
-from itertools import islice
 from operator import is_
 
 import msgspec
@@ -207,10 +206,6 @@ def _pf_broker(led: FoldState, env: Envelope, p: ev.OrderStatus | ev.ExecDetails
         bk = (sid, cid, oid)
         if bk not in led._bind and bk not in led._tomb:
             load(led, "b", bk)
-        if len(led._sessions) > 1:  # unacked_elsewhere: the same ids in the last few sessions
-            for other in islice(reversed(led._sessions), 5):
-                if other != sid:
-                    _bind(led, (other, cid, oid))
     if type(p) is ev.ExecDetails:
         _exec(led, p.exec_id)
 
