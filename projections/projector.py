@@ -10,13 +10,14 @@ recorder has no ``subscribe()``):
 * Order rows are derived state: they come from the one fold (:class:`ledger.core.fold.LedgerFold`), the same
   code the ledger, replay and tests use. The projector keeps the fold in memory and, per batch, rewrites
   only the orders the batch touched (found from the events' ids, the transitions and the anomalies).
-* So that a new process can continue incrementally, a checkpoint of the fold (pickled, tagged with a
-  hash of the fold's source code) is stored in ``audit_fold`` in the same transaction as the rows at its
-  position. It is written when the tail since the last checkpoint exceeds ``checkpoint_every`` events
-  (and after a build): a fold checkpoint costs time proportional to the whole fold state, so it is not
-  written per batch. On start, the checkpoint is loaded and the events between it and the tracking
-  position are re-folded from the store (the fold is deterministic, so this reproduces the state)
-  without writing anything. A fold whose code changed (hash differs) makes the projection rebuild.
+* So that a new process can continue incrementally, a checkpoint of the fold (msgspec bytes from
+  :meth:`LedgerFold.checkpoint`, no pickle; tagged with a hash of the fold's source code) is stored in
+  ``audit_fold`` in the same transaction as the rows at its position. It is written when the tail since the
+  last checkpoint exceeds ``checkpoint_every`` events (and after a build): a fold checkpoint costs time
+  proportional to the whole fold state, so it is not written per batch. On start, the checkpoint is loaded and
+  the events between it and the tracking position are re-folded from the store (the fold is deterministic, so
+  this reproduces the state) without writing anything. A fold whose code changed (hash differs) makes the
+  projection rebuild.
 * A store that no longer holds the event at the tracking position (replaced, or another store's
   DuckDB file) makes the projection rebuild from scratch; so does a schema version change.
 * ``rebuild()`` builds into a temporary file beside the target and renames it over the old one when
@@ -28,7 +29,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import pickle
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -308,9 +308,12 @@ class AuditProjection:
         start = 0
         row = first(self.con.execute("SELECT position, fold_version, state FROM audit_fold"))
         if row is not None and row[1] == fold_version() and row[0] <= self.position:
-            with _no_gc():
-                fold = pickle.loads(row[2])
-            start = int(row[0])
+            try:
+                with _no_gc():
+                    fold = LedgerFold.from_checkpoint(row[2])
+                start = int(row[0])
+            except ValueError:  # unreadable: re-fold everything the rows reflect instead
+                fold = LedgerFold()
         if start < self.position:
             # deterministic re-fold of the tail the rows already reflect; nothing is written
             with _no_gc():
@@ -330,7 +333,7 @@ class AuditProjection:
     def _checkpoint(self) -> None:
         assert self._fold is not None
         with _no_gc():
-            blob = pickle.dumps(self._fold, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = self._fold.checkpoint()
         con = self.con
         con.execute("DELETE FROM audit_fold")
         con.execute("INSERT INTO audit_fold VALUES (?, ?, ?)", [self.position, fold_version(), blob])

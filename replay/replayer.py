@@ -44,7 +44,7 @@ from ledger.core.events import Envelope, GovernorDecision
 from ledger.core.fold import LedgerFold
 from ledger.core.governor import INPUT_REASONS, is_precheck
 from ledger.core.governor_config import GovernorConfig, GovernorConfigError, load_config, parse_config
-from ledger.core.rows import anomaly_row, order_row, order_values
+from ledger.core.rows import anomaly_row, order_row
 from ledger.store.registry import resolve_store_url
 
 __all__ = [
@@ -62,6 +62,7 @@ SIDECAR_SUFFIX = ".governor.toml"  # fixtures/day.jsonl -> fixtures/day.governor
 KEEP = 10_000  # decision rows / divergences kept in memory (counts stay exact beyond)
 REACTIVE_LAG = 1_000  # events after which a replayed breaker decision with no recorded twin is reported
 PROGRESS_EVERY = 16_384
+KEEP_DONE = 1_000  # finished orders kept in memory before they are retired (late events still find them)
 
 _INTENTS = (ev.PlaceOrder, ev.ModifyOrder, ev.CancelOrder)
 _INPUT = frozenset(INPUT_REASONS)
@@ -161,7 +162,7 @@ class ReplayResult:
 
     @property
     def orders(self) -> list[Any]:
-        return list(self.engine.fold.orders.values())
+        return list(self.engine.fold.iter_orders())
 
     @property
     def anomalies(self) -> list[Any]:
@@ -196,7 +197,7 @@ class ReplayResult:
             "events": self.events,
             "sessions": self.sessions,
             "trading_state": self.trading_state,
-            "orders": [order_row(o) for o in self.engine.fold.orders.values()],
+            "orders": [order_row(o) for o in self.engine.fold.iter_orders()],
             "anomalies": [anomaly_row(a) for a in self.engine.fold.anomalies],
             "decision_counts": dict(sorted(self.decision_counts.items())),
             "decisions": msgspec.to_builtins(self.decisions),
@@ -367,8 +368,10 @@ class _Run:
     """State of one replay (kept off the Replayer so a Replayer can be reused)."""
 
     def __init__(self, replayer: Replayer, name: str, config: GovernorConfig | None) -> None:
-        self.engine = Engine(config)
-        self.ref = LedgerFold() if replayer.check else None
+        # finished orders leave memory (retired to a temporary file) and no status timeline is kept: the
+        # output (orders, anomalies, positions, digest) is that of a full fold, in flat memory
+        self.engine = Engine(config, compact=True, timeline=False, keep=KEEP_DONE)
+        self.ref = LedgerFold(compact=True, timeline=False, keep=KEEP_DONE) if replayer.check else None
         self.progress = replayer.progress
         self.progress_every = replayer.progress_every
         self.result = ReplayResult(name, self.engine, replayer.check)
@@ -381,6 +384,7 @@ class _Run:
         self.reactive: dict[str, list[tuple[int, Envelope, GovernorDecision]]] = {}  # cause id -> replayed
         self.diverged: dict[str, bool] = {}  # order keys already reported
         self.counts: dict[tuple[str, str], int] = {}
+        self.quiet: dict[tuple[str, str], int] = {}  # recorded ALLOWs with no replayed twin, by origin and reason
         self.n = 0
 
     # recording output
@@ -404,21 +408,11 @@ class _Run:
             k = (replayed.decision, replayed.reason)
             counts[k] = counts.get(k, 0) + 1
         if boring:
-            # what the output shows of an ALLOW (its counts; the JSON rows list only the others): hashed
-            # as the compared fields, which keeps the digest cheap on sessions of millions of decisions
-            d = replayed if replayed is not None else recorded
-            buf.append(
-                (
-                    seq,
-                    origin,
-                    replayed is None,
-                    recorded is None,
-                    d.reason,
-                    d.action,
-                    d.order_id,  # type: ignore[union-attr]
-                    d.trading_state,
-                )
-            )  # type: ignore[union-attr]
+            # an ALLOW shows in the output only through its counts (the JSON rows list the others): it is
+            # counted, and the counts are hashed at the end -- no row is built or hashed per decision
+            if replayed is None:
+                q = (origin, recorded.reason)  # type: ignore[union-attr]
+                self.quiet[q] = self.quiet.get(q, 0) + 1
         else:
             row = DecisionRow(session_id=env.session_id, seq=seq, origin=origin, replayed=replayed, recorded=recorded)
             buf.append(row)
@@ -514,7 +508,11 @@ class _Run:
             if key is not None:
                 replayed = self.pending.pop(key)[2]
                 if replayed == p:  # the common case: the same decision, byte for byte
-                    self._row(env, "pre_check", replayed, p)
+                    if replayed.decision == "ALLOW":  # counted only (see _row)
+                        k = ("ALLOW", replayed.reason)
+                        self.counts[k] = self.counts.get(k, 0) + 1
+                    else:
+                        self._row(env, "pre_check", replayed, p)
                     return env
                 self._compare(env, "pre_check", replayed, p)
                 return msgspec.structs.replace(env, payload=replayed)
@@ -585,28 +583,55 @@ class _Run:
             del self.reactive[cause]
 
     def _compare_states(self, env: Envelope, tr_ref: list[Any], tr: list[Any]) -> None:
-        ref_orders = self.ref.orders  # type: ignore[union-attr]
-        eng_orders = self.engine.fold.orders
+        ref, eng = self.ref, self.engine.fold
         keys = [t.key for t in tr_ref] + [t.key for t in tr]
         for key in dict.fromkeys(keys):
             if key in self.diverged:
                 continue
-            a, b = ref_orders.get(key), eng_orders.get(key)
+            a, b = ref.order(key), eng.order(key)  # type: ignore[union-attr]
             sa = f"{a.state}{'/' + a.overlay if a.overlay else ''}" if a is not None else "(no order)"
             sb = f"{b.state}{'/' + b.overlay if b.overlay else ''}" if b is not None else "(no order)"
             if sa != sb:
                 self.diverged[key] = True
                 self._diverge(env.session_id, env.seq, "order_state", key, sa, sb)
 
+    def _compare_final(self, ref: LedgerFold, eng: LedgerFold) -> None:
+        """Every order of the reference fold (then those only the engine has) whose final state differs,
+        in that order; streamed in creation order while both folds hold the same keys."""
+        ita, itb = ref.iter_orders(), eng.iter_orders()
+        for a in ita:
+            b = next(itb, None)
+            if b is not None and a.key == b.key:
+                self._final_pair(a.key, a, b)
+                continue
+            rest_a = {a.key: a, **{o.key: o for o in ita}}
+            rest_b = {} if b is None else {b.key: b}
+            rest_b.update((o.key, o) for o in itb)
+            for key in list(rest_a) + [k for k in rest_b if k not in rest_a]:
+                self._final_pair(key, rest_a.get(key), rest_b.get(key))
+            return
+        for b in itb:
+            self._final_pair(b.key, None, b)
+
+    def _final_pair(self, key: str, a: Any, b: Any) -> None:
+        if key in self.diverged:
+            return
+        ta = (a.state, a.overlay, a.filled) if a is not None else None
+        tb = (b.state, b.overlay, b.filled) if b is not None else None
+        if ta != tb:
+            v = a if a is not None else b
+            self.diverged[key] = True
+            self._diverge(v.session_id, 0, "order_state", key, _state_text(a), _state_text(b))
+
     def _hash_output(self) -> None:
         """Hash the final orders (the fields the output shows), anomalies and positions, in chunks: the
         canonical output without building one big snapshot (memory and time on millions of orders)."""
         fold = self.engine.fold
         h, enc = self.hash, _encoder.encode
-        row = order_values
-        orders = list(fold.orders.values())
-        for i in range(0, len(orders), 4096):
-            h.update(enc([row(o) for o in orders[i : i + 4096]]))
+        # enc([order_values(o) for o in chunk]) == array header + the rows' encodings, concatenated
+        for n, rows in fold.iter_order_rows(4096):
+            h.update(_array_header(n))
+            h.update(rows)
         anomalies = fold.anomalies
         for i in range(0, len(anomalies), 4096):
             h.update(enc(anomalies[i : i + 4096]))
@@ -617,24 +642,7 @@ class _Run:
         self._flush_pending(self.n + 1)
         self._flush_reactive(self.n + 1)
         if self.ref is not None:
-            ref_orders, eng_orders = self.ref.orders, self.engine.fold.orders
-            for key in list(ref_orders) + [k for k in eng_orders if k not in ref_orders]:
-                if key in self.diverged:
-                    continue
-                a, b = ref_orders.get(key), eng_orders.get(key)
-                ta = (a.state, a.overlay, a.filled) if a is not None else None
-                tb = (b.state, b.overlay, b.filled) if b is not None else None
-                if ta != tb:
-                    v = a if a is not None else b
-                    self.diverged[key] = True
-                    self._diverge(
-                        v.session_id,
-                        0,
-                        "order_state",
-                        key,  # type: ignore[union-attr]
-                        _state_text(a),
-                        _state_text(b),
-                    )
+            self._compare_final(self.ref, self.engine.fold)
         result.events = self.n
         result.decision_counts = {f"{d} {r}": n for (d, r), n in self.counts.items()}
         result.sessions = sessions
@@ -645,8 +653,18 @@ class _Run:
         self.hash.update(
             _encoder.encode([self.engine.trading_state, self.n, result.n_divergences, result.unchecked_intents])
         )
+        self.hash.update(_encoder.encode([sorted(self.counts.items()), sorted(self.quiet.items())]))
         result.digest = self.hash.hexdigest()
         return result
+
+
+def _array_header(n: int) -> bytes:
+    """The msgpack array header of ``n`` elements (what ``encode(list)`` puts before them)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 65536:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def _state_text(v: Any) -> str:

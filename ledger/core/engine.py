@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ledger.core.events import Envelope, GovernorDecision
+from ledger.core import events as ev
+from ledger.core import statemachine as sm
+from ledger.core.events import Envelope, GovernorDecision, OrderStatus
 from ledger.core.fold import LedgerFold, OrderView, Transition
 from ledger.core.governor import (
     HALTED,
@@ -42,7 +44,25 @@ from ledger.core.governor import (
 )
 from ledger.core.governor_config import GovernorConfig
 
-__all__ = ["Engine", "event_id"]
+__all__ = ["GOVERNOR_KINDS", "Engine", "event_id"]
+
+# The payload kinds Governor.observe reacts to by kind (prices, multipliers, link state, faults, sessions,
+# decisions); any other event reaches it only through transitions or anomalies (see Engine.step).
+GOVERNOR_KINDS: frozenset[type] = frozenset({
+    ev.OrderStatus,  # Inactive only: done without a state transition
+    ev.GovernorDecision,
+    ev.PriceObserved,
+    ev.ExecDetails,
+    ev.OpenOrder,
+    ev.CompletedOrder,
+    ev.Disconnected,
+    ev.Error,
+    ev.RecorderFault,
+    ev.ReconcileEnded,
+    ev.SessionStarted,
+    ev.Connected,
+})
+INACTIVE = sm.INACTIVE
 
 
 def event_id(env: Envelope) -> str:
@@ -53,10 +73,16 @@ def event_id(env: Envelope) -> str:
 class Engine:
     """Fold + governor. ``process`` every envelope in order; ``pre_check`` every intent before recording it."""
 
-    def __init__(self, config: GovernorConfig | None = None) -> None:
-        self.fold = LedgerFold()
+    def __init__(
+        self, config: GovernorConfig | None = None, *, compact: bool = False, timeline: bool = True, keep: int = 20_000
+    ) -> None:
+        """``compact`` / ``timeline``: see :class:`~ledger.core.fold.LedgerFold` (a replay retires finished
+        orders and keeps no status timeline; a live recorder keeps everything for its monitors)."""
+        self.fold = LedgerFold(compact=compact, timeline=timeline, keep=keep)
         self.governor = Governor(config, self.fold)
         self.events = 0
+        self._anomalies = 0  # fold anomalies the governor has seen
+        self._session = ""  # session of the last event the governor observed
         # set by a governed recorder: operator decisions (halt / resume / reduce) are recorded through it
         # (and emergency cancels carried out) the moment they are made; without one the caller records them
         self.sink: Callable[[list[GovernorDecision]], None] | None = None
@@ -75,15 +101,32 @@ class Engine:
 
     def process(self, env: Envelope) -> list[GovernorDecision]:
         """Fold ``env``, then let the governor react; returns the new decisions to record (often none)."""
-        self.events += 1
-        transitions = self.fold.apply(env)
-        return self.governor.observe(env, transitions)
+        return self.step(env)[1]
 
     def step(self, env: Envelope) -> tuple[list[Transition], list[GovernorDecision]]:
-        """:meth:`process`, also returning the fold's transitions (the replayer compares them)."""
+        """:meth:`process`, also returning the fold's transitions (the replayer compares them).
+
+        One type-indexed dispatch in the fold; the governor observes an event only when it can act on it:
+        the fold reported transitions or new anomalies (breakers, open orders), the session changed, or
+        the payload is of a kind ``Governor.observe`` reads (:data:`GOVERNOR_KINDS`; an ``orderStatus``
+        only when it is ``Inactive``). Everything else (commission reports, intents, positions, repeated
+        statuses -- about half of a session) would be a no-op there.
+        """
         self.events += 1
-        transitions = self.fold.apply(env)
-        return transitions, self.governor.observe(env, transitions)
+        fold = self.fold
+        transitions = fold.apply(env)
+        p = env.payload
+        n = len(fold.anomalies)
+        if (
+            transitions
+            or n != self._anomalies
+            or env.session_id != self._session
+            or (type(p) in GOVERNOR_KINDS and (type(p) is not OrderStatus or p.status == INACTIVE))
+        ):
+            self._anomalies = n
+            self._session = env.session_id
+            return transitions, self.governor.observe(env, transitions)
+        return transitions, []
 
     def pre_check(self, intent: Intent, now_ns: int, session_id: str | None = None) -> GovernorDecision:
         """ALLOW / BLOCK for a place, modify or cancel intent at event time ``now_ns``. Pure.

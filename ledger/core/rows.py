@@ -6,21 +6,15 @@ so the fields a user sees are exactly the fields a replay check compares.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import msgspec
 
 from ledger.core.fold import Anomaly, OrderView
+from ledger.core.fold.views import ORDER_FIELDS, order_values
 
-ORDER_FIELDS: tuple[str, ...] = (
-    "key", "perm_id", "order_id", "client_id", "account", "symbol", "action", "total_qty", "order_type",
-    "lmt_price", "order_ref", "broker_status", "state", "overlay", "filled", "remaining", "avg_fill_price",
-    "commission", "is_live", "is_done", "anomaly_count", "manual", "unconfirmed", "late_fill", "fill_pending",
-)  # fmt: skip
+__all__ = ["ORDER_FIELDS", "anomaly_row", "order_row", "order_values"]
 
-order_values = operator.attrgetter(*ORDER_FIELDS)
-"""The order's public fields as a tuple, in :data:`ORDER_FIELDS` order (what the replay digest hashes)."""
 
 
 def order_row(o: OrderView) -> dict[str, Any]:

@@ -98,7 +98,9 @@ The fold is a package of plain functions over one explicit state object, the :cl
 table and re-deriving the ledger state), ``identity`` (keys, bindings, resolve, merge), ``broker``
 (orderStatus / openOrder / completedOrder / errors), ``fills`` (executions, corrections, commissions),
 ``positions``, ``intents`` (place / modify / cancel / decisions), ``lifecycle`` (session, connection,
-reconcile, checkpoints) and ``ledger`` (the class, its one dispatch table and its read API).
+reconcile, checkpoints), ``compact`` and ``archive`` (a compact fold retires finished orders to a temporary
+file and re-inflates them on demand: flat memory, same output), ``checkpoint`` (the whole state as msgspec
+bytes) and ``ledger`` (the class, its one dispatch table and its read API).
 """
 
 from ledger.core.fold.ledger import LedgerFold, fold

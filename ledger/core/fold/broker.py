@@ -44,7 +44,8 @@ def on_status(led: FoldState, env: Envelope, p: ev.OrderStatus) -> list[Transiti
     if merged is None and not p.why_held and _ROWS[v.broker_status].get(status) == _DUP:
         # fast path: a repeated status (the most common message of all)
         ns = env.recv_ns
-        v.statuses.append((ns, status))
+        if led.timeline:
+            v.statuses.append((ns, status))
         v.broker_avg_fill_price = p.avg_fill_price
         if p.filled == v.broker_filled and (p.remaining == v.broker_remaining or v.total_qty > 0):
             v.last_update_ns = ns

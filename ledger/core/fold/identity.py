@@ -7,6 +7,7 @@ from itertools import islice
 from ledger.core import events as ev
 from ledger.core import statemachine as sm
 from ledger.core.events import Envelope
+from ledger.core.fold.compact import has_key, load
 from ledger.core.fold.state import (
     _UNSET_LIMIT,
     EPS,
@@ -36,11 +37,12 @@ def create_order(
         key = f"perm:{pid}"
     else:
         key = f"{sid}:{cid}:{oid}"
-    if key in led.orders:  # a superseded (client, orderId), or a perm key freed by a merge
+    if key in led.orders or (led._arch is not None and has_key(led, key)):
+        # a superseded (client, orderId), or a perm key freed by a merge
         base = key
         n = 2
         key = f"{base}~{n}"
-        while key in led.orders or key in led.merged:
+        while key in led.orders or key in led.merged or (led._arch is not None and has_key(led, key)):
             n += 1
             key = f"{base}~{n}"
     elif key in led.merged:
@@ -82,6 +84,9 @@ def create_order(
     led._n += 1
     core = OrderState(view=view, idx=led._n, placed=intent is not None)
     led.orders[key] = view
+    if led._arch is not None:
+        led._arch.grow(led._n)
+        led._resident[key] = core
     led._active[key] = core
     if pid > 0:
         if led._by_perm.get(pid) is None:
@@ -94,6 +99,12 @@ def create_order(
 def bind_key(led: FoldState, core: OrderState, bkey: tuple[str, int, int]) -> None:
     led._bind[bkey] = core
     core.bsid, core.bcid, core.boid = bkey
+    if led._arch is not None:
+        led._tomb.pop(bkey, None)
+        if core.binds is None:
+            core.binds = [bkey]
+        elif bkey not in core.binds:
+            core.binds.append(bkey)
     v = core.view
     if v.order_id == 0 and bkey[2] > 0:
         v.order_id = bkey[2]
@@ -207,7 +218,10 @@ def unacked_elsewhere(led: FoldState, sid: str, cid: int, oid: int) -> OrderStat
     for other in islice(reversed(led._sessions), 4):  # the recorder's last few restarts
         if other == sid:
             continue
-        core = led._bind.get((other, cid, oid))
+        bk = (other, cid, oid)
+        core = led._bind.get(bk)
+        if core is None and led._arch is not None and led._arch.count and bk not in led._tomb:
+            core = load(led, "b", bk)  # a retired order (done: never the answer, but it ends the search)
         if core is not None:
             v = core.view
             return core if (v.unconfirmed and not v.perm_id and not v.is_done) else None
@@ -277,6 +291,9 @@ def merge(led: FoldState, env: Envelope, a: OrderState, b: OrderState, pid: int)
     recount(led, keep)
     # retire the absorbed record
     del led.orders[gv.key]
+    if led._arch is not None:
+        led._resident.pop(gv.key, None)
+        led._done.pop(gv.key, None)
     led._active.pop(gv.key, None)
     led._suspects.pop(gv.key, None)
     led.merged[gv.key] = kv.key

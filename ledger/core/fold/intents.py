@@ -31,6 +31,10 @@ def on_place(led: FoldState, env: Envelope, p: ev.PlaceOrder) -> list[Transition
             del led._bind[bkey]
             del led.orders[b.view.key]
             led._active.pop(b.view.key, None)
+            if led._arch is not None:
+                led._tomb[bkey] = None
+                led._resident.pop(b.view.key, None)
+                led._done.pop(b.view.key, None)
         return []
     out: list[Transition] = []
     b = led._bind.get(bkey)

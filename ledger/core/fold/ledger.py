@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -10,6 +10,9 @@ import msgspec
 from ledger.core import events as ev
 from ledger.core.events import Envelope
 from ledger.core.fold.broker import on_completed, on_error, on_open, on_status
+from ledger.core.fold.checkpoint import dump as dump_state
+from ledger.core.fold.checkpoint import load as load_state
+from ledger.core.fold.compact import decode_view, find_view, load, prefetch, retire_done
 from ledger.core.fold.fills import on_commission, on_exec
 from ledger.core.fold.intents import on_cancel, on_decision, on_global_cancel, on_modify, on_place
 from ledger.core.fold.lifecycle import (
@@ -22,8 +25,8 @@ from ledger.core.fold.lifecycle import (
     on_session_started,
 )
 from ledger.core.fold.positions import on_position
-from ledger.core.fold.state import FoldState, record_anomaly
-from ledger.core.fold.views import OrderView, Snapshot, Transition
+from ledger.core.fold.state import FoldState, OrderState, record_anomaly
+from ledger.core.fold.views import OrderView, Snapshot, Transition, order_values
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 
@@ -57,7 +60,15 @@ class LedgerFold(FoldState):
         handler = HANDLERS.get(type(p))
         if handler is None:
             return []
+        arch = self._arch
         try:
+            if arch is not None:
+                if arch.count:
+                    prefetch(self, env, p)
+                out = handler(self, env, p)
+                if len(self._done) > self._keep:
+                    retire_done(self)
+                return out
             return handler(self, env, p)
         except Exception as exc:  # never crash on input: record the bug as a fact
             record_anomaly(self, env, None, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -74,13 +85,19 @@ class LedgerFold(FoldState):
     def order_for(self, client_id: int, order_id: int, session_id: str | None = None) -> OrderView | None:
         """The order bound to (client_id, order_id) in ``session_id`` (default: the latest binding)."""
         if session_id is not None:
-            core = self._bind.get((session_id, client_id, order_id))
+            core = self._bound((session_id, client_id, order_id))
             return core.view if core is not None else None
         for sid in reversed(self._sessions):
-            core = self._bind.get((sid, client_id, order_id))
+            core = self._bound((sid, client_id, order_id))
             if core is not None:
                 return core.view
         return None
+
+    def _bound(self, bkey: tuple[str, int, int]) -> OrderState | None:
+        core = self._bind.get(bkey)
+        if core is None and self._arch is not None and self._arch.count and bkey not in self._tomb:
+            core = load(self, "b", bkey)
+        return core
 
 
     def order_of_exec(self, exec_id: str) -> OrderView | None:
@@ -90,12 +107,98 @@ class LedgerFold(FoldState):
         colliding or re-delivered execId is attributed the same way everywhere.
         """
         core = self._execs.get(exec_id)
+        if core is None and self._arch is not None and self._arch.count:
+            core = load(self, "e", exec_id)
         return core.view if core is not None else None
 
 
     def order_by_perm(self, perm_id: int) -> OrderView | None:
         core = self._by_perm.get(perm_id)
+        if core is None and self._arch is not None and self._arch.count:
+            core = load(self, "p", perm_id)
         return core.view if core is not None else None
+
+    def order(self, key: str) -> OrderView | None:
+        """The order with this key, resident or retired (a retired one is a decoded copy)."""
+        v = self.orders.get(key)
+        if v is None and self._arch is not None and self._arch.count:
+            return find_view(self, key)
+        return v
+
+    def iter_orders(self) -> Iterator[OrderView]:
+        """Every order, in order of creation (what ``orders.values()`` holds in a full fold). A compact
+        fold decodes its retired orders from the archive on the way (copies: reading them changes nothing)."""
+        arch = self._arch
+        if arch is None or not arch.count:
+            yield from self.orders.values()
+            return
+        for kind, idx, obj in self._walk():
+            yield obj if kind else decode_view(arch, idx)
+
+    def iter_order_rows(self, chunk: int = 4096) -> Iterator[tuple[int, bytes]]:
+        """``(n, bytes)`` per ``chunk`` orders: the msgpack encoding of ``[order_values(o) ...]`` without the
+        array header -- what the replay digest hashes, read straight from the archive for retired orders."""
+        arch = self._arch
+        enc = _snapshot_encoder.encode
+        if arch is None or not arch.count:
+            orders = list(self.orders.values())
+            for i in range(0, len(orders), chunk):
+                part = orders[i : i + chunk]
+                yield len(part), b"".join(enc(order_values(o)) for o in part)
+            return
+        parts: list[bytes] = []
+        run: list[int] = []
+        n = 0
+        for kind, idx, obj in self._walk():
+            if kind:
+                if run:
+                    parts.append(arch.rows(run))
+                    run = []
+                parts.append(enc(order_values(obj)))
+            else:
+                run.append(idx)
+            n += 1
+            if n == chunk:
+                if run:
+                    parts.append(arch.rows(run))
+                    run = []
+                yield n, b"".join(parts)
+                parts, n = [], 0
+        if run:
+            parts.append(arch.rows(run))
+        if n:
+            yield n, b"".join(parts)
+
+    def _walk(self) -> Iterator[tuple[bool, int, Any]]:
+        """(resident?, idx, view) for every order by idx: archived ones (view None) merged with resident."""
+        arch = self._arch
+        assert arch is not None
+        res = sorted((c.idx, c.view) for c in self._resident.values() if self.orders.get(c.view.key) is c.view)
+        off = arch.off
+        j = 0
+        nres = len(res)
+        for idx in range(1, len(off)):
+            if j < nres and res[j][0] == idx:
+                yield True, idx, res[j][1]
+                j += 1
+            elif off[idx] >= 0:
+                yield False, idx, None
+
+    def checkpoint(self) -> bytes:
+        """The whole state as msgspec bytes (:mod:`ledger.core.fold.checkpoint`); a full fold only."""
+        return dump_state(self)
+
+    @classmethod
+    def from_checkpoint(cls, blob: bytes) -> LedgerFold:
+        """A full fold restored from :meth:`checkpoint` bytes (``ValueError`` if they are not one)."""
+        led = cls()
+        load_state(blob, led)
+        return led
+
+    def close(self) -> None:
+        """Release a compact fold's temporary file (also released when the fold is garbage-collected)."""
+        if self._arch is not None:
+            self._arch.close()
 
 
     def open_orders(self) -> list[OrderView]:
@@ -111,7 +214,7 @@ class LedgerFold(FoldState):
 
     def snapshot_struct(self) -> Snapshot:
         return Snapshot(
-            orders=list(self.orders.values()),
+            orders=list(self.iter_orders()),
             anomalies=self.anomalies,
             positions=list(self.positions.values()),
             connected=self.connected,

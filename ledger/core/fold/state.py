@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from msgspec import Struct, field
 
 from ledger.core import events as ev
 from ledger.core import statemachine as sm
 from ledger.core.events import Envelope
+from ledger.core.fold.archive import Archive
 from ledger.core.fold.views import Anomaly, Fill, OrderView, PositionView, Transition
 
 MAX_ORDER_ID = ev.MANUAL_EXEC_ORDER_ID  # orderId of executions of manual TWS orders
@@ -140,7 +143,7 @@ class OrderState(Struct, gc=False):
     allowed: bool = False
     rejected: bool = False  # error 201 seen (cleared by a later live status)
     pc_from: str = ""  # broker status before PendingCancel
-    pending_mod: ev.PlaceOrder | None = None
+    pending_mod: ev.PlaceOrder | ev.ModifyOrder | None = None
     mismatch_flagged: float = -1.0
     notional: float = 0.0
     # the latest (session, client, order) binding, for the fast path of identity.resolve
@@ -152,6 +155,11 @@ class OrderState(Struct, gc=False):
     pos_sign: float = 0.0
     pos_src: tuple[str, int, str] | None = None
     seen: str = ""  # the last session a broker message resolved to this order in
+    binds: list[tuple[str, int, int]] | None = None  # its (session, client, order) bindings (compact folds)
+    # set when the order is retired (compact folds): the families as indexes into view.fills, and the index
+    # keys it held then -- (permIds, (account, permId)s, bindings, execIds)
+    fams: list[int] | None = None
+    held: tuple[list[int], list[tuple[str, int]], list[tuple[str, int, int]], list[str]] | None = None
 
 
 def record_anomaly(
@@ -186,7 +194,17 @@ class FoldState:
     fold; :class:`LedgerFold` adds the dispatch and the read API on top of it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, compact: bool = False, timeline: bool = True, keep: int = 20_000) -> None:
+        """``compact``: retire orders done for a while (beyond the ``keep`` most recent) to a temporary file
+        (see :mod:`ledger.core.fold.archive`); ``timeline=False``: keep no per-order status timeline
+        (``OrderView.statuses``) -- a replay or a projection does not show it, a live monitor does."""
+        self.timeline = timeline
+        self._keep = keep
+        self._arch: Archive | None = Archive() if compact else None
+        # compact: finished orders, oldest first (retired beyond keep); an OrderedDict pops its oldest in O(1)
+        self._done: OrderedDict[str, OrderState] = OrderedDict()
+        self._resident: dict[str, OrderState] = {}  # compact: every order in memory, by key
+        self._tomb: dict[tuple[str, int, int], None] = {}  # compact: bindings deleted (never revived)
         self.orders: dict[str, OrderView] = {}
         self.anomalies: list[Anomaly] = []
         self.positions: dict[str, PositionView] = {}

@@ -100,8 +100,12 @@ def refresh(
         if done:
             if key in active:
                 del active[key]
+                if led._arch is not None:
+                    led._done[key] = core
         elif key not in active:
             active[key] = core
+            if led._arch is not None:
+                led._done.pop(key, None)
     if v.unconfirmed or (core.placed and not v.acked_ns):
         unconfirmed = core.placed and not core.blocked and not v.acked_ns
         if unconfirmed != v.unconfirmed:
@@ -226,7 +230,8 @@ def apply_status(
     """Validate one observed broker status against the table; apply it if allowed. True if applied."""
     v = core.view
     if observe:
-        v.statuses.append((env.recv_ns, status))
+        if led.timeline:
+            v.statuses.append((env.recv_ns, status))
         if not v.acked_ns:
             v.acked_ns = env.recv_ns
     frm = v.broker_status

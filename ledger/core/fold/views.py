@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from msgspec import Struct, field
 
 # Anomaly kinds (Anomaly.kind)
@@ -163,3 +165,14 @@ def exec_family(exec_id: str) -> tuple[str, str]:
     if i < 0:
         return exec_id, ""
     return exec_id[:i], exec_id[i + 1 :]
+
+
+ORDER_FIELDS: tuple[str, ...] = (
+    "key", "perm_id", "order_id", "client_id", "account", "symbol", "action", "total_qty", "order_type",
+    "lmt_price", "order_ref", "broker_status", "state", "overlay", "filled", "remaining", "avg_fill_price",
+    "commission", "is_live", "is_done", "anomaly_count", "manual", "unconfirmed", "late_fill", "fill_pending",
+)  # fmt: skip
+"""An order's public fields: what ``ibledger orders --json``, ``replay --json`` and the replay digest show."""
+
+order_values = operator.attrgetter(*ORDER_FIELDS)
+"""The order's public fields as a tuple, in :data:`ORDER_FIELDS` order (what the replay digest hashes)."""
