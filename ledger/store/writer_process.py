@@ -25,12 +25,15 @@ Robustness:
   the child died, could not commit, or was abandoned at ``close(timeout)`` -- are counted in ``lost``;
 * a child that dies is a writer error (``on_error``) and makes the writer ``dead``: never a silent loss;
 * the child ignores SIGINT / SIGTERM (a Ctrl-C in the terminal reaches the whole process group): its
-  lifetime is its parent's. When the parent goes away (even by ``kill -9``) the child sees its stdin
-  close, commits what it already holds (bounded: it gives up on a failing store after 10 s) and exits.
+  lifetime is its parent's. When the parent goes away without closing it (``kill -9``), the child sees
+  its stdin close, finishes at most the commit in progress and exits without taking anything more: the
+  store stops changing with the recorder, and what ``kill -9`` loses is exactly what was not
+  acknowledged, as with the thread writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -63,7 +66,6 @@ _dec = msgspec.msgpack.Decoder()
 _ENV, _WAKE, _CLOSE = b"E", b"W", b"C"
 _WAKE_FRAME = (1).to_bytes(4, "big") + _WAKE
 _IDLE_POLL_S = 0.05  # the child's longest sleep with the ring: a missed wake costs at most this
-_EOF_CLOSE_S = 10.0  # the parent is gone: how long the child still retries a failing store
 
 
 def _store_url(store: EventStore) -> str:
@@ -163,6 +165,7 @@ class _ChildWriter(Writer):
         self.frames = frames
         self.ring = ring
         self.pending: deque[Envelope] = deque()
+        self.orphaned = False  # the parent went away without closing: take nothing more
 
     def _request_close(self, timeout: float) -> None:
         if not self._closing:
@@ -179,9 +182,12 @@ class _ChildWriter(Writer):
                 pending.append(decode(f[1:]))
             elif tag == _CLOSE:
                 self._request_close(float(_dec.decode(f[1:])))
-        if self.frames.eof:
-            self._request_close(_EOF_CLOSE_S)
-        if self.ring is not None:
+        if self.frames.eof and not self._closing:
+            self.orphaned = True
+            pending.clear()
+            self._request_close(0.0)
+            return
+        if self.ring is not None and not self.orphaned:
             pending.extend(decode(f) for f in self.ring.pop_all())
 
     def _pause(self, seconds: float) -> None:
@@ -200,6 +206,8 @@ class _ChildWriter(Writer):
         ring = self.ring
         while True:
             self._gather(0)
+            if self.orphaned:
+                return
             if pending:
                 n = min(len(pending), self.max_batch)
                 if not self._commit([pending.popleft() for _ in range(n)]):
@@ -228,7 +236,7 @@ def _child_main() -> None:
     send_lock = threading.Lock()
 
     def send(msg: list[Any]) -> None:
-        with send_lock:
+        with send_lock, contextlib.suppress(OSError):  # a parent that went away reads nothing more
             _write_all(out, _frame(_enc.encode(msg)))
 
     frames = _Frames(sys.stdin.fileno())
