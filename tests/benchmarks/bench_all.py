@@ -262,19 +262,48 @@ def row_catchup(url: str, duck: Path, n_new: int, reps: int) -> None:
           f"{med(r['wall'] for r in cold) * 1000:.0f} ms)")
 
 
+_EXPORT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
+from bench_replay import rss_mb
+from ledger.cli import app
+t0 = time.perf_counter()
+try:
+    app(["export", sys.argv[3], "--out", sys.argv[4], "--store", sys.argv[5]], standalone_mode=False)
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps({"wall": time.perf_counter() - t0, "rss": rss_mb()}))
+"""
+
+
 def row_import(path: Path, work: Path, reps: int, decode_rss: float) -> None:
-    rs = []
+    """``ibledger import`` and ``ibledger export`` of the same session, each in a fresh process (peak RSS =
+    VmHWM), beside decode-only streaming of the file: both stream, so both stay near that floor whatever
+    the session's length; the exported file must hold every event."""
+    from ledger.store.sessionfile import read_header
+
+    header = read_header(path)
+    rs, xs = [], []
     for i in range(reps):
         db = work / f"import{i}.db"
         rs.append(run_worker("import", str(path), f"sqlite:///{db}"))
+        out = work / f"export{i}.jsonl"
+        res = subprocess.run([sys.executable, "-c", _EXPORT, str(HERE.parents[1]), str(HERE), header.session_id,
+                              str(out), f"sqlite:///{db}"], check=True, capture_output=True, text=True)
+        xs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        if read_header(out).events != header.events:
+            raise SystemExit(f"export wrote {read_header(out).events} events, the session has {header.events}")
+        out.unlink()
         for f in work.glob(f"import{i}.db*"):
             f.unlink()
-    n = bench_replay_events(path)
-    print(f"\n[import] `ibledger import` of {n:,} events (median)")
-    line("import peak RSS", f"{med(r['rss'] for r in rs):,.0f} MB", f"decode only {decode_rss:,.0f} MB",
-         med(r["rss"] for r in rs) / decode_rss, "flat (streamed, all-or-nothing)", None)
-    line("import time", f"{med(r['wall'] for r in rs):.2f} s", "", None, f"{n / med(r['wall'] for r in rs):,.0f} ev/s",
-         None)
+    n = header.events
+    print(f"\n[import] `ibledger import` and `ibledger export` of {n:,} events (median of {reps})")
+    for name, runs in (("import", rs), ("export", xs)):
+        rss, wall = med(r["rss"] for r in runs), med(r["wall"] for r in runs)
+        line(f"{name} peak RSS", f"{rss:,.0f} MB", f"decode only {decode_rss:,.0f} MB", rss / decode_rss,
+             "flat (streamed, all-or-nothing)", None)
+        line(f"{name} time", f"{wall:.2f} s", "", None, f"{n / wall:,.0f} ev/s", None)
 
 
 def bench_replay_events(path: Path) -> int:
