@@ -44,6 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import msgspec
@@ -77,12 +78,14 @@ def _store_url(store: EventStore) -> str:
     return url
 
 
-def reopenable(store: EventStore) -> bool:
-    """Whether a child process can open the same store from its URL (a SQLite file or PostgreSQL)."""
-    from ledger.store.postgres import PostgresEventStore
-    from ledger.store.sqlite import SQLiteEventStore
+_REOPENABLE = {("ledger.store.sqlite", "SQLiteEventStore"), ("ledger.store.postgres", "PostgresEventStore")}
 
-    return type(store) in (SQLiteEventStore, PostgresEventStore)
+
+def reopenable(store: EventStore) -> bool:
+    """Whether a child process can open the same store from its URL: one of our own backends (a SQLite
+    file or PostgreSQL), not a subclass or a wrapper that may hold state the URL does not carry. Checked
+    by name, so asking never imports a backend's driver."""
+    return (type(store).__module__, type(store).__qualname__) in _REOPENABLE
 
 
 def make_writer(kind: str, store: EventStore, **options: Any) -> Writer | ProcessWriter:
@@ -348,10 +351,14 @@ class ProcessWriter:
         # a plain child interpreter (not multiprocessing): nothing of the parent's __main__ is re-imported,
         # and the configuration (the URL may carry a password) goes through the pipe, never argv
         ring = self._ring = Ring.create(self._ring_bytes) if self._use_ring else None
+        # the child imports this very package, wherever it was imported from here (an installed copy, a
+        # source checkout put on sys.path by a script)
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "ledger.store.writer_process"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, bufsize=0, pass_fds=(ring.fd,) if ring is not None else (),
+                stdout=subprocess.PIPE, bufsize=0, pass_fds=(ring.fd,) if ring is not None else (), env=env,
             )
         except BaseException:
             if ring is not None:
@@ -363,17 +370,29 @@ class ProcessWriter:
                   ring.fd if ring is not None else None, ring.size if ring is not None else 0]
         _write_all(self._ctl, _frame(_enc.encode(config)))
         first: list[Any] = []
-        reader = threading.Thread(target=lambda: first.append(_dec.decode(_read_frame(self._from_child))),
-                                  daemon=True)
+
+        def read_first() -> None:
+            try:
+                first.append(_dec.decode(_read_frame(self._from_child)))
+            except (EOFError, OSError, msgspec.DecodeError):
+                first.append(["exited"])
+
+        reader = threading.Thread(target=read_first, daemon=True)
         reader.start()
         reader.join(self._start_timeout)
         if not first or first[0][0] != "ready":
             if not first:
                 self._proc.kill()
-            self._proc.wait(5)
+            try:
+                code = self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                code = self._proc.wait(5)
             self._release()
             if not first:
                 raise WriterError(f"writer process did not start within {self._start_timeout:.0f}s")
+            if first[0][0] == "exited":
+                raise WriterError(f"writer process exited while starting (exit code {code}); its error is above")
             raise StoreError(f"writer process: {first[0][1]}: {first[0][2]}")
         self._acks = threading.Thread(target=self._read_acks, name=f"{self._name}-acks", daemon=True)
         self._acks.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from ledger.core.session import derived_id
 from ledger.ib.library import IB, LimitOrder, Stock
 from ledger.live.recorder import Recorder
 from ledger.store import SeqConflict, StoreFileLost, open_store
+from ledger.store.writer import WriterError
 from ledger.store.writer_process import ProcessWriter
 from replay.tws.simulator import Simulator
 from tests.support.recording import stored, wait_for
@@ -218,3 +220,31 @@ def test_the_writer_process_commits_to_postgresql(pg_schema_url: str) -> None:
         assert w.close() is True and (w.committed_seq, w.lost) == (300, 0)
         assert list(store.read_session(sid)) == batch
         assert w.position == store.max_position()
+
+
+def test_a_child_that_dies_while_starting_fails_at_once(sqlite_url: str, monkeypatch) -> None:
+    with open_store(sqlite_url) as store:
+        monkeypatch.setattr(sys, "executable", shutil.which("false"))  # an interpreter that exits at once
+        t0 = time.monotonic()
+        with pytest.raises(WriterError, match=r"exited while starting \(exit code 1\)"):
+            ProcessWriter(store, start_timeout=60).start()
+        assert time.monotonic() - t0 < 10  # told at once, not after the start timeout
+
+
+def test_auto_picks_the_process_for_our_backends_and_the_thread_otherwise(sqlite_url: str) -> None:
+    from ledger.store.sqlite import SQLiteEventStore
+    from ledger.store.writer import Writer
+    from ledger.store.writer_process import make_writer, reopenable
+
+    class Wrapped(SQLiteEventStore):
+        pass
+
+    with open_store(sqlite_url) as store:
+        assert reopenable(store)
+        store.__class__ = Wrapped  # state a URL may not carry: never reopened behind the user's back
+        assert not reopenable(store)
+        w = make_writer("auto", store)
+        assert isinstance(w, Writer)
+        with pytest.raises(ValueError, match="writer must be"):
+            make_writer("fork", store)
+        store.__class__ = SQLiteEventStore
