@@ -3,8 +3,8 @@
 Why: handing each event to the writer process through a pipe costs one ``write`` system call per event
 on the IB loop thread, and each one wakes the child (a context switch on a small machine): about 13 us
 per event measured here, against under 2 us to copy the encoded event into shared memory. With the ring
-the loop thread copies the frame and publishes the new head; it makes a system call (one wake byte on a
-pipe) only when the child has said it is going to sleep, at most once per sleep.
+the loop thread copies the frame and publishes the new head; it makes a system call (a wake signal) only
+when the child has said it is going to sleep, at most once per sleep.
 
 Layout: a 64-byte header -- ``head`` (bytes ever written, producer only), ``tail`` (bytes ever consumed,
 consumer only), ``sleep`` (an epoch counter the consumer makes odd before it sleeps and even when it

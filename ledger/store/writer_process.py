@@ -7,14 +7,16 @@ keeps holding it whenever the operating system preempts it on a busy machine, or
 garbage. That, not the disk, made the commit p99 at 5k callbacks/s 20-30 ms. A child interpreter has its
 own GIL: here the IB loop only encodes each envelope (msgpack, ~1 us) and copies it into a ring in shared
 memory (:mod:`ledger.store.ring`, ~2 us); it makes a system call only to wake the child when the child has
-said it is asleep (once per sleep, not once per event). The child runs the very same commit code as the
-thread writer (:meth:`Writer._commit`: retries with back-off, ``SeqConflict`` / ``StoreFileLost`` stop it,
-unencodable events become ``RecorderFault``), on its own store connection, one thread, batching whatever
-arrived while it was committing.
+said it is asleep (once per sleep, not once per event), and that call is a signal (``os.kill`` keeps the
+GIL, where a pipe write would let another thread take it in the middle of a callback). The child runs
+the very same commit code as the thread writer (:meth:`Writer._commit`: retries with back-off,
+``SeqConflict`` / ``StoreFileLost`` stop it, unencodable events become ``RecorderFault``), on its own
+store connection, one thread, batching whatever arrived while it was committing.
 
-Channels: the ring (envelopes); the child's stdin (the configuration, wake bytes, the close request --
-and the envelopes themselves on machines where the ring is not safe, see ``ring.SUPPORTED``); the child's
-stdout (acknowledgements: each commit's last seq, position and commit time on the shared monotonic clock,
+Channels: the ring (envelopes) and SIGUSR1 (the wake, blocked in the child and taken only by its
+``sigtimedwait``); the child's stdin (the configuration, the close request -- and the envelopes themselves
+on machines where the ring is not safe, see ``ring.SUPPORTED``); the child's stdout (acknowledgements:
+each commit's last seq, position and commit time on the shared monotonic clock,
 every error with its type, the final ``closed``). A thread here reads the acknowledgements and turns them
 into the same public state, listener calls and exceptions as the thread writer's, so the IB loop never
 handles them. Nothing crosses as pickle: envelopes are msgpack, control messages msgpack arrays.
@@ -64,8 +66,11 @@ _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
 # frames on the child's stdin start with one of these bytes
-_ENV, _WAKE, _CLOSE = b"E", b"W", b"C"
-_WAKE_FRAME = (1).to_bytes(4, "big") + _WAKE
+_ENV, _CLOSE = b"E", b"C"
+# The wake is a signal the child keeps blocked and waits for: ``os.kill`` is the one system call Python
+# makes without releasing the GIL, so waking the child never hands this process's GIL to another thread
+# (a pipe write does, and the acknowledgement thread would then hold the IB loop up).
+_WAKE_SIGNAL = signal.SIGUSR1
 _IDLE_POLL_S = 0.05  # the child's longest sleep with the ring: a missed wake costs at most this
 
 
@@ -224,7 +229,7 @@ class _ChildWriter(Writer):
             ring.set_asleep(True)
             ring.fence()
             if not ring.pending():
-                self._gather(_IDLE_POLL_S)
+                signal.sigtimedwait((_WAKE_SIGNAL,), _IDLE_POLL_S)  # stdin is polled right after
             ring.set_asleep(False)
 
 
@@ -234,6 +239,7 @@ def _child_main() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, (_WAKE_SIGNAL,))  # only ever taken by sigtimedwait
     out = os.dup(sys.stdout.fileno())
     sys.stdout = sys.stderr  # nothing else may write into the report pipe
     send_lock = threading.Lock()
@@ -368,7 +374,8 @@ class ProcessWriter:
         self._from_child = self._proc.stdout
         config = [self._url, self.capacity, self.max_batch, *self._retry,
                   ring.fd if ring is not None else None, ring.size if ring is not None else 0]
-        _write_all(self._ctl, _frame(_enc.encode(config)))
+        with contextlib.suppress(OSError):  # a child that already exited: told below, with its exit code
+            _write_all(self._ctl, _frame(_enc.encode(config)))
         first: list[Any] = []
 
         def read_first() -> None:
@@ -430,7 +437,7 @@ class ProcessWriter:
                     epoch = ring.asleep()
                     if epoch and epoch != self._woken:
                         self._woken = epoch
-                        os.write(self._ctl, _WAKE_FRAME)
+                        os.kill(self._proc.pid, _WAKE_SIGNAL)
             except (OSError, ValueError):
                 self.dead = True
                 return False
@@ -475,6 +482,8 @@ class ProcessWriter:
         if not already and self._proc is not None:
             try:
                 _write_all(self._ctl, _frame(_CLOSE + _enc.encode(timeout)))
+                if self._ring is not None and self._proc.returncode is None:  # not reaped: still our child
+                    os.kill(self._proc.pid, _WAKE_SIGNAL)
             except (OSError, ValueError):
                 pass
         if self._acks is not None:
