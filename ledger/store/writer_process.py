@@ -71,6 +71,7 @@ _ENV, _CLOSE = b"E", b"C"
 # makes without releasing the GIL, so waking the child never hands this process's GIL to another thread
 # (a pipe write does, and the acknowledgement thread would then hold the IB loop up).
 _WAKE_SIGNAL = signal.SIGUSR1
+_RING_OK = RING_SUPPORTED and hasattr(signal, "sigtimedwait")  # the wake needs sigtimedwait (not on macOS)
 _IDLE_POLL_S = 0.05  # the child's longest sleep with the ring: a missed wake costs at most this
 
 
@@ -99,7 +100,7 @@ def make_writer(kind: str, store: EventStore, **options: Any) -> Writer | Proces
     can be reopened by a child and the shared-memory ring is safe on this machine, else the thread."""
     if kind not in ("auto", "thread", "process"):
         raise ValueError(f"writer must be 'auto', 'thread' or 'process', not {kind!r}")
-    if kind == "process" or (kind == "auto" and RING_SUPPORTED and reopenable(store)):
+    if kind == "process" or (kind == "auto" and _RING_OK and reopenable(store)):
         return ProcessWriter(store, **options)
     return Writer(store, **options)
 
@@ -326,7 +327,7 @@ class ProcessWriter:
         self._on_error = on_error
         self._name = name
         self._start_timeout = start_timeout
-        self._use_ring = RING_SUPPORTED if ring is None else ring
+        self._use_ring = _RING_OK if ring is None else ring
         # ~1 KiB per queue slot (a typical event is 250-600 bytes), within 1..64 MiB
         self._ring_bytes = ring_bytes or min(64 << 20, max(1 << 20, (capacity + RESERVE) * 1024))
         self._ring: Ring | None = None
