@@ -349,6 +349,7 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
         d = re.search(r"takes p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
         c = re.search(r"loop CPU per callback\s+mean baseline ([\d.]+) us\s+recorder ([\d.]+) us", text)
         k = re.search(r"writer \S+ \((\w+)\)", text)
+        lag = re.search(r"loop lag p99\s+baseline ([\d.]+) ms\s+recorder ([\d.]+) ms", text)
         if not m:
             print(f"  bench_recorder.py --writer {writer} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
@@ -358,7 +359,10 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
         line(label, f"{p99:.2f} ms", floor, p99 / med(raw99) if where == "sqlite" else None, "<= 2 ms", p99 <= 2)
         extra = f"; loop CPU per callback {c.group(2)} us (no recorder {c.group(1)} us)" if c else ""
         disk = f"; disk write+fsync p50 {float(d.group(1)):.2f} ms, p99 {float(d.group(2)):.2f} ms" if d else ""
-        print(f"    (commit p50 {float(m.group(1)):.2f} ms{disk}{extra})")
+        lags = (f"; IB loop lag p99 without a recorder {float(lag.group(1)):.2f} ms (a callback stamped just before "
+                f"such a stall waits as long: the machine's own floor), with it {float(lag.group(2)):.2f} ms"
+                if lag else "")
+        print(f"    (commit p50 {float(m.group(1)):.2f} ms{disk}{extra}{lags})")
 
 
 def row_pg(url: str, n_bulk: int, n_single: int, reps: int) -> None:
