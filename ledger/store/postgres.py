@@ -13,7 +13,7 @@ A racing writer on the same session gets :class:`SeqConflict`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any
@@ -451,27 +451,47 @@ def _append_function(schema: str) -> str:
 
 def _append_params(batch: Batch, prev: dict[str, SessionHead | None], new: list[SessionHead],
                    lock_timeout: str) -> tuple[Any, ...]:
-    by_hex = {part.originator_id.hex: part.originator_id for part in batch.parts.values()}
-    oids = [by_hex[r[0]] for r in batch.rows]
+    """The function's arguments as array literals in PostgreSQL's text syntax, cast in the statement.
+
+    Built here because psycopg adapts a Python list by inspecting its elements every time (about 175 us
+    for the sixteen arrays of a one-event append, a fifth of its whole time against a local server),
+    while a ``str`` goes out as it is (``unknown``, cast by ``%s::type[]``).
+    """
+    by_hex = {part.originator_id.hex: part.originator_id.hex for part in batch.parts.values()}
+    rows = batch.rows
     p = [prev[h.originator_id] for h in new]
     return (
         lock_timeout,
-        oids,
-        [r[1] for r in batch.rows],
-        [r[2] for r in batch.rows],
-        [r[3] for r in batch.rows],
-        [uuid.UUID(h.originator_id) for h in new],
-        [x.last_seq if x is not None else 0 for x in p],
-        [x.chain if x is not None else b"" for x in p],
-        [h.session_id for h in new],
-        [h.last_seq for h in new],
-        [h.events for h in new],
-        [h.first_ns for h in new],
-        [h.last_ns for h in new],
-        [h.has_start for h in new],
-        [h.has_end for h in new],
-        [h.chain for h in new],
+        _lit(by_hex[r[0]] for r in rows),
+        _lit(str(r[1]) for r in rows),
+        _lit_text(r[2] for r in rows),
+        _lit_bytea(r[3] for r in rows),
+        _lit(uuid.UUID(h.originator_id).hex for h in new),
+        _lit(str(x.last_seq) if x is not None else "0" for x in p),
+        _lit_bytea(x.chain if x is not None else b"" for x in p),
+        _lit_text(h.session_id for h in new),
+        _lit(str(h.last_seq) for h in new),
+        _lit(str(h.events) for h in new),
+        _lit(str(h.first_ns) for h in new),
+        _lit(str(h.last_ns) for h in new),
+        _lit("t" if h.has_start else "f" for h in new),
+        _lit("t" if h.has_end else "f" for h in new),
+        _lit_bytea(h.chain for h in new),
     )
+
+
+def _lit(items: Iterable[str]) -> str:
+    """An array literal of elements that need no quoting (numbers, booleans, hex uuids)."""
+    return "{" + ",".join(items) + "}"
+
+
+def _lit_text(items: Iterable[str]) -> str:
+    return "{" + ",".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in items) + "}"
+
+
+def _lit_bytea(items: Iterable[bytes]) -> str:
+    # each element is bytea's hex input ``\x...``, its backslash escaped inside the quoted array element
+    return "{" + ",".join('"\\\\x' + b.hex() + '"' for b in items) + "}"
 
 
 def _whole_seconds(value: str) -> int:

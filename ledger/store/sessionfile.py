@@ -19,6 +19,7 @@ the tests, the replayer and the simulator's wire replay.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -58,27 +59,50 @@ _header_decoder = msgspec.json.Decoder(Header)
 _header_encoder = msgspec.json.Encoder()
 
 
-def write_session(path: str | Path, events: Iterable[Envelope], session_id: str, count: int) -> int:
-    """Write atomically (temp file + rename): a crash never leaves a half-written session file."""
+def write_session(path: str | Path, events: Iterable[Envelope], session_id: str, count: int | None) -> int:
+    """Stream ``events`` into a session file, atomically (temp file, fsync, rename): a crash or an error
+    never leaves a half-written file, and memory stays flat in the session's length.
+
+    ``count``: the events expected (the header's count; a different number written is an error and
+    nothing is kept), or None when it is only known at the end (an export that skips holes): the header
+    line is then written padded to a fixed width and rewritten in place once the stream has ended.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    header = Header(
-        format=FORMAT, version=VERSION, session_id=session_id, events=count, ibledger_version=__version__
-    )
     written = 0
     try:
         with tmp.open("wb") as out:
-            out.write(_header_encoder.encode(header) + b"\n")
+            head = _header_line(session_id, count if count is not None else 0)
+            if count is None:
+                head = head[:-1].ljust(_HEADER_WIDTH) + b"\n"  # JSON allows the trailing blanks
+            out.write(head)
             for env in events:
                 out.write(to_json(env) + b"\n")
                 written += 1
-        if written != count:
+            if count is None:
+                final = _header_line(session_id, written)[:-1].ljust(_HEADER_WIDTH) + b"\n"
+                if len(final) != len(head):
+                    raise ValueError(f"session {session_id}: header does not fit its reserved line")
+                out.seek(0)
+                out.write(final)
+            out.flush()
+            os.fsync(out.fileno())
+        if count is not None and written != count:
             raise ValueError(f"session {session_id}: expected {count} events, wrote {written}")
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return written
+
+
+_HEADER_WIDTH = 1024  # the reserved header line (a session id is at most MAX_SESSION_ID characters)
+
+
+def _header_line(session_id: str, count: int) -> bytes:
+    header = Header(format=FORMAT, version=VERSION, session_id=session_id, events=count,
+                    ibledger_version=__version__)
+    return _header_encoder.encode(header) + b"\n"
 
 
 def _open(path: Path):

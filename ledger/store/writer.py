@@ -218,7 +218,7 @@ class Writer:
                 with self._lock:
                     if self._abandon_at is not None and time.monotonic() >= self._abandon_at:
                         return False
-                time.sleep(delay)
+                self._pause(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
             now = time.monotonic_ns()
@@ -237,6 +237,11 @@ class Writer:
                 except Exception:  # noqa: BLE001 - a listener never stops the writer
                     log.exception("commit listener failed")
             return True
+
+    def _pause(self, seconds: float) -> None:
+        """The back-off between retries of a failing append (the writer process also listens for its
+        parent's close request here, which sets ``_abandon_at``)."""
+        time.sleep(seconds)
 
     def _fail(self, exc: BaseException) -> None:
         first = self.error is None
@@ -260,13 +265,16 @@ def _replace_unencodable(batch: list[Envelope]) -> bool:
         try:
             codec.to_msgpack(env)
         except Exception as exc:  # noqa: BLE001
-            text = _safe_repr(env.payload)
-            fault = RecorderFault(
-                message=f"event of kind {kind_of(env.payload)!r} could not be encoded ({exc}); repr: {text}"
-            )
-            batch[i] = msgspec.structs.replace(env, payload=fault, v=RecorderFault.SCHEMA_VERSION)
+            batch[i] = fault_for(env, exc)
             replaced = True
     return replaced
+
+
+def fault_for(env: Envelope, exc: BaseException) -> Envelope:
+    """The RecorderFault stored under ``env``'s seq when ``env`` itself cannot be: its kind and ``repr``."""
+    text = _safe_repr(env.payload)
+    fault = RecorderFault(message=f"event of kind {kind_of(env.payload)!r} could not be encoded ({exc}); repr: {text}")
+    return msgspec.structs.replace(env, payload=fault, v=RecorderFault.SCHEMA_VERSION)
 
 
 def _safe_repr(obj: Any, limit: int = 4000) -> str:

@@ -151,7 +151,8 @@ class SimProcess:
 
 async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespace, exec_base: int) -> dict:
     ib = IB()
-    rec = Recorder.attach(ib, store_url, max_batch=args.max_batch, writer=args.writer) if store_url else None
+    options = {} if args.writer == "default" else {"writer": args.writer}
+    rec = Recorder.attach(ib, store_url, max_batch=args.max_batch, **options) if store_url else None
     latencies: list[int] = []
     if rec is not None:
         def on_commit(batch, commit_ns: int) -> None:
@@ -225,6 +226,7 @@ async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespa
             max_ms=max(latencies) / 1e6 if latencies else float("nan"),
             committed=len(latencies),
             batches=rec.writer.batches,
+            writer_class=type(rec.writer).__name__,
             lost=rec.lost,
         )
     for t in trades:
@@ -264,8 +266,8 @@ def main() -> None:
     ap.add_argument("--store", default="sqlite",
                     help="sqlite (synchronous=FULL) | sqlite-normal (WAL, synchronous=NORMAL) | pg | a store URL")
     ap.add_argument("--max-batch", type=int, default=100, help="writer: most events per commit")
-    ap.add_argument("--writer", default="thread", choices=("thread", "process"),
-                    help="Recorder.attach(writer=...): the writer thread or the writer process")
+    ap.add_argument("--writer", default="default", choices=("default", "auto", "thread", "process"),
+                    help="Recorder.attach(writer=...): default (attach's own default), or force one")
     ap.add_argument("--switch-ms", type=float, default=0.0,
                     help="sys.setswitchinterval in ms for this process (0: Python's default, 5 ms; "
                     "`ibledger record` uses 0.5)")
@@ -332,7 +334,7 @@ def main() -> None:
     print()
     print(f"library {LIBRARY_NAME}, store {args.store}, {med(rec_runs, 'rate'):.0f} callbacks/s for {args.seconds:g}s,"
           f" {args.reps} reps (medians), GIL switch interval {sys.getswitchinterval() * 1e3:g} ms,"
-          f" max batch {args.max_batch}, writer {args.writer}")
+          f" max batch {args.max_batch}, writer {args.writer} ({rec_runs[0]['writer_class']})")
     print(f"commit latency      p50 {p50:.2f} ms   p99 {p99:.2f} ms   (target p99 <= 5 ms: "
           f"{'met' if p99 <= 5 else 'MISSED'})")
     print(f"  disk: a bare write+fsync on this file system takes p50 {fs50:.2f} ms, p99 {fs99:.2f} ms "

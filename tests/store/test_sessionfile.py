@@ -38,6 +38,28 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     assert not (tmp_path / "x.jsonl.tmp").exists()
 
 
+@pytest.mark.parametrize("sid", ["sess-a", "ü" * 200])
+def test_a_stream_of_unknown_length_gets_its_count_at_the_end(tmp_path: Path, sid: str) -> None:
+    envs = [ev.envelope(sid, e.seq, e.payload, recv_ns=e.recv_ns) for e in _envs()]
+    out = tmp_path / "x.jsonl"
+    assert write_session(out, (e for e in envs), sid, None) == len(envs)
+    assert read_header(out).events == len(envs) and validate(out).events == len(envs)
+    assert list(iter_session(out)) == envs
+
+
+def test_a_failing_stream_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+
+    def broken():
+        yield from _envs()[:3]
+        raise OSError("store went away")
+
+    for count in (None, 10):
+        with pytest.raises(OSError, match="store went away"):
+            write_session(out, broken(), "sess-a", count)
+        assert list(tmp_path.iterdir()) == []
+
+
 def test_write_is_atomic_on_a_count_mismatch(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
     with pytest.raises(ValueError):
