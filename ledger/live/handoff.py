@@ -1,11 +1,11 @@
 """How the recorder hands envelopes to the store's writer: seqs, the bounded queue, the wait for room, losses.
 
-Everything the recorder does with a writer (:mod:`ledger.store.writer` or, with ``writer="process"``,
-:mod:`ledger.store.writer_process`) sits here, so tuning the writers changes one small module: numbering
-each envelope (a seq is consumed only when the envelope is queued, so the stream stays gapless whatever
-is lost), queueing it (the reserve slots for faults, decisions and the session end), waiting for room
-while the writer makes progress and within the burst's budget, counting what could not be queued, waiting
-for commits and closing.
+Everything the recorder does with a writer (:mod:`ledger.store.writer_process` by default, the thread of
+:mod:`ledger.store.writer` where a child cannot reopen the store or with ``writer="thread"``) sits here,
+so tuning the writers changes one small module: numbering each envelope (a seq is consumed only when the
+envelope is queued, so the stream stays gapless whatever is lost), queueing it (the reserve slots for
+faults, decisions and the session end), waiting for room while the writer makes progress and within the
+burst's budget, counting what could not be queued, waiting for commits and closing.
 
 The IB loop must never freeze for long whatever the store does: a callback waits at most
 ``full_block_s`` for room, all waiting in one loss burst adds up to at most ``max_block_s``, and a writer
@@ -17,19 +17,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ledger.core import events as ev
 from ledger.core.events import Envelope, envelope
 from ledger.live.journal import LossCount
 from ledger.store import EventStore
 from ledger.store.writer import Writer
+from ledger.store.writer_process import make_writer
 
 log = logging.getLogger("ledger.live.recorder")
 
 __all__ = ["WRITERS", "Handoff", "Writer"]
 
-WRITERS = ("thread", "process")  # where commits run: a thread of this process, or a child process
+#: where commits run: "auto" (a child process fed through shared memory when the store can be reopened by
+#: one, else a thread), a child "process", or a "thread" of this process
+WRITERS = ("auto", "thread", "process")
 
 #: ``on_lost(kind, burst_started)``: one event of ``kind`` could not be queued (already counted)
 LostListener = Callable[[str, bool], None]
@@ -43,7 +45,7 @@ class Handoff:
         store: EventStore,
         session_id: str,
         *,
-        writer: str = "thread",
+        writer: str = "auto",
         queue_size: int = 10_000,
         max_batch: int = 100,
         full_block_s: float = 1.0,
@@ -60,13 +62,8 @@ class Handoff:
         self.stopped = ""  # why the session stopped for good; "" = still queueing
         self._on_lost = on_lost
         self._full_warned_at = 0.0
-        writer_cls: Any = Writer
-        if writer == "process":
-            from ledger.store.writer_process import ProcessWriter
-
-            writer_cls = ProcessWriter
-        self.writer = writer_cls(
-            store, capacity=queue_size, max_batch=max_batch, on_error=on_error,
+        self.writer = make_writer(
+            writer, store, capacity=queue_size, max_batch=max_batch, on_error=on_error,
             name=f"ibledger-writer-{session_id[:8]}",
         )
 

@@ -171,14 +171,14 @@ class Recorder:
         reconcile_timeout: float = 10.0,
         max_batch: int = 100,
         switch_interval: float | None = None,
-        writer: str = "thread",
+        writer: str = "auto",
         governor: Any = None,
         enforce: bool = True,
         carry_over: bool = True,
         clock: Clock | None = None,
     ) -> None:
         if writer not in WRITERS:
-            raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
+            raise ValueError(f"writer must be one of {', '.join(WRITERS)}, not {writer!r}")
         if switch_interval is not None:
             # process-wide: the writer thread re-takes the GIL once per SQLite step, and with Python's
             # default 5 ms switch interval each of those can wait for a busy IB loop (commit latency)
@@ -280,8 +280,9 @@ class Recorder:
         ``reconcile_timeout`` (seconds per query), ``max_batch`` (events per commit),
         ``switch_interval`` (sets ``sys.setswitchinterval`` for the whole process, e.g. 0.0005: shorter
         GIL hand-offs between the IB loop and the writer thread; not touched by default), ``writer``
-        (``"thread"``, the default, or ``"process"``: commits in a child process that never waits for
-        this process's GIL, see :mod:`ledger.store.writer_process`), ``clock`` (a callable returning
+        (``"auto"``, the default: commits in a child process fed through shared memory, which never waits
+        for this process's GIL, see :mod:`ledger.store.writer_process` -- or the writer thread when the
+        store cannot be reopened by a child; ``"process"`` or ``"thread"`` force one), ``clock`` (a callable returning
         ``(recv_ns, mono_ns)`` used for every stamp instead of the machine's clocks, e.g. a simulator's).
         """
         rec = cls(ib, store, engine=engine, session_id=session_id, config_hash=config_hash, mode=mode,

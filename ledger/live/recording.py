@@ -41,11 +41,11 @@ class RecordingResult(Struct, kw_only=True):
         return not self.fault and self.committed_seq == self.events
 
 
-def run_recording(*args: Any, switch_interval: float | None = 0.0005, **kwargs: Any) -> RecordingResult:
+def run_recording(*args: Any, switch_interval: float | None = None, **kwargs: Any) -> RecordingResult:
     """:func:`record_async` run to completion on its own event loop (same arguments). Blocks; run it in
-    the main thread to get the signal handling. ``switch_interval``: this process only records, so the
-    GIL switch interval is shortened (0.5 ms) for quicker hand-offs between the IB loop and the writer
-    thread (lower commit latency)."""
+    the main thread to get the signal handling. ``switch_interval``: ``sys.setswitchinterval`` for this
+    process (default: untouched; the default writer commits in its own process, so no GIL hand-off is on
+    the commit path)."""
     return asyncio.run(record_async(*args, switch_interval=switch_interval, **kwargs))
 
 

@@ -23,6 +23,9 @@ def store(sqlite_url):
 
 
 def _book(store, **kw) -> tuple[Faults, Handoff]:
+    # the thread writer: a writer not started yet takes exactly queue_size events and never drains, which
+    # is how these tests make a full queue (the process writer takes nothing before its child runs)
+    kw.setdefault("writer", "thread")
     box: list[Faults] = []
     h = Handoff(store, SID, on_error=lambda exc: None, on_lost=lambda kind, burst: box[0].lost(kind, burst), **kw)
     box.append(Faults(SID, h))

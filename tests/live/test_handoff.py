@@ -20,6 +20,9 @@ def store(sqlite_url):
 
 
 def _handoff(store, lost: list, **kw) -> Handoff:
+    # the thread writer: one not started yet takes exactly queue_size events and never drains, which is how
+    # these tests make a full queue (the process writer takes nothing before its child runs)
+    kw.setdefault("writer", "thread")
     return Handoff(store, SID, on_error=lambda exc: None, on_lost=lambda kind, burst: lost.append((kind, burst)), **kw)
 
 
@@ -76,3 +79,16 @@ def test_the_process_writer_takes_the_same_handoff(store):
     assert h.wait_committed(5, 10.0)
     assert h.close(10.0)
     assert [e.seq for e in store.read_session(SID)] == [1, 2, 3, 4, 5]
+
+
+def test_the_recorders_default_writer_is_a_child_process_for_our_stores(store):
+    """A recorder's handoff without ``writer=`` commits in a child process for our own stores (no GIL
+    hand-off on the commit path, no process-wide setting), and what it queues is committed."""
+    from ledger.store.writer_process import ProcessWriter
+
+    h = Handoff(store, SID, on_error=lambda exc: None, on_lost=lambda kind, burst: None)
+    assert isinstance(h.writer, ProcessWriter)
+    h.start()
+    assert _put(h, ev.Error(req_id=-1, code=2104, message="x")).seq == 1  # type: ignore[union-attr]
+    assert h.wait_committed(1, 10.0) and h.close(5.0)
+    assert [e.seq for e in store.read_session(SID)] == [1]
