@@ -99,9 +99,9 @@ def export_cmd(
             fail(str(exc))
         gaps: list = []
         try:
-            events = list(st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append)) if allow_gaps else None
-            count = len(events) if events is not None else st.last_seq(sid)
-            write_session(out, events if events is not None else st.read_session(sid), sid, count)
+            # streamed either way; with holes skipped the count is only known at the end (None)
+            stream = st.read_session(sid, allow_gaps=allow_gaps, on_gap=gaps.append)
+            count = write_session(out, stream, sid, None if allow_gaps else st.last_seq(sid))
         except GapError as exc:
             fail(f"{exc}; pass --allow-gaps to export what is readable (flagged incomplete).\nNothing was "
                  f"exported ({out} not written).", code=1)

@@ -22,12 +22,15 @@ from ledger.core import events as ev
 from ledger.core.events import Envelope, envelope
 from ledger.live.journal import LossCount
 from ledger.store import EventStore
-from ledger.store.writer import Writer
-from ledger.store.writer_process import make_writer
+from ledger.store.writer import Writer as ThreadWriter
+from ledger.store.writer_process import ProcessWriter, make_writer
 
 log = logging.getLogger("ledger.live.recorder")
 
 __all__ = ["WRITERS", "Handoff", "Writer"]
+
+#: the store writer a recorder commits through: a thread of this process or a child process (one interface)
+Writer = ThreadWriter | ProcessWriter
 
 #: where commits run: "auto" (a child process fed through shared memory when the store can be reopened by
 #: one, else a thread), a child "process", or a "thread" of this process

@@ -7,6 +7,7 @@ The corrupted-index case damages a real SQLite file at a real page of the sessio
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -105,6 +106,11 @@ def test_deleted_rows_fail_full_reads_fold_and_projection(recorded) -> None:
     assert r.returncode != 0 and "seqs 40..42 missing" in r.stderr
     r = run("orders", "--store", url, "--allow-gaps")
     assert r.returncode == 0 and "INCOMPLETE" in r.stderr
+    out = db.parent / "gappy.jsonl"
+    r = run("export", sid[:8], "--out", str(out), "--store", url, "--allow-gaps")
+    assert r.returncode == 0 and "INCOMPLETE" in r.stdout + r.stderr
+    header, *lines = out.read_bytes().splitlines()
+    assert json.loads(header)["events"] == len(lines) == n - 3  # streamed: the header counts what was written
     r = run("replay", sid[:8], "--store", url)
     assert r.returncode == 1 and "seqs 40..42 missing" in r.stderr
     r = run("replay", sid[:8], "--store", url, "--allow-gaps", "--json")
