@@ -17,6 +17,7 @@ from ledger.core.events import GovernorDecision
 from ledger.core.fold import Anomaly, OrderView
 from ledger.core.rows import order_row
 from ledger.store.verify import VerifyReport
+from replay.replayer import summary
 
 
 def _num(x: float | None) -> str:
@@ -71,13 +72,9 @@ _DECISION_STYLE = {"BLOCK": "red", "EMERGENCY_CANCEL": "bold red", "STATE_CHANGE
 _DETAIL_KEYS = ("limit", "value", "notional", "qty", "position", "to")
 
 
-def decision_summary(d: GovernorDecision | None) -> str:
-    """``ALLOW OK``, ``BLOCK MAX_QTY``, ``STATE_CHANGE BREAKER_REJECTIONS -> HALTED``; ``(none)``."""
-    if d is None:
-        return "(none)"
-    if d.decision == "STATE_CHANGE":
-        return f"STATE_CHANGE {d.reason} -> {d.trading_state}"
-    return f"{d.decision} {d.reason}"
+# ``ALLOW OK``, ``BLOCK MAX_QTY``, ``STATE_CHANGE BREAKER_REJECTIONS -> HALTED``, ``(none)``: the replay's own
+# words for a decision, so a table and a replay divergence say the same thing
+decision_summary = summary
 
 
 def _same_decision(a: GovernorDecision | None, b: GovernorDecision | None) -> bool:
