@@ -83,9 +83,8 @@ def retire(led: FoldState, core: OrderState) -> None:
         core.fams = [pos[id(f)] for f in fam_fills]
     core.held = (perms, accts, binds, execs)
     core.families = _NO_FAMILIES  # (encoded as indexes, above)
-    state = _enc.encode(core)
+    arch.put(core.idx, order_values(v), core, hashes)
     core.families = families
-    arch.put(core.idx, _enc.encode(order_values(v)), state, hashes)
     del led.orders[key]
     led._resident.pop(key, None)
 
