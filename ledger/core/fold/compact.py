@@ -19,7 +19,6 @@ from ledger.core.fold.archive import MASK, SALT_A, SALT_B, SALT_E, SALT_K, SALT_
 from ledger.core.fold.state import MAX_ORDER_ID, FoldState, OrderState
 from ledger.core.fold.views import Fill, OrderView, order_values
 
-_enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(OrderState)
 _NO_FAMILIES: dict[str, Fill] = {}
 
