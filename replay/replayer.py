@@ -64,7 +64,7 @@ REACTIVE_LAG = 1_000  # events after which a replayed breaker decision with no r
 PROGRESS_EVERY = 16_384
 KEEP_DONE = 1_000  # finished orders kept in memory before they are retired (late events still find them)
 
-_INTENTS = (ev.PlaceOrder, ev.ModifyOrder, ev.CancelOrder)
+_INTENTS = frozenset({ev.PlaceOrder, ev.ModifyOrder, ev.CancelOrder})
 _INPUT = frozenset(INPUT_REASONS)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -452,6 +452,8 @@ class _Run:
         pre_check = engine.pre_check
         pending = self.pending
         sessions: dict[str, bool] = {}
+        last_sid = None
+        reactive = self.reactive  # (the dict is never replaced: looked up once)
         it = iter(stream)
         nxt = next(it, None)
         n = 0
@@ -462,8 +464,10 @@ class _Run:
             nxt = next(it, None)
             n += 1
             sid = env.session_id
-            if sid not in sessions:
-                sessions[sid] = True
+            if sid != last_sid:  # (a stream is one session, or long runs of one)
+                last_sid = sid
+                if sid not in sessions:
+                    sessions[sid] = True
             p = env.payload
             typ = type(p)
             feed = env
@@ -493,8 +497,8 @@ class _Run:
                     if d.reason in _INPUT:
                         self._row(env, "input", d, None)
                     else:
-                        self.reactive.setdefault(eid, []).append((n, env, d))
-            if self.reactive:
+                        reactive.setdefault(eid, []).append((n, env, d))
+            if reactive:
                 self._flush_reactive(n - REACTIVE_LAG)
             if progress is not None and n % every == 0:
                 progress(n)

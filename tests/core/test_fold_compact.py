@@ -57,3 +57,27 @@ def test_timeline_off_changes_nothing_but_the_timeline() -> None:
     assert lean.anomalies == full.anomalies
     assert lean.positions == full.positions
     assert all(not o.statuses for o in lean.iter_orders())
+
+
+def test_archive_index_keeps_every_record_under_a_shared_hash() -> None:
+    """Two records indexed under one hash (a collision, or an order retired, revived and retired again)
+    are both candidates, latest first, before and after their keys are sealed into a sorted chunk."""
+    from ledger.core.fold import archive as am
+
+    arch = am.Archive()
+    try:
+        arch.grow(3)
+        arch.put(1, (1,), {"a": 1}, [42, 7])
+        arch.put(2, (2,), {"b": 2}, [42])
+        arch.put(2, (2,), {"b": 3}, [42])  # the same order again (re-retired): still one candidate
+        assert arch.candidates(42) == [2, 1]
+        assert arch.candidates(7) == [1]
+        assert arch.maybe(42) and arch.candidates(99) == []
+        arch._seal()
+        arch.put(3, (3,), {"c": 3}, [42])
+        assert arch.candidates(42) == [3, 2, 1]
+        arch.drop(2)
+        assert arch.candidates(42) == [3, 1]
+        assert arch.row(3) == b"\x91\x03" and arch.state(3) == b"\x81\xa1c\x03"
+    finally:
+        arch.close()

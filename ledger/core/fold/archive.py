@@ -22,6 +22,8 @@ from array import array
 from bisect import bisect_left
 from typing import Any
 
+import msgspec
+
 _BITS = 27  # one-hash Bloom filter of 2**27 bits (16 MB): ~3 % false positives at 4.4M keys (10M events)
 MASK = (1 << _BITS) - 1
 _CHUNK = 65_536  # index keys per sorted chunk
@@ -42,7 +44,11 @@ class Archive:
         self.count = 0  # records written
         self.accts = 0  # records that held an (account, permId) key (permIds shared across accounts)
         self.bloom = bytearray(1 << (_BITS - 3))
-        self._buf: dict[int, list[int]] = {}  # the newest keys, not yet sealed into a sorted chunk
+        # the newest keys, not yet sealed into a sorted chunk: hash -> idx (one int, no list per key), and
+        # the rare second and later records under one hash (a re-retired order's keys, a hash collision)
+        self._buf: dict[int, int] = {}
+        self._more: dict[int, list[int]] = {}
+        self._enc = msgspec.msgpack.Encoder()
         self._nbuf = 0
         self._chunks: list[tuple[array, array]] = []  # (sorted hashes, their order idx)
 
@@ -59,29 +65,35 @@ class Archive:
 
     # --- records -----------------------------------------------------------------------------------------
 
-    def put(self, idx: int, row: bytes, state: bytes, hashes: list[int]) -> None:
-        """Write order ``idx``'s record (its public row, then its full state) and index its key hashes."""
+    def put(self, idx: int, row: Any, state: Any, hashes: list[int]) -> None:
+        """Write order ``idx``'s record (its public ``row``, then its full ``state``, msgpack-encoded straight
+        into the write buffer: no intermediate bytes) and index its key hashes."""
         wbuf = self._wbuf
-        wbuf += row
-        wbuf += state
-        if len(wbuf) >= _WRITE:
-            self._flush()
-        n = len(row) + len(state)
+        start = len(wbuf)
+        enc = self._enc.encode_into
+        enc(row, wbuf, -1)
+        mid = len(wbuf)
+        enc(state, wbuf, -1)
+        n = len(wbuf) - start
         self.off[idx] = self._pos
         self.size[idx] = n
-        self.rowlen[idx] = len(row)
+        self.rowlen[idx] = mid - start
         self._pos += n
+        if len(wbuf) >= _WRITE:
+            self._flush()
         self.count += 1
         bloom = self.bloom
-        buf = self._buf
+        setdefault = self._buf.setdefault
         for h in hashes:
             a = h & MASK
             bloom[a >> 3] |= 1 << (a & 7)
-            got = buf.get(h)
-            if got is None:
-                buf[h] = [idx]
-            else:
-                got.append(idx)
+            got = setdefault(h, idx)
+            if got != idx:
+                more = self._more.get(h)
+                if more is None:
+                    self._more[h] = [idx]
+                elif idx not in more:
+                    more.append(idx)
         self._nbuf += len(hashes)
         if self._nbuf >= _CHUNK:
             self._seal()
@@ -143,7 +155,10 @@ class Archive:
 
     def candidates(self, h: int) -> list[int]:
         """Current records indexed under hash ``h``, latest first (the caller checks each one)."""
-        found = list(self._buf.get(h, ()))
+        i = self._buf.get(h)
+        found = [] if i is None else [i]
+        if self._more:
+            found += self._more.get(h, ())
         for hs, ids in self._chunks:
             j = bisect_left(hs, h)
             while j < len(hs) and hs[j] == h:
@@ -154,14 +169,15 @@ class Archive:
         return sorted(live, key=lambda i: off[i], reverse=True)
 
     def _seal(self) -> None:
-        buf = self._buf
-        hs, ids = array("q"), array("i")
-        for h in sorted(buf):  # ints sort fast; a hash seen twice keeps all its records
-            for i in buf[h]:
-                hs.append(h)
-                ids.append(i)
+        buf, more = self._buf, self._more
+        if more:  # rare: some hashes hold several records (their order among themselves does not matter)
+            pairs = sorted([*buf.items(), *((h, i) for h, ids in more.items() for i in ids)])
+            hs, ids = array("q", [h for h, _ in pairs]), array("i", [i for _, i in pairs])
+        else:  # ints sort fast; one record per hash
+            keys = sorted(buf)
+            hs, ids = array("q", keys), array("i", map(buf.__getitem__, keys))
         self._chunks.append((hs, ids))
-        self._buf, self._nbuf = {}, 0
+        self._buf, self._more, self._nbuf = {}, {}, 0
 
 
 # index hash of a key = hash(key) ^ the salt of its kind: ``p`` permId, ``a`` (account, permId), ``b`` binding,

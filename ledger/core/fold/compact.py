@@ -19,7 +19,6 @@ from ledger.core.fold.archive import MASK, SALT_A, SALT_B, SALT_E, SALT_K, SALT_
 from ledger.core.fold.state import MAX_ORDER_ID, FoldState, OrderState
 from ledger.core.fold.views import Fill, OrderView, order_values
 
-_enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(OrderState)
 _NO_FAMILIES: dict[str, Fill] = {}
 
@@ -83,9 +82,8 @@ def retire(led: FoldState, core: OrderState) -> None:
         core.fams = [pos[id(f)] for f in fam_fills]
     core.held = (perms, accts, binds, execs)
     core.families = _NO_FAMILIES  # (encoded as indexes, above)
-    state = _enc.encode(core)
+    arch.put(core.idx, order_values(v), core, hashes)
     core.families = families
-    arch.put(core.idx, _enc.encode(order_values(v)), state, hashes)
     del led.orders[key]
     led._resident.pop(key, None)
 
@@ -190,6 +188,15 @@ def _pf_commission(led: FoldState, env: Envelope, p: ev.CommissionReport) -> Non
         load(led, "e", p.exec_id)
 
 
+def _pf_status(led: FoldState, env: Envelope, p: ev.OrderStatus) -> None:
+    pid = p.perm_id
+    if pid > 0:
+        core = led._by_perm.get(pid)
+        if core is not None and core.boid == p.order_id and core.bcid == p.client_id and core.bsid == env.session_id:
+            return  # broker.on_status takes this order as is (its fast path): it looks nothing else up
+    _pf_broker(led, env, p)
+
+
 def _pf_broker(led: FoldState, env: Envelope, p: ev.OrderStatus | ev.ExecDetails | ev.OpenOrder) -> None:
     sid = env.session_id
     pid = p.perm_id
@@ -231,9 +238,10 @@ def _pf_error(led: FoldState, env: Envelope, p: ev.Error) -> None:
         _bind(led, (sid, led._sess_client.get(sid, 0), p.req_id))
 
 
-_PREFETCH = {
+# payload type -> the prefetch of its handler (LedgerFold.apply looks it up itself: one dict look-up per event)
+PREFETCH = _PREFETCH = {
     ev.CommissionReport: _pf_commission,
-    ev.OrderStatus: _pf_broker,
+    ev.OrderStatus: _pf_status,
     ev.ExecDetails: _pf_broker,
     ev.OpenOrder: _pf_broker,
     ev.CompletedOrder: _pf_broker,

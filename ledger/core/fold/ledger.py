@@ -12,7 +12,7 @@ from ledger.core.events import Envelope
 from ledger.core.fold.broker import on_completed, on_error, on_open, on_status
 from ledger.core.fold.checkpoint import dump as dump_state
 from ledger.core.fold.checkpoint import load as load_state
-from ledger.core.fold.compact import decode_view, find_view, load, prefetch, retire_done
+from ledger.core.fold.compact import PREFETCH, decode_view, find_view, load, retire_done
 from ledger.core.fold.fills import on_commission, on_exec
 from ledger.core.fold.intents import on_cancel, on_decision, on_global_cancel, on_modify, on_place
 from ledger.core.fold.lifecycle import (
@@ -64,7 +64,9 @@ class LedgerFold(FoldState):
         try:
             if arch is not None:
                 if arch.count:
-                    prefetch(self, env, p)
+                    pf = PREFETCH.get(type(p))
+                    if pf is not None:
+                        pf(self, env, p)
                 out = handler(self, env, p)
                 if len(self._done) > self._keep:
                     retire_done(self)
