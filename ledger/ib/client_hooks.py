@@ -12,12 +12,10 @@ The recorder implements :class:`HookPort` publicly, so this layer never reaches 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ledger.core import events as ev
-from ledger.core.clock import Clock, wall_clock
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter
 from ledger.ib.hooks import Patches
@@ -36,7 +34,7 @@ class HookPort(Protocol):
     closed: bool  # the session ended: hooks only pass through (an attribute: read on every callback)
     governed: bool  # a governor checks placeOrder; cancels then jump the client's throttle
     prices: PriceSampler  # which ticks become price observations
-    clock: Clock  # the receipt stamp: the machine's clocks or a simulated session's
+    clock: Callable[[], tuple[int, int]]  # the receipt stamp (recv_ns, mono_ns): the machine's or a simulated session's
 
     def on_callback(self, name: str, payload: ev.Event, args: tuple, recv_ns: int, mono_ns: int) -> None:
         """A wrapper callback, converted; ``args`` as the library passed them (positional)."""
@@ -221,18 +219,12 @@ def tick_hook(port: HookPort, ib: Any, original: Original) -> Any:
     wrapper = ib.wrapper
     interval_ns, move = sampler.interval_ns, sampler.move
     fast: dict[Any, tuple[int, float]] = {}  # reqId -> (mono_ns, price) of the last kept observation
-    monotonic_ns = time.monotonic_ns
     clock = port.clock
-    # the machine's clock (the common case) reads one clock per tick, the full stamp only when kept
-    simulated = clock is not wall_clock
 
     def hook(reqId: Any, tickType: Any, price: Any, *args: Any, **kwargs: Any) -> Any:
         if not port.closed and tickType in PRICE_TICKS:
             try:
-                if simulated:
-                    recv_ns, mono_ns = clock()
-                else:
-                    mono_ns = monotonic_ns()
+                recv_ns, mono_ns = clock()
                 f = fast.get(reqId)
                 # the common case, decided without building anything: too soon, or no move
                 if f is None or (mono_ns - f[0] >= interval_ns and abs(price - f[1]) > move * f[1]):
@@ -242,7 +234,7 @@ def tick_hook(port: HookPort, ib: Any, original: Original) -> Any:
                     obs = observation(contract, int(tickType), price, mdt)
                     if obs is not None and sampler.keep(obs, mono_ns):
                         fast[reqId] = (mono_ns, obs.price)
-                        port.on_price(obs, recv_ns if simulated else time.time_ns(), mono_ns)
+                        port.on_price(obs, recv_ns, mono_ns)
                 else:
                     sampler.seen += 1
             except Exception as exc:  # noqa: BLE001 - the library must still see the tick

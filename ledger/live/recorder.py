@@ -39,7 +39,7 @@ handshake's stamp. Something recorded before any connection starts the session w
 ``close()`` writes ``session_ended``; a session without it is a crashed one.
 
 Time enters at receipt and nowhere else: ``(recv_ns, mono_ns)`` from ``clock=`` (the machine's clocks by
-default, :mod:`ledger.core.clock`; a simulated session passes the simulator's, so two runs with one seed
+default, :func:`ledger.live.stamp.wall_clock`; a simulated session passes the simulator's, so two runs with one seed
 record the same bytes). Events the recorder itself adds while handling a callback carry that callback's
 stamp (so stamps never go backwards along the seqs of one thread). Each recorded envelope then goes through the
 engine (fold + governor) in seq order, the governor's decisions are recorded as events (``causation_id``
@@ -110,7 +110,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ledger.core import events as ev
-from ledger.core.clock import Clock
 from ledger.core.events import Envelope
 from ledger.core.prices import PRICE_TICKS, PriceSampler, observation
 from ledger.ib import adapter, client_hooks
@@ -125,7 +124,7 @@ from ledger.live.handoff import WRITERS, Handoff, Writer
 from ledger.live.intents import Intents
 from ledger.live.journal import LossCount
 from ledger.live.session_life import carry_over, ended_payload, started_payload
-from ledger.live.stamp import Stamps
+from ledger.live.stamp import Clock, Stamps
 from ledger.store import EventStore, SeqConflict, StoreFileLost, open_store, session_id_problem
 
 if TYPE_CHECKING:

@@ -9,11 +9,19 @@ backwards along the seqs of one thread and a replay sees the same times the gove
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
-from ledger.core.clock import Clock, wall_clock
+__all__ = ["Clock", "Stamps", "wall_clock"]
 
-__all__ = ["Stamps"]
+#: ``() -> (recv_ns, mono_ns)``: wall-clock nanoseconds since the epoch and monotonic nanoseconds
+Clock = Callable[[], tuple[int, int]]
+
+
+def wall_clock() -> tuple[int, int]:
+    """The machine's clocks: the default receipt stamp (the fold, the governor and replay never read a
+    clock; they take time from the events)."""
+    return time.time_ns(), time.monotonic_ns()
 
 
 class Stamps:

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from ledger.core import events as ev
-from ledger.core.clock import wall_clock
 from ledger.core.prices import PriceSampler
 from ledger.ib import client_hooks
 from ledger.ib.hooks import Patches
 from ledger.ib.library import IB, LimitOrder
+from ledger.live.stamp import wall_clock
 from tests.support.recording import AAPL, buy_filled, wait_for
 
 pytestmark = pytest.mark.ibclient
