@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ledger.core import events as ev
 from ledger.core import statemachine as sm
 from ledger.core.events import Envelope, GovernorDecision, OrderStatus
 from ledger.core.fold import LedgerFold, OrderView, Transition
@@ -38,6 +37,7 @@ from ledger.core.governor import (
     MANUAL_HALT,
     MANUAL_REDUCING,
     MANUAL_RESUME,
+    OBSERVERS,
     REDUCING,
     Governor,
     Intent,
@@ -46,22 +46,10 @@ from ledger.core.governor_config import GovernorConfig
 
 __all__ = ["GOVERNOR_KINDS", "Engine", "event_id"]
 
-# The payload kinds Governor.observe reacts to by kind (prices, multipliers, link state, faults, sessions,
-# decisions); any other event reaches it only through transitions or anomalies (see Engine.step).
-GOVERNOR_KINDS: frozenset[type] = frozenset({
-    ev.OrderStatus,  # Inactive only: done without a state transition
-    ev.GovernorDecision,
-    ev.PriceObserved,
-    ev.ExecDetails,
-    ev.OpenOrder,
-    ev.CompletedOrder,
-    ev.Disconnected,
-    ev.Error,
-    ev.RecorderFault,
-    ev.ReconcileEnded,
-    ev.SessionStarted,
-    ev.Connected,
-})
+# The payload kinds Governor.observe reacts to by kind (its OBSERVERS table: prices, multipliers, link state,
+# faults, sessions, decisions, and orderStatus, which matters there only when Inactive); any other event
+# reaches it only through transitions or anomalies (see Engine.step).
+GOVERNOR_KINDS: frozenset[type] = frozenset(OBSERVERS)
 INACTIVE = sm.INACTIVE
 
 

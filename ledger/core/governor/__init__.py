@@ -7,7 +7,7 @@ the reason codes live in :mod:`~ledger.core.governor.reasons`, prices and multip
 :mod:`~ledger.core.governor.pricing`, the rate and breaker windows in :mod:`~ledger.core.governor.window`.
 """
 
-from ledger.core.governor.governor import Governor, Intent, is_precheck
+from ledger.core.governor.governor import OBSERVERS, Governor, Intent, is_precheck
 from ledger.core.governor.reasons import (
     ACTIVE,
     BLOCK_REASONS,
@@ -29,6 +29,7 @@ __all__ = [
     "MANUAL_HALT",
     "MANUAL_REDUCING",
     "MANUAL_RESUME",
+    "OBSERVERS",
     "REDUCING",
     "Governor",
     "Intent",
