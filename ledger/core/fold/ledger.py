@@ -97,9 +97,15 @@ class LedgerFold(FoldState):
 
     def _bound(self, bkey: tuple[str, int, int]) -> OrderState | None:
         core = self._bind.get(bkey)
-        if core is None and self._arch is not None and self._arch.count and bkey not in self._tomb:
-            core = load(self, "b", bkey)
+        if core is None and bkey not in self._tomb:
+            core = self._retired("b", bkey)
         return core
+
+    def _retired(self, table: str, key: Any) -> OrderState | None:
+        """The retired order an index ``table`` ("b" binding, "e" execId, "p" permId) holds under ``key``,
+        re-inflated; None in a full fold or when nothing was retired yet."""
+        arch = self._arch
+        return load(self, table, key) if arch is not None and arch.count else None
 
 
     def order_of_exec(self, exec_id: str) -> OrderView | None:
@@ -109,15 +115,15 @@ class LedgerFold(FoldState):
         colliding or re-delivered execId is attributed the same way everywhere.
         """
         core = self._execs.get(exec_id)
-        if core is None and self._arch is not None and self._arch.count:
-            core = load(self, "e", exec_id)
+        if core is None:
+            core = self._retired("e", exec_id)
         return core.view if core is not None else None
 
 
     def order_by_perm(self, perm_id: int) -> OrderView | None:
         core = self._by_perm.get(perm_id)
-        if core is None and self._arch is not None and self._arch.count:
-            core = load(self, "p", perm_id)
+        if core is None:
+            core = self._retired("p", perm_id)
         return core.view if core is not None else None
 
     def order(self, key: str) -> OrderView | None:
