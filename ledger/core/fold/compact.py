@@ -139,6 +139,21 @@ def load(led: FoldState, kind: str, key: object) -> OrderState | None:
     return None if rec is None else _inflate(led, rec)
 
 
+def retired(led: FoldState, kind: str, key: object) -> OrderState | None:
+    """:func:`load`, in a compact fold that has retired something; None otherwise (a full fold)."""
+    arch = led._arch
+    return load(led, kind, key) if arch is not None and arch.count else None
+
+
+def bound(led: FoldState, bkey: tuple[str, int, int]) -> OrderState | None:
+    """The order bound to (session, client id, order id), resident or retired (a binding dropped by a merge,
+    ``_tomb``, is never looked up in the archive)."""
+    core = led._bind.get(bkey)
+    if core is None and bkey not in led._tomb:
+        core = retired(led, "b", bkey)
+    return core
+
+
 def _inflate(led: FoldState, rec: OrderState) -> OrderState:
     arch: Archive = led._arch  # type: ignore[assignment]
     v = rec.view

@@ -7,7 +7,7 @@ from itertools import islice
 from ledger.core import events as ev
 from ledger.core import statemachine as sm
 from ledger.core.events import Envelope
-from ledger.core.fold.compact import has_key, load
+from ledger.core.fold.compact import bound, has_key
 from ledger.core.fold.state import (
     _UNSET_LIMIT,
     EPS,
@@ -218,10 +218,7 @@ def unacked_elsewhere(led: FoldState, sid: str, cid: int, oid: int) -> OrderStat
     for other in islice(reversed(led._sessions), 4):  # the recorder's last few restarts
         if other == sid:
             continue
-        bk = (other, cid, oid)
-        core = led._bind.get(bk)
-        if core is None and led._arch is not None and led._arch.count and bk not in led._tomb:
-            core = load(led, "b", bk)  # a retired order (done: never the answer, but it ends the search)
+        core = bound(led, (other, cid, oid))  # a retired order is done: never the answer, but it ends the search
         if core is not None:
             v = core.view
             return core if (v.unconfirmed and not v.perm_id and not v.is_done) else None

@@ -12,7 +12,7 @@ from ledger.core.events import Envelope
 from ledger.core.fold.broker import on_completed, on_error, on_open, on_status
 from ledger.core.fold.checkpoint import dump as dump_state
 from ledger.core.fold.checkpoint import load as load_state
-from ledger.core.fold.compact import PREFETCH, decode_view, find_view, load, retire_done
+from ledger.core.fold.compact import PREFETCH, bound, decode_view, find_view, retire_done, retired
 from ledger.core.fold.fills import on_commission, on_exec
 from ledger.core.fold.intents import on_cancel, on_decision, on_global_cancel, on_modify, on_place
 from ledger.core.fold.lifecycle import (
@@ -25,7 +25,7 @@ from ledger.core.fold.lifecycle import (
     on_session_started,
 )
 from ledger.core.fold.positions import on_position
-from ledger.core.fold.state import FoldState, OrderState, record_anomaly
+from ledger.core.fold.state import FoldState, record_anomaly
 from ledger.core.fold.views import OrderView, Snapshot, Transition, order_values
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
@@ -87,25 +87,14 @@ class LedgerFold(FoldState):
     def order_for(self, client_id: int, order_id: int, session_id: str | None = None) -> OrderView | None:
         """The order bound to (client_id, order_id) in ``session_id`` (default: the latest binding)."""
         if session_id is not None:
-            core = self._bound((session_id, client_id, order_id))
+            core = bound(self, (session_id, client_id, order_id))
             return core.view if core is not None else None
         for sid in reversed(self._sessions):
-            core = self._bound((sid, client_id, order_id))
+            core = bound(self, (sid, client_id, order_id))
             if core is not None:
                 return core.view
         return None
 
-    def _bound(self, bkey: tuple[str, int, int]) -> OrderState | None:
-        core = self._bind.get(bkey)
-        if core is None and bkey not in self._tomb:
-            core = self._retired("b", bkey)
-        return core
-
-    def _retired(self, table: str, key: Any) -> OrderState | None:
-        """The retired order an index ``table`` ("b" binding, "e" execId, "p" permId) holds under ``key``,
-        re-inflated; None in a full fold or when nothing was retired yet."""
-        arch = self._arch
-        return load(self, table, key) if arch is not None and arch.count else None
 
 
     def order_of_exec(self, exec_id: str) -> OrderView | None:
@@ -116,14 +105,14 @@ class LedgerFold(FoldState):
         """
         core = self._execs.get(exec_id)
         if core is None:
-            core = self._retired("e", exec_id)
+            core = retired(self, "e", exec_id)
         return core.view if core is not None else None
 
 
     def order_by_perm(self, perm_id: int) -> OrderView | None:
         core = self._by_perm.get(perm_id)
         if core is None:
-            core = self._retired("p", perm_id)
+            core = retired(self, "p", perm_id)
         return core.view if core is not None else None
 
     def order(self, key: str) -> OrderView | None:
