@@ -8,16 +8,24 @@ recorder has no ``subscribe()``):
   transaction. A crash anywhere before the commit leaves the previous position and none of the rows; the
   next run re-reads the same events. Nothing is ever committed per event.
 * Order rows are derived state: they come from the one fold (:class:`ledger.core.fold.LedgerFold`), the same
-  code the ledger, replay and tests use. The projector keeps the fold in memory and, per batch, rewrites
-  only the orders the batch touched (found from the events' ids, the transitions and the anomalies).
+  code the ledger, replay and tests use. The fold is a *compact* one (``keep`` finished orders stay in
+  memory, older ones are retired to its archive and re-inflated when a late event names them; no status
+  timeline, which no table shows), so memory stays flat however long the store. The projector rewrites,
+  per batch, only the orders the batch touched (found from the events' ids, the transitions and the
+  anomalies); an order retiring hands its final state over first (``on_retire``), so its rows are written
+  from memory, and a re-inflated one is rewritten when it changes. A rebuild writes each order once: when it
+  retires (in that batch's transaction), or at the end if it is still in memory.
+* Per-order marks (``MARK_COLUMNS``: kept from the order's events, not fold state) are held for orders in
+  memory only; a re-inflated order's are read back from its stored row.
 * So that a new process can continue incrementally, a checkpoint of the fold (msgspec bytes from
-  :meth:`LedgerFold.checkpoint`, no pickle; tagged with a hash of the fold's source code) is stored in
-  ``audit_fold`` in the same transaction as the rows at its position. It is written when the tail since the
-  last checkpoint exceeds ``checkpoint_every`` events (and after a build): a fold checkpoint costs time
-  proportional to the whole fold state, so it is not written per batch. On start, the checkpoint is loaded and
-  the events between it and the tracking position are re-folded from the store (the fold is deterministic, so
-  this reproduces the state) without writing anything. A fold whose code changed (hash differs) makes the
-  projection rebuild.
+  :meth:`LedgerFold.checkpoint`, no pickle: the orders in memory, the shared tables and the archive's index;
+  tagged with a hash of the fold's source code) is written with the archive into the fold files beside the
+  DuckDB file (:mod:`projections.foldfiles`), which the ``audit_fold`` row names in the same transaction as
+  the rows at its position. It is written when the tail since the last checkpoint exceeds
+  ``checkpoint_every`` events (and after a build). On start, the checkpoint is loaded and the events between
+  it and the tracking position are re-folded from the store (the fold is deterministic, so this reproduces
+  the state) without writing anything. A fold whose code changed (hash differs) makes the projection
+  rebuild; fold files that are missing or not the committed ones make it re-fold everything instead.
 * A store that no longer holds the event at the tracking position (replaced, or another store's
   DuckDB file) makes the projection rebuild from scratch; so does a schema version change.
 * ``rebuild()`` builds into a temporary file beside the target and renames it over the old one when
@@ -29,7 +37,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,11 +53,13 @@ from ledger.core.fold import LedgerFold, OrderView
 from ledger.store import EventStore
 from projections import schema
 from projections.columns import Batch, first, register_keys, sql_str
+from projections.foldfiles import FoldFiles, remove_fold_files
 
 MAX_ORDER_ID = ev.MANUAL_EXEC_ORDER_ID
 PROJECTION = "audit"
 DEFAULT_BATCH = 20_000
 DEFAULT_CHECKPOINT_EVERY = 100_000
+DEFAULT_KEEP = 1000  # finished orders kept in memory (the compact fold's window)
 
 _json = msgspec.json.Encoder()
 
@@ -171,22 +181,35 @@ class AuditProjection:
     """The audit read model of one store in one DuckDB file (one writer at a time)."""
 
     def __init__(self, store: EventStore, path: str | Path, *, batch_events: int = DEFAULT_BATCH,
-                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, payloads: bool | None = None) -> None:
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, payloads: bool | None = None,
+                 keep: int = DEFAULT_KEEP, files_for: str | Path | None = None) -> None:
+        """``keep``: finished orders the fold keeps in memory; ``files_for``: the DuckDB file the fold files
+        are named after (``rebuild`` builds a temporary file that will be renamed to it)."""
         self.store = store
         # the per-event JSON payload column (65 % of an events ingest): off unless asked for; an existing
         # projection keeps the choice it was built with unless ``payloads`` says otherwise (then rebuilds)
         self._payloads_arg = payloads
         self.payloads = bool(payloads)
-        self._defer_orders = False  # set by rebuild(): orders and fills are written once, at the end
+        self._defer_orders = False  # set by rebuild(): orders and fills are written once (retired, or at the end)
         self.path = Path(path)
+        self.keep = keep
+        self._files_base = Path(files_for) if files_for is not None else self.path
+        self._files: FoldFiles | None = None
+        self._ck_slot = -1  # the checkpoint slot the committed audit_fold row names (-1: none)
+        self._ck_files = ""  # ... and the fold files' token
+        self._gc_files = files_for is None  # remove fold files no committed row names (not while rebuilding)
         self.batch_events = batch_events
         self.checkpoint_every = checkpoint_every
         self.notes: list[str] = []  # what happened that the user should know (rebuilds and why)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._fold: LedgerFold | None = None
         self._sessions: dict[str, _Sess] = {}
-        # per order: [placed_ns, last_exec_position, last_live_position] (persisted as orders columns)
+        # per order in memory: MARK_COLUMNS (persisted as orders columns; read back when it is re-inflated)
         self._marks: dict[str, list[int]] = {}
+        self._rows: _Rows | None = None  # the batch being folded (the fold's retire / revive hooks add to it)
+        self._pending: dict[str, None] = {}  # rebuild: orders in memory changed since their rows were written
+        self._revived: set[str] = set()  # rebuild: orders with stored rows re-inflated (rewritten when changed)
+        self._hook_error: BaseException | None = None
         self._n_anomalies = 0
         self.position = 0
         self.events = 0
@@ -219,10 +242,18 @@ class AuditProjection:
         return self
 
     def close(self) -> None:
+        self._drop_fold()
         if self._con is not None:
             self._con.close()
             self._con = None
-        self._fold = None
+
+    def _drop_fold(self) -> None:
+        """Forget the in-memory fold (closing its archive files); the next use reloads it."""
+        if self._fold is not None:
+            self._fold.close()
+            self._fold = None
+        self._rows = None
+        self._hook_error = None
 
     def __enter__(self) -> AuditProjection:
         return self.open()
@@ -291,7 +322,8 @@ class AuditProjection:
         self.position = self.events = self.checkpoint_position = 0
         self._fingerprint = ""
         self._sessions = {}
-        self._fold = LedgerFold()
+        self._drop_fold()  # the next use starts a new fold, in new fold files
+        self._ck_slot, self._ck_files = -1, ""
         self._marks = {}
         self._n_anomalies = 0
 
@@ -304,40 +336,116 @@ class AuditProjection:
     def _ensure_fold(self) -> LedgerFold:
         if self._fold is not None:
             return self._fold
-        fold = LedgerFold()
+        fold: LedgerFold | None = None
         start = 0
-        row = first(self.con.execute("SELECT position, fold_version, state FROM audit_fold"))
+        row = first(self.con.execute(
+            "SELECT position, fold_version, files, slot, log_len, state_len, state_crc FROM audit_fold"))
         if row is not None and row[1] == fold_version() and row[0] <= self.position:
+            files = FoldFiles(self._files_base, row[2])
             try:
-                with _no_gc():
-                    fold = LedgerFold.from_checkpoint(row[2])
+                blob = files.read(row[3], row[5], row[6])
+                arch = files.archive(row[4])
+                try:
+                    with _no_gc():
+                        fold = LedgerFold.from_checkpoint(blob, arch, keep=self.keep, timeline=False)
+                except BaseException:
+                    arch.close()
+                    raise
+            except (OSError, ValueError) as exc:  # re-fold everything the rows reflect instead
+                self.notes.append(f"fold checkpoint not usable ({exc}): re-folding {self.position:,} events")
+            else:
                 start = int(row[0])
-            except ValueError:  # unreadable: re-fold everything the rows reflect instead
-                fold = LedgerFold()
+                self._files = files
+                self._ck_slot, self._ck_files = int(row[3]), row[2]
+        if fold is None:
+            self._files = FoldFiles.create(self._files_base)
+            fold = LedgerFold(timeline=False, keep=self.keep, archive=self._files.archive(0))
+        self._fold = fold
         if start < self.position:
             # deterministic re-fold of the tail the rows already reflect; nothing is written
             with _no_gc():
                 apply = fold.apply
                 for _pos, env in self.store.read_all(after=start, limit=self.position - start):
                     apply(env)
-        self._fold = fold
         self._n_anomalies = len(fold.anomalies)
-        self._marks = {
-            r[0]: list(r[1:])
-            for r in self.con.execute(
-                f"SELECT key, {', '.join(MARK_COLUMNS)} FROM orders "
-                f"WHERE {' OR '.join(c + ' <> 0' for c in MARK_COLUMNS)}").fetchall()
-        }
+        self._pending, self._revived = {}, set()
+        self._marks = self._stored_marks(list(fold.orders.values()))
+        fold.on_retire = self._retiring
+        fold.on_revive = self._reviving
         return fold
 
+    def _stored_marks(self, views: list[OrderView]) -> dict[str, list[int]]:
+        """The stored marks of these orders (those with any), from their rows."""
+        if not views or not self.position:
+            return {}
+        con = self.con
+        nonzero = " OR ".join(c + " <> 0" for c in MARK_COLUMNS)
+        lo = min(v.first_seen_ns for v in views)  # the rows' first_seen_ns: old row groups are skipped
+        if len(views) == 1:
+            got = con.execute(f"SELECT key, {', '.join(MARK_COLUMNS)} FROM orders WHERE first_seen_ns = ? "
+                              f"AND key = ? AND ({nonzero})", [lo, views[0].key]).fetchall()
+        else:
+            keys = register_keys(con, [v.key for v in views])
+            try:
+                got = con.execute(f"SELECT key, {', '.join(MARK_COLUMNS)} FROM orders WHERE first_seen_ns >= {lo} "
+                                  f"AND key IN (SELECT k FROM {keys}) AND ({nonzero})").fetchall()
+            finally:
+                con.unregister(keys)
+        return {r[0]: list(r[1:]) for r in got}
+
+    # --- the fold's hooks: an order leaves memory / comes back -------------------------------------
+
+    def _retiring(self, core: Any) -> None:
+        """The fold retires this order now: if its rows are due, they are made from this, its final state."""
+        rows = self._rows
+        if rows is None:  # (the re-fold of a tail on load: nothing is written)
+            return
+        v = core.view
+        key = v.key
+        rows.gone.append(key)
+        if key in rows.dirty or key in self._pending:
+            rows.built[key] = self._rows_of(v)
+        elif self._defer_orders:
+            self._revived.discard(key)  # unchanged since it came back: its stored rows stand
+
+    def _reviving(self, core: Any) -> None:
+        """The fold re-inflates this order: its marks come back from its stored row (if not still in memory).
+        Runs inside the fold's ``apply``, which records a handler's exception as an anomaly: an error here is
+        kept and raised after the batch instead."""
+        if self._rows is None:
+            return
+        v = core.view
+        if self._defer_orders:
+            self._revived.add(v.key)
+        if v.key not in self._marks:
+            try:
+                self._marks.update(self._stored_marks([v]))
+            except BaseException as exc:
+                self._hook_error = exc
+
     def _checkpoint(self) -> None:
-        assert self._fold is not None
+        """Write the fold's checkpoint into the slot the committed row does not name, and the row naming it
+        (inside the caller's transaction: it counts only if that commits)."""
+        fold, files = self._fold, self._files
+        assert fold is not None and files is not None
+        slot = 1 if self._ck_slot == 0 and self._ck_files == files.token else 0
         with _no_gc():
-            blob = self._fold.checkpoint()
+            blob = fold.checkpoint()  # (syncs the archive's log and Bloom filter)
+        crc = files.write(slot, blob)
+        log_len = fold._arch._pos  # type: ignore[union-attr]  # the synced log's length
         con = self.con
         con.execute("DELETE FROM audit_fold")
-        con.execute("INSERT INTO audit_fold VALUES (?, ?, ?)", [self.position, fold_version(), blob])
+        con.execute("INSERT INTO audit_fold VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [self.position, fold_version(), files.token, slot, log_len, len(blob), crc])
         self.checkpoint_position = self.position
+        self._ck_next = (slot, files.token)
+
+    def _checkpoint_committed(self) -> None:
+        slot, token = self._ck_next
+        changed = token != self._ck_files
+        self._ck_slot, self._ck_files = slot, token
+        if changed and self._gc_files and self._files is not None:
+            self._files.remove_others()  # fold files of an earlier row (or of a crashed run) are garbage now
 
     # --- catching up -------------------------------------------------------------------------------
 
@@ -370,11 +478,12 @@ class AuditProjection:
                         rows.checkpoint = True
                         since_ckpt = 0
                     self._write(rows)
+                    self._written(fold, rows)
                     done += len(batch)
                     if progress is not None:
                         progress(done)
         except BaseException:
-            self._fold = None
+            self._drop_fold()
             try:
                 self.con.execute("ROLLBACK")
             except duckdb.Error:
@@ -389,7 +498,7 @@ class AuditProjection:
             self._sessions[r[0]] = _session_from_row(r)
 
     def _fold_batch(self, fold: LedgerFold, batch: list[tuple[int, Envelope]]) -> _Rows:
-        rows = _Rows()
+        rows = self._rows = _Rows()
         encode = _json.encode
         if self.payloads:
             rows.events.rows = [
@@ -510,60 +619,131 @@ class AuditProjection:
                            encode(p.details).decode(), after.key if after is not None else None,
                            env.correlation_id, env.causation_id))
         self._n_anomalies = n_anom
-        # the current rows of every touched order; ``lower`` bounds the stored rows' first_seen_ns (it
-        # only ever decreases, on a merge) so the deletes can skip old row groups by their zone maps
-        if self._defer_orders:
-            # a rebuild writes orders and fills once, at the end
-            rows.dirty = {}
-        else:
-            rows.lower = self._order_rows(fold, dirty, rows)
+        self._order_rows(fold, rows)
         rows.sessions_batch.rows = [sessions[sid].row() for sid in touched]
         rows.last = batch[-1]
         rows.count = len(batch)
         return rows
 
-    def _order_rows(self, fold: LedgerFold, keys: Iterable[str], rows: _Rows) -> int:
-        """Append the current orders and fills rows of ``keys``; return the bound for the deletes."""
+    def _order_rows(self, fold: LedgerFold, rows: _Rows) -> None:
+        """The batch's orders and fills rows, and (``rows.dirty``) the orders whose stored rows they replace.
+
+        An order touched by the batch is written from its state now if it is in memory, from the state it
+        retired with (``_retiring``) if it left memory in the batch, or from the archive if it retired in the
+        very event that touched it; an order merged away (or dropped) gets no row. In a rebuild, orders still
+        in memory wait (``_pending``) until they retire or the build ends, and only the stored rows of
+        re-inflated orders are replaced. ``rows.lower`` bounds the replaced rows' first_seen_ns (it only ever
+        decreases, on a merge) so the deletes skip old row groups by their zone maps.
+        """
+        if self._hook_error is not None:
+            exc, self._hook_error = self._hook_error, None
+            raise exc
         orders = fold.orders
-        marks = self._marks
+        merged = fold.merged
+        built = rows.built
+        out: dict[str, tuple[tuple[Any, ...], list[tuple[Any, ...]]] | None] = {}
+        if self._defer_orders:
+            keys = self._pending
+            keys.update(rows.dirty)
+            waiting: dict[str, None] = {}
+            for key in keys:
+                if key in orders:
+                    waiting[key] = None
+                else:
+                    out[key] = built.get(key) or (None if key in merged else self._archived_rows(fold, key))
+            self._pending = waiting
+            revived = self._revived
+            replaced = [k for k in out if k in revived]
+            revived.difference_update(replaced)
+            rows.dirty = dict.fromkeys(replaced)
+        else:
+            for key in rows.dirty:
+                v = orders.get(key)
+                if v is not None:
+                    out[key] = self._rows_of(v)
+                else:
+                    out[key] = built.get(key) or (None if key in merged else self._archived_rows(fold, key))
+        lower: int | None = None
         orow = rows.orders.rows
         frow = rows.fills.rows
-        lower: int | None = None
-        for key in keys:
-            v = orders.get(key)
-            if v is None:
-                lower = -1  # merged away: its stored first_seen_ns is not known any more, no bound
+        for key, r in out.items():
+            if r is None:
+                if key in rows.dirty:
+                    lower = -1  # merged away: its stored first_seen_ns is not known any more, no bound
                 continue
-            if lower is None or (lower != -1 and v.first_seen_ns < lower):
-                lower = v.first_seen_ns
-            orow.append(_order_row(v) + tuple(marks.get(key) or _NO_MARKS))
-            since = v.first_seen_ns
-            fills = v.fills
-            replaced = _replaced(fills) if any(f.correction for f in fills) else {}
-            for f in fills:
-                r = replaced.get(f.exec_id)
-                frow.append((key, f.exec_id, f.family, f.revision, f.correction, f.superseded, f.late, f.shares,
-                             f.price, f.side, f.account, f.time, f.commission, f.currency, f.realized_pnl,
-                             f.session_id, f.seq, f.recv_ns, since, r.exec_id if r is not None else None,
-                             r.shares if r is not None else None, r.price if r is not None else None))
-        return -1 if lower is None else lower
+            orow.append(r[0])
+            frow.extend(r[1])
+            if key in rows.dirty and lower != -1:
+                fs = r[0][_FIRST_SEEN]
+                if lower is None or fs < lower:
+                    lower = fs
+        rows.lower = -1 if lower is None else lower
+
+    def _rows_of(self, v: OrderView) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """One order's orders row and fills rows, from its view and its marks."""
+        key = v.key
+        since = v.first_seen_ns
+        fills = v.fills
+        replaced = _replaced(fills) if any(f.correction for f in fills) else {}
+        frows = []
+        for f in fills:
+            r = replaced.get(f.exec_id)
+            frows.append((key, f.exec_id, f.family, f.revision, f.correction, f.superseded, f.late, f.shares,
+                          f.price, f.side, f.account, f.time, f.commission, f.currency, f.realized_pnl,
+                          f.session_id, f.seq, f.recv_ns, since, r.exec_id if r is not None else None,
+                          r.shares if r is not None else None, r.price if r is not None else None))
+        return _order_row(v) + tuple(self._marks.get(key) or _NO_MARKS), frows
+
+    def _archived_rows(self, fold: LedgerFold, key: str) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]] | None:
+        """Rows of an order that retired in the event that touched it (a decoded copy; None: no such order)."""
+        v = fold.order(key)
+        return None if v is None else self._rows_of(v)
+
+    def _written(self, fold: LedgerFold, rows: _Rows) -> None:
+        """After a batch committed: forget the marks of orders that left memory (their rows hold them) and the
+        anomalies the fold collected (their rows are written; the fold never reads them back)."""
+        self._rows = None
+        if rows.gone:
+            orders = fold.orders
+            marks = self._marks
+            for key in rows.gone:
+                if key not in orders:
+                    marks.pop(key, None)
+        if fold.anomalies:
+            fold.anomalies.clear()
+            self._n_anomalies = 0
 
     def write_orders(self) -> None:
-        """Write every order and fill row in one transaction (after a rebuild that deferred them)."""
+        """Write the rows of the orders whose rows wait (after a rebuild, which writes each order once)."""
         fold = self._ensure_fold()
         rows = _Rows()
-        self._order_rows(fold, list(fold.orders), rows)
+        orders = fold.orders
+        replaced = []
+        for key in self._pending:
+            v = orders.get(key)
+            r = self._rows_of(v) if v is not None else None if key in fold.merged else self._archived_rows(fold, key)
+            if key in self._revived:
+                replaced.append(key)
+            if r is not None:
+                rows.orders.rows.append(r[0])
+                rows.fills.rows.extend(r[1])
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("DELETE FROM orders")
-            con.execute("DELETE FROM fills")
+            if replaced:
+                keys = register_keys(con, replaced)
+                try:
+                    con.execute(f"DELETE FROM orders WHERE key IN (SELECT k FROM {keys})")
+                    con.execute(f"DELETE FROM fills WHERE order_key IN (SELECT k FROM {keys})")
+                finally:
+                    con.unregister(keys)
             rows.orders.flush(con)
             rows.fills.flush(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._pending, self._revived = {}, set()
         self._defer_orders = False
 
     def _write(self, rows: _Rows) -> None:
@@ -620,6 +800,8 @@ class AuditProjection:
         except BaseException:
             self.position, self.events, self._fingerprint, self.checkpoint_position = old
             raise
+        if rows.checkpoint:
+            self._checkpoint_committed()
 
     def checkpoint(self) -> None:
         """Write a fold checkpoint at the current position (after a build, or on a clean exit)."""
@@ -632,7 +814,9 @@ class AuditProjection:
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
+            self._drop_fold()  # (its archive was synced past the committed checkpoint: reload it)
             raise
+        self._checkpoint_committed()
 
     # --- lookups: the order an event is about (public fold API only) -------------------------------
 
@@ -646,7 +830,7 @@ class AuditProjection:
 class _Rows:
     __slots__ = ("events", "order_events", "transitions", "anomalies", "governor", "orders", "fills",
                  "failures", "connections", "sessions_batch", "dirty", "sessions", "lower", "last", "count",
-                 "checkpoint")
+                 "checkpoint", "built", "gone")
 
     def __init__(self) -> None:
         self.events = Batch("events", EVENT_COLS)
@@ -665,6 +849,8 @@ class _Rows:
         self.last: tuple[int, Envelope]
         self.count = 0
         self.checkpoint = False
+        self.built: dict[str, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = {}  # rows made as orders retired
+        self.gone: list[str] = []  # orders retired during the batch
 
 
 # per order, kept from its events: placed_ns, last_exec_position, last_live_position,
@@ -672,6 +858,8 @@ class _Rows:
 MARK_COLUMNS = ("placed_ns", "last_exec_position", "last_live_position", "first_failure_position",
                 "live_error_position")
 _NO_MARKS = (0, 0, 0, 0, 0)
+_FIRST_SEEN = next(i for i, (name, _) in enumerate(c for c in ORDER_COLS if not c[1].startswith("t:"))
+                   if name == "first_seen_ns")
 _CONNECTION_TYPES = frozenset({ev.SessionStarted, ev.SessionEnded, ev.Connected, ev.Disconnected,
                                ev.ReconcileStarted, ev.ReconcileEnded, ev.Error})
 _CONNECTION_CODES = frozenset(schema.CONNECTION_CODES)
@@ -886,31 +1074,36 @@ def _no_gc() -> Iterator[None]:
 
 
 def update(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
-           batch_events: int = DEFAULT_BATCH, payloads: bool | None = None) -> tuple[int, list[str]]:
+           batch_events: int = DEFAULT_BATCH, payloads: bool | None = None,
+           keep: int = DEFAULT_KEEP) -> tuple[int, list[str]]:
     """Bring the projection at ``path`` up to date; return (events applied, notes)."""
-    with AuditProjection(store, path, batch_events=batch_events, payloads=payloads) as proj:
+    with AuditProjection(store, path, batch_events=batch_events, payloads=payloads, keep=keep) as proj:
         n = proj.catch_up(progress=progress)
         return n, proj.notes
 
 
 def rebuild(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
-            batch_events: int = DEFAULT_BATCH, checkpoint: bool = True, payloads: bool = False) -> int:
+            batch_events: int = DEFAULT_BATCH, checkpoint: bool = True, payloads: bool = False,
+            keep: int = DEFAULT_KEEP) -> int:
     """Build the projection from scratch into a temporary file, then replace ``path`` atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".rebuild")
     for p in (tmp, Path(str(tmp) + ".wal")):
         if p.exists():
             p.unlink()
-    # no intermediate fold checkpoints (each costs time proportional to the fold state): one at the end
+    # no intermediate fold checkpoints (one at the end); the fold files get a new directory named after
+    # ``path``, so the rename of the DuckDB file below switches both at once
     with AuditProjection(store, tmp, batch_events=batch_events, checkpoint_every=1 << 62,
-                         payloads=payloads) as proj:
+                         payloads=payloads, keep=keep, files_for=path) as proj:
         proj._defer_orders = True
         n = proj.catch_up(progress=progress)
         proj.write_orders()
         if checkpoint:
             proj.checkpoint()
+        token = proj._ck_files or None
     wal = Path(str(path) + ".wal")
     if wal.exists():
         wal.unlink()
     os.replace(tmp, path)
+    remove_fold_files(path, keep=token)  # the replaced projection's, and any a crashed rebuild left
     return n

@@ -18,7 +18,8 @@ from pathlib import Path
 from ledger.store import parse_url
 
 # Bump when a table's shape or meaning changes: an older file is rebuilt automatically.
-SCHEMA_VERSION = 4
+# 5: ``audit_fold`` names the compact fold's files (projections.foldfiles) instead of holding a whole fold.
+SCHEMA_VERSION = 5
 
 # Error codes that the IB client libraries turn into a failed / cancelled order (ib_insync: 201, 10147,
 # 10148, 10349, 161; ib_async also 202, 110, and 399 / 404 as 'ValidationError'), and the statuses that
@@ -43,11 +44,16 @@ TABLES: dict[str, str] = {
         events BIGINT NOT NULL,            -- events applied (= rows in ``events``)
         fingerprint VARCHAR NOT NULL       -- identity of the event at ``position`` (detects a replaced store)
     """,
-    # The fold's state at ``position`` (a checkpoint; the tail after it is re-folded from the store).
+    # The fold's checkpoint at ``position`` (the tail after it is re-folded from the store): the compact
+    # fold's state is in the files this row names (projections.foldfiles), committed with this row.
     "audit_fold": """
         position BIGINT NOT NULL,
         fold_version VARCHAR NOT NULL,
-        state BLOB NOT NULL
+        files VARCHAR NOT NULL,            -- token of the directory <duckdb file>.fold-<token>
+        slot INTEGER NOT NULL,             -- checkpoint slot (ck0 / ck1) in it
+        log_len BIGINT NOT NULL,           -- committed length of its archive log
+        state_len BIGINT NOT NULL,         -- length of the slot's bytes
+        state_crc BIGINT NOT NULL          -- CRC-32 of the slot's bytes (a slot not committed is never read)
     """,
     # Every stored event; with ``--payloads`` also the whole payload as JSON, so any field is queryable,
     # e.g. SELECT payload->>'$.status' FROM events WHERE kind = 'order_status'.

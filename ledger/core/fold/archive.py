@@ -12,38 +12,89 @@ What stays in memory per retired order: 8 bytes of file offset and 12 bytes per 
 fixed-size Bloom filter that answers "never retired" for the keys of new orders without touching the index
 (a false positive only costs a look-up). Index look-ups check every candidate against the record itself
 (the hash is not trusted), and the latest record holding a key wins (file offsets grow with time).
+
+A *persistent* archive (``Archive(directory, end)``, what the audit projection uses so that a new process
+resumes from a checkpoint instead of re-folding everything) keeps the same records in an append-only file
+``log`` in that directory, together with every sealed index chunk, and its Bloom filter in a memory-mapped
+file ``bloom``. A checkpoint (:meth:`Archive.snapshot`, after :meth:`Archive.sync`) is the log's length and
+the small in-memory part of the index; reopening at that length cuts off whatever a later run appended
+(records of a run that never committed), and the Bloom filter may keep bits of such records, which only
+costs a look-up (bits are only ever set). Its key hashes are stable across processes (:func:`stable_hash`),
+where a temporary archive uses Python's process-salted ``hash``.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from array import array
 from bisect import bisect_left
 from typing import Any
+from zlib import crc32
 
 import msgspec
+from msgspec import Struct
 
 _BITS = 27  # one-hash Bloom filter of 2**27 bits (16 MB): ~3 % false positives at 4.4M keys (10M events)
 MASK = (1 << _BITS) - 1
 _CHUNK = 65_536  # index keys per sorted chunk
 _WRITE = 1 << 22  # records are written 4 MB at a time
+BLOOM_BYTES = 1 << (_BITS - 3)
+
+
+class ArchiveState(Struct, array_like=True):
+    """A persistent archive's index at a checkpoint (its records and sealed chunks are in the log)."""
+
+    end: int  # the log's length
+    count: int
+    accts: int
+    off: bytes  # the idx -> record arrays, as machine bytes
+    size: bytes
+    rowlen: bytes
+    chunks: list[tuple[int, int]]  # (log offset, keys) of each sealed chunk: its hashes, then its idxs
+    buf: list[tuple[int, int]]  # the keys not sealed yet
+    more: list[tuple[int, list[int]]]
+    nbuf: int
 
 
 class Archive:
     """Retired order records by order ``idx``, and a key -> candidate ``idx`` index (see the module doc)."""
 
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="ibledger-fold-", buffering=0)  # noqa: SIM115 - closed in close()
-        self._fd = self._file.fileno()
-        self._pos = 0  # logical end of the file (written + buffered)
+    def __init__(self, directory: str | None = None, end: int = 0) -> None:
+        """``directory`` None: an anonymous temporary file. Else the persistent archive in that directory,
+        its log cut back to ``end`` bytes (the length its checkpoint recorded; 0 for a new one)."""
+        self.stable = directory is not None  # key hashes stable across processes (the index is persisted)
+        self._file: Any = None
+        self._chunk_at: list[tuple[int, int]] = []  # persistent: where each sealed chunk is in the log
+        if directory is None:
+            self._file = tempfile.TemporaryFile(prefix="ibledger-fold-", buffering=0)  # noqa: SIM115 - closed in close()
+            self._fd = self._file.fileno()
+            self.bloom: bytearray | mmap.mmap = bytearray(BLOOM_BYTES)
+        else:
+            fd = os.open(os.path.join(directory, "log"), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size < end:
+                    raise ValueError(f"fold archive log in {directory} is shorter than its checkpoint says")
+                os.ftruncate(fd, end)  # what a run after the checkpoint appended was never committed
+                bfd = os.open(os.path.join(directory, "bloom"), os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    if os.fstat(bfd).st_size != BLOOM_BYTES:
+                        os.ftruncate(bfd, BLOOM_BYTES)
+                    self.bloom = mmap.mmap(bfd, BLOOM_BYTES)
+                finally:
+                    os.close(bfd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+        self._pos = end  # logical end of the file (written + buffered)
         self._wbuf = bytearray()  # records not yet written (reads flush it first)
         self.off = array("q", [-1])  # idx -> file offset of its current record (-1: resident or gone)
         self.size = array("i", [0])
         self.rowlen = array("i", [0])  # the record starts with the order's encoded public row
         self.count = 0  # records written
         self.accts = 0  # records that held an (account, permId) key (permIds shared across accounts)
-        self.bloom = bytearray(1 << (_BITS - 3))
         # the newest keys, not yet sealed into a sorted chunk: hash -> idx (one int, no list per key), and
         # the rare second and later records under one hash (a re-retired order's keys, a hash collision)
         self._buf: dict[int, int] = {}
@@ -53,7 +104,56 @@ class Archive:
         self._chunks: list[tuple[array, array]] = []  # (sorted hashes, their order idx)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            return
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self.bloom.close()  # type: ignore[union-attr]
+
+    # --- persistence (a persistent archive) ------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Make everything written so far durable: the log's records and chunks, the Bloom filter's bits."""
+        if self._wbuf:
+            self._flush()
+        os.fsync(self._fd)
+        if isinstance(self.bloom, mmap.mmap):
+            self.bloom.flush()
+
+    def snapshot(self) -> ArchiveState:
+        """The index as it stands (call :meth:`sync` first: the log must hold everything it refers to)."""
+        if not self.stable:
+            raise ValueError("a compact fold with a temporary archive cannot be checkpointed")
+        if self._wbuf:
+            self._flush()
+        return ArchiveState(end=self._pos, count=self.count, accts=self.accts, off=self.off.tobytes(),
+                            size=self.size.tobytes(), rowlen=self.rowlen.tobytes(), chunks=list(self._chunk_at),
+                            buf=list(self._buf.items()), more=list(self._more.items()), nbuf=self._nbuf)
+
+    def restore(self, st: ArchiveState) -> None:
+        """Take the index of :meth:`snapshot` back (into an archive opened at ``st.end``)."""
+        if st.end != self._pos:
+            raise ValueError(f"fold archive checkpoint is for a log of {st.end} bytes, not {self._pos}")
+        self.count, self.accts = st.count, st.accts
+        for name, raw in (("off", st.off), ("size", st.size), ("rowlen", st.rowlen)):
+            arr = array(getattr(self, name).typecode)
+            arr.frombytes(raw)
+            setattr(self, name, arr)
+        if not len(self.off) == len(self.size) == len(self.rowlen):
+            raise ValueError("fold archive checkpoint: index arrays of different lengths")
+        chunks = []
+        for at, n in st.chunks:
+            raw = os.pread(self._fd, 12 * n, at)
+            if len(raw) != 12 * n:
+                raise ValueError("fold archive log ends inside an index chunk")
+            hs, ids = array("q"), array("i")
+            hs.frombytes(raw[: 8 * n])
+            ids.frombytes(raw[8 * n :])
+            chunks.append((hs, ids))
+        self._chunks, self._chunk_at = chunks, list(st.chunks)
+        self._buf, self._more, self._nbuf = dict(st.buf), dict(st.more), st.nbuf
 
     def grow(self, idx: int) -> None:
         """Make room for order ``idx`` (orders are numbered from 1 as they are created)."""
@@ -136,9 +236,10 @@ class Archive:
     def _flush(self) -> None:
         buf = self._wbuf
         view = memoryview(buf)
+        at = self._pos - len(buf)
         done = 0
         while done < len(buf):
-            done += os.write(self._fd, view[done:])
+            done += os.pwrite(self._fd, view[done:], at + done)
         view.release()
         buf.clear()
 
@@ -177,12 +278,18 @@ class Archive:
             keys = sorted(buf)
             hs, ids = array("q", keys), array("i", map(buf.__getitem__, keys))
         self._chunks.append((hs, ids))
+        if self.stable:  # sealed chunks never change: written once, to the log (a checkpoint names them)
+            self._chunk_at.append((self._pos, len(hs)))
+            self._wbuf += hs.tobytes()
+            self._wbuf += ids.tobytes()
+            self._pos += 12 * len(hs)
         self._buf, self._more, self._nbuf = {}, {}, 0
 
 
 # index hash of a key = hash(key) ^ the salt of its kind: ``p`` permId, ``a`` (account, permId), ``b`` binding,
 # ``e`` execId, ``k`` order key. Process-local (str hashes are salted): it never leaves this process. A permId
-# hashes to itself (xor a constant), so the filter maps the permIds of one run without collisions.
+# hashes to itself (xor a constant), so the filter maps the permIds of one run without collisions. A
+# persistent archive uses :func:`stable_hash` instead (the same salts).
 SALT_P = 0x5DEECE66D
 SALT_A = 0x4F1BBCDCBFA53E0A
 SALT_B = 0x12A2FA48A7B66E8E
@@ -194,3 +301,25 @@ SALTS = {"p": SALT_P, "a": SALT_A, "b": SALT_B, "e": SALT_E, "k": SALT_K}
 def key_hash(kind: str, key: Any) -> int:
     """The index hash of one key of one kind (see ``SALTS``)."""
     return hash(key) ^ SALTS[kind]
+
+
+_G = 0x9E3779B97F4A7C15  # an odd 64-bit multiplier: mixes the parts of a tuple key
+_M62 = (1 << 62) - 1
+
+
+def _sh(s: str) -> int:
+    return crc32(s.encode())
+
+
+def stable_hash(kind: str, key: Any) -> int:
+    """The index hash of a key in a persistent archive: the same in every process (CRC-32 of strings, ints as
+    they are), 63 bits at most (the index arrays are signed 64-bit). Collisions only cost a look-up."""
+    if kind == "p":
+        h = key & _M62
+    elif kind == "a":
+        h = (_sh(key[0]) * _G + key[1]) & _M62
+    elif kind == "b":
+        h = ((_sh(key[0]) * _G + key[1]) * _G + key[2]) & _M62
+    else:  # "e", "k": strings
+        h = _sh(key)
+    return h ^ SALTS[kind]

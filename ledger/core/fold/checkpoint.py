@@ -4,18 +4,34 @@ Each order is encoded once, as the :class:`OrderState` it is (families as indexe
 shared tables (bindings, permIds, execIds, open and suspect orders) refer to orders by their ``idx``, in
 their dict order, so a loaded fold iterates exactly as the saved one did and folds on to the same bytes
 (``tests/core/test_fold_checkpoint.py`` cuts every pinned stream in two around a checkpoint).
+
+A compact fold is checkpointed when its archive is persistent: the bytes then hold only the orders in memory
+(open and recently finished), the compact tables (finished orders in retirement order, dropped bindings) and
+the archive's index (:class:`~ledger.core.fold.archive.ArchiveState`); the retired orders stay in the
+archive's log, which the loader reopens at the length recorded here.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import msgspec
 from msgspec import Struct
 
 from ledger.core import events as ev
+from ledger.core.fold.archive import ArchiveState
 from ledger.core.fold.state import FoldState, OrderState
 from ledger.core.fold.views import Anomaly, PositionView
 
-FORMAT = 1
+FORMAT = 2
+
+
+class _Compact(Struct, array_like=True):
+    keep: int
+    timeline: bool
+    done: list[int]  # finished orders in memory, oldest first (the next to retire)
+    tomb: list[tuple[str, int, int]]
+    archive: ArchiveState
 
 
 class _Saved(Struct, array_like=True):
@@ -46,6 +62,7 @@ class _Saved(Struct, array_like=True):
     suspects: list[int]
     merged: dict[str, str]
     n: int
+    compact: _Compact | None = None
 
 
 _enc = msgspec.msgpack.Encoder()
@@ -53,11 +70,17 @@ _dec = msgspec.msgpack.Decoder(_Saved)
 
 
 def dump(led: FoldState) -> bytes:
-    """The fold's state as bytes (a full fold; a compact one is not checkpointed)."""
-    if led._arch is not None:
-        raise ValueError("a compact fold cannot be checkpointed")
+    """The fold's state as bytes (a full fold, or a compact one with a persistent archive, which is synced)."""
+    arch = led._arch
+    compact = None
+    if arch is not None:
+        if not arch.stable:
+            raise ValueError("a compact fold with a temporary archive cannot be checkpointed")
+        arch.sync()
+        compact = _Compact(keep=led._keep, timeline=led.timeline, done=[c.idx for c in led._done.values()],
+                           tomb=list(led._tomb), archive=arch.snapshot())
     cores: dict[int, OrderState] = {}  # idx -> order, every order any table refers to
-    for table in (led._active, led._suspects):
+    for table in (led._active, led._suspects, led._resident, led._done):
         for c in table.values():
             cores[c.idx] = c
     for c in led._by_perm.values():
@@ -114,6 +137,7 @@ def dump(led: FoldState) -> bytes:
                 suspects=[c.idx for c in led._suspects.values()],
                 merged=led.merged,
                 n=led._n,
+                compact=compact,
             )
         )
     finally:
@@ -124,7 +148,9 @@ def dump(led: FoldState) -> bytes:
 
 
 def load(blob: bytes, into: FoldState) -> None:
-    """Restore ``into`` (a fresh full fold) from :func:`dump` bytes; raises ``ValueError`` on a bad blob."""
+    """Restore ``into`` from :func:`dump` bytes; raises ``ValueError`` on a bad blob. ``into`` is a fresh
+    fold: a full one for a full checkpoint; for a compact one, a fold opened on the same persistent archive
+    (cut back to the log length the checkpoint recorded), with the same window and timeline setting."""
     try:
         s = _dec.decode(blob)
     except msgspec.DecodeError as exc:
@@ -132,6 +158,16 @@ def load(blob: bytes, into: FoldState) -> None:
     if s.format != FORMAT:
         raise ValueError(f"fold checkpoint format {s.format}, this code reads {FORMAT}")
     led = into
+    arch = led._arch
+    if (s.compact is None) != (arch is None):
+        raise ValueError("fold checkpoint is of a " + ("full" if s.compact is None else "compact") + " fold")
+    if s.compact is not None and arch is not None:
+        if not arch.stable or arch.count:
+            raise ValueError("a compact fold checkpoint loads into a fresh fold on its persistent archive")
+        if (s.compact.keep, s.compact.timeline) != (led._keep, led.timeline):
+            raise ValueError(f"fold checkpoint keeps {s.compact.keep} finished orders (timeline "
+                             f"{s.compact.timeline}), this fold {led._keep} ({led.timeline})")
+        arch.restore(s.compact.archive)
     by_idx: dict[int, OrderState] = {}
     for c in s.orders:
         by_idx[c.idx] = c
@@ -166,3 +202,7 @@ def load(blob: bytes, into: FoldState) -> None:
     led._suspects = {by_idx[i].view.key: by_idx[i] for i in s.suspects}
     led.merged = s.merged
     led._n = s.n
+    if s.compact is not None:
+        led._resident = {c.view.key: c for c in s.orders}
+        led._done = OrderedDict((by_idx[i].view.key, by_idx[i]) for i in s.compact.done)
+        led._tomb = dict.fromkeys(s.compact.tomb)

@@ -15,7 +15,7 @@ import msgspec
 
 from ledger.core import events as ev
 from ledger.core.events import Envelope
-from ledger.core.fold.archive import MASK, SALT_A, SALT_B, SALT_E, SALT_K, SALT_P, SALTS, Archive
+from ledger.core.fold.archive import MASK, SALT_A, SALT_B, SALT_E, SALT_K, SALT_P, SALTS, Archive, stable_hash
 from ledger.core.fold.state import MAX_ORDER_ID, FoldState, OrderState
 from ledger.core.fold.views import Fill, OrderView, order_values
 
@@ -39,6 +39,8 @@ def retire(led: FoldState, core: OrderState) -> None:
     arch: Archive = led._arch  # type: ignore[assignment]
     v = core.view
     key = v.key
+    if led.on_retire is not None:  # a reader that keeps rows of orders (the projector) takes the final state
+        led.on_retire(core)
     hashes = [hash(key) ^ SALT_K]
     perms: list[int] = []
     pid = v.perm_id
@@ -81,6 +83,12 @@ def retire(led: FoldState, core: OrderState) -> None:
         pos = {id(f): i for i, f in enumerate(fills)}
         core.fams = [pos[id(f)] for f in fam_fills]
     core.held = (perms, accts, binds, execs)
+    if arch.stable:
+        hashes = [stable_hash("k", key)]
+        hashes += [stable_hash("p", k) for k in perms]
+        hashes += [stable_hash("a", k) for k in accts]
+        hashes += [stable_hash("b", k) for k in binds]
+        hashes += [stable_hash("e", k) for k in execs]
     core.families = _NO_FAMILIES  # (encoded as indexes, above)
     arch.put(core.idx, order_values(v), core, hashes)
     core.families = families
@@ -106,7 +114,7 @@ def _holds(rec: OrderState, kind: str, key: object) -> bool:
 def _find(led: FoldState, kind: str, key: object) -> OrderState | None:
     """The latest retired record holding ``key`` (None: no retired order does)."""
     arch: Archive = led._arch  # type: ignore[assignment]
-    h = hash(key) ^ SALTS[kind]
+    h = stable_hash(kind, key) if arch.stable else hash(key) ^ SALTS[kind]
     a = h & MASK
     if not arch.bloom[a >> 3] & (1 << (a & 7)):
         return None
@@ -183,6 +191,8 @@ def _inflate(led: FoldState, rec: OrderState) -> OrderState:
     led._resident[v.key] = core
     if v.is_done:
         led._done[v.key] = core
+    if led.on_revive is not None:
+        led.on_revive(core)
     return core
 
 

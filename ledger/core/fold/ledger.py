@@ -9,6 +9,7 @@ import msgspec
 
 from ledger.core import events as ev
 from ledger.core.events import Envelope
+from ledger.core.fold.archive import Archive
 from ledger.core.fold.broker import on_completed, on_error, on_open, on_status
 from ledger.core.fold.checkpoint import dump as dump_state
 from ledger.core.fold.checkpoint import load as load_state
@@ -182,13 +183,17 @@ class LedgerFold(FoldState):
                 yield False, idx, None
 
     def checkpoint(self) -> bytes:
-        """The whole state as msgspec bytes (:mod:`ledger.core.fold.checkpoint`); a full fold only."""
+        """The state as msgspec bytes (:mod:`ledger.core.fold.checkpoint`): a full fold's whole state, or a
+        compact fold's resident state and archive index (its archive must be persistent; it is synced)."""
         return dump_state(self)
 
     @classmethod
-    def from_checkpoint(cls, blob: bytes) -> LedgerFold:
-        """A full fold restored from :meth:`checkpoint` bytes (``ValueError`` if they are not one)."""
-        led = cls()
+    def from_checkpoint(cls, blob: bytes, archive: Archive | None = None, *, keep: int = 20_000,
+                        timeline: bool = True) -> LedgerFold:
+        """A fold restored from :meth:`checkpoint` bytes (``ValueError`` if they are not one): a full fold, or
+        with ``archive`` (the persistent archive it was checkpointed with, reopened at the log length the
+        checkpoint recorded) a compact one, with the ``keep`` and ``timeline`` it was made with."""
+        led = cls(keep=keep, timeline=timeline, archive=archive)
         load_state(blob, led)
         return led
 

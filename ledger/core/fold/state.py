@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from msgspec import Struct, field
 
@@ -194,13 +195,19 @@ class FoldState:
     fold; :class:`LedgerFold` adds the dispatch and the read API on top of it.
     """
 
-    def __init__(self, compact: bool = False, timeline: bool = True, keep: int = 20_000) -> None:
+    def __init__(self, compact: bool = False, timeline: bool = True, keep: int = 20_000,
+                 archive: Archive | None = None) -> None:
         """``compact``: retire orders done for a while (beyond the ``keep`` most recent) to a temporary file
-        (see :mod:`ledger.core.fold.archive`); ``timeline=False``: keep no per-order status timeline
-        (``OrderView.statuses``) -- a replay or a projection does not show it, a live monitor does."""
+        (see :mod:`ledger.core.fold.archive`), or to ``archive`` when given (a persistent one, which makes the
+        fold checkpointable); ``timeline=False``: keep no per-order status timeline (``OrderView.statuses``)
+        -- a replay or a projection does not show it, a live monitor does."""
         self.timeline = timeline
         self._keep = keep
-        self._arch: Archive | None = Archive() if compact else None
+        self._arch: Archive | None = (archive or Archive()) if compact or archive is not None else None
+        # compact: told of each order as it is retired (its final state, before it leaves memory) and as it is
+        # re-inflated (a reader keeping per-order rows, the projector, writes or reloads its own)
+        self.on_retire: Callable[[OrderState], None] | None = None
+        self.on_revive: Callable[[OrderState], None] | None = None
         # compact: finished orders, oldest first (retired beyond keep); an OrderedDict pops its oldest in O(1)
         self._done: OrderedDict[str, OrderState] = OrderedDict()
         self._resident: dict[str, OrderState] = {}  # compact: every order in memory, by key
