@@ -230,7 +230,9 @@ class AuditProjection:
         # Checkpoints (compressing and writing table data) run when the WAL passes this size; the
         # default (16 MB) makes a bulk build checkpoint on most commits: ~40 % of the build time.
         # The WAL is just as durable; close() checkpoints.
-        self._con.execute("SET checkpoint_threshold = '1GB'")
+        self._con.execute(f"SET checkpoint_threshold = '{os.environ.get('P13CT', '1GB')}'")
+        if os.environ.get('P13ML'):
+            self._con.execute(f"SET memory_limit = '{os.environ['P13ML']}'")
         # The writer's statements are many and small: on a 2-vCPU machine DuckDB's worker-thread
         # hand-offs cost more than they bring (measured: -20 % write time with one thread).
         self._con.execute("SET threads = 1")
@@ -466,6 +468,7 @@ class AuditProjection:
         done = 0
         it = self.store.read_all(after=self.position, limit=limit)
         since_ckpt = self.position - self.checkpoint_position
+        unflushed = 0
         try:
             with _no_gc():
                 while True:
@@ -479,6 +482,10 @@ class AuditProjection:
                         since_ckpt = 0
                     self._write(rows)
                     self._written(fold, rows)
+                    unflushed += len(batch)
+                    if unflushed >= int(os.environ.get("P13FL", "100000000000")):
+                        self.con.execute("CHECKPOINT")
+                        unflushed = 0
                     done += len(batch)
                     if progress is not None:
                         progress(done)

@@ -212,7 +212,11 @@ def row_build(url: str, work: Path, reps: int) -> Path:
         arrows.append(run_worker("arrow", str(out), str(work / f"arrow{i}.duckdb")))
         if i == 0:
             shutil.copy(out, keep)
+            for d in work.glob(out.name + ".fold-*"):  # the projection's fold files go with it (same token)
+                shutil.copytree(d, work / (keep.name + d.name[len(out.name):]))
         out.unlink(missing_ok=True)
+        for d in work.glob(out.name + ".fold-*"):
+            shutil.rmtree(d)
         (work / f"arrow{i}.duckdb").unlink(missing_ok=True)
     n = builds[0]["events"]
     b, f, ar = med(r["wall"] for r in builds), med(r["wall"] for r in floors), med(r["wall"] for r in arrows)
