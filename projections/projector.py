@@ -60,6 +60,7 @@ PROJECTION = "audit"
 DEFAULT_BATCH = 20_000
 DEFAULT_CHECKPOINT_EVERY = 100_000
 DEFAULT_KEEP = 1000  # finished orders kept in memory (the compact fold's window)
+FLUSH_EVERY = 100_000  # events between DuckDB checkpoints in a long catch-up (bounds DuckDB's memory)
 
 _json = msgspec.json.Encoder()
 
@@ -230,9 +231,7 @@ class AuditProjection:
         # Checkpoints (compressing and writing table data) run when the WAL passes this size; the
         # default (16 MB) makes a bulk build checkpoint on most commits: ~40 % of the build time.
         # The WAL is just as durable; close() checkpoints.
-        self._con.execute(f"SET checkpoint_threshold = '{os.environ.get('P13CT', '1GB')}'")
-        if os.environ.get('P13ML'):
-            self._con.execute(f"SET memory_limit = '{os.environ['P13ML']}'")
+        self._con.execute("SET checkpoint_threshold = '1GB'")
         # The writer's statements are many and small: on a 2-vCPU machine DuckDB's worker-thread
         # hand-offs cost more than they bring (measured: -20 % write time with one thread).
         self._con.execute("SET threads = 1")
@@ -364,14 +363,19 @@ class AuditProjection:
             fold = LedgerFold(timeline=False, keep=self.keep, archive=self._files.archive(0))
         self._fold = fold
         if start < self.position:
-            # deterministic re-fold of the tail the rows already reflect; nothing is written
+            # deterministic re-fold of the tail the rows already reflect; nothing is written. The marks
+            # are not re-derived: orders retiring now carry none (read back from their rows if they return),
+            # and those in memory afterwards get theirs from their rows.
+            fold.on_retire = _forget_marks
             with _no_gc():
                 apply = fold.apply
                 for _pos, env in self.store.read_all(after=start, limit=self.position - start):
                     apply(env)
+            self._marks = self._stored_marks(list(fold.orders.values()))
+        else:  # the checkpoint carried the marks of the orders in memory
+            self._marks = {key: core.ext for key, core in fold._resident.items() if core.ext}
         self._n_anomalies = len(fold.anomalies)
         self._pending, self._revived = {}, set()
-        self._marks = self._stored_marks(list(fold.orders.values()))
         fold.on_retire = self._retiring
         fold.on_revive = self._reviving
         return fold
@@ -404,6 +408,7 @@ class AuditProjection:
             return
         v = core.view
         key = v.key
+        core.ext = self._marks.get(key) or _ZERO_MARKS  # the marks go into the archive with the order
         rows.gone.append(key)
         if key in rows.dirty or key in self._pending:
             rows.built[key] = self._rows_of(v)
@@ -411,25 +416,33 @@ class AuditProjection:
             self._revived.discard(key)  # unchanged since it came back: its stored rows stand
 
     def _reviving(self, core: Any) -> None:
-        """The fold re-inflates this order: its marks come back from its stored row (if not still in memory).
-        Runs inside the fold's ``apply``, which records a handler's exception as an anomaly: an error here is
-        kept and raised after the batch instead."""
-        if self._rows is None:
-            return
+        """The fold re-inflates this order: its marks come back with it (or, if it retired during the re-fold
+        of a tail, from its stored row). Runs inside the fold's ``apply``, which records a handler's exception
+        as an anomaly: an error here is kept and raised after the batch instead."""
         v = core.view
+        key = v.key
         if self._defer_orders:
-            self._revived.add(v.key)
-        if v.key not in self._marks:
-            try:
-                self._marks.update(self._stored_marks([v]))
-            except BaseException as exc:
-                self._hook_error = exc
+            self._revived.add(key)
+        if key in self._marks:  # it left memory in this batch: its marks are still here
+            return
+        m = core.ext
+        if m is not None:
+            if any(m):
+                self._marks[key] = m
+            return
+        try:
+            self._marks.update(self._stored_marks([v]))
+        except BaseException as exc:
+            self._hook_error = exc
 
     def _checkpoint(self) -> None:
         """Write the fold's checkpoint into the slot the committed row does not name, and the row naming it
         (inside the caller's transaction: it counts only if that commits)."""
         fold, files = self._fold, self._files
         assert fold is not None and files is not None
+        marks = self._marks
+        for key, core in fold._resident.items():  # the marks of the orders in memory go with them
+            core.ext = marks.get(key)
         slot = 1 if self._ck_slot == 0 and self._ck_files == files.token else 0
         with _no_gc():
             blob = fold.checkpoint()  # (syncs the archive's log and Bloom filter)
@@ -455,19 +468,23 @@ class AuditProjection:
         """How many store events are not in the projection yet."""
         return max(self.store.max_position() - self.position, 0)
 
-    def catch_up(self, limit: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+    def catch_up(self, limit: int | None = None, progress: Callable[[int], None] | None = None, *,
+                 checkpoint_at_end: bool = False) -> int:
         """Apply every new store event (at most ``limit``) in batches; return how many were applied.
 
         Each batch is one DuckDB transaction (rows + tracking position [+ fold checkpoint]). On any
         failure the transaction is rolled back and the in-memory fold dropped (it is ahead of what was
-        committed); the next call reloads it from the checkpoint and the store.
+        committed); the next call reloads it from the checkpoint and the store. ``checkpoint_at_end``: the
+        last batch also writes a fold checkpoint (a process about to exit leaves no tail to re-fold).
         """
-        if self.pending() == 0:
+        pending = self.pending()
+        if pending == 0:
             return 0
         fold = self._ensure_fold()
         done = 0
         it = self.store.read_all(after=self.position, limit=limit)
         since_ckpt = self.position - self.checkpoint_position
+        target = self.position + (pending if limit is None else min(pending, limit))
         unflushed = 0
         try:
             with _no_gc():
@@ -477,13 +494,15 @@ class AuditProjection:
                         break
                     rows = self._fold_batch(fold, batch)
                     since_ckpt += len(batch)
-                    if since_ckpt >= self.checkpoint_every:
+                    if since_ckpt >= self.checkpoint_every or (checkpoint_at_end and batch[-1][0] >= target):
                         rows.checkpoint = True
                         since_ckpt = 0
                     self._write(rows)
                     self._written(fold, rows)
                     unflushed += len(batch)
-                    if unflushed >= int(os.environ.get("P13FL", "100000000000")):
+                    if unflushed >= FLUSH_EVERY:
+                        # DuckDB keeps rows written since its last checkpoint in memory (the WAL threshold
+                        # is high, see open()): write them into the file now and then, so memory stays flat
                         self.con.execute("CHECKPOINT")
                         unflushed = 0
                     done += len(batch)
@@ -872,6 +891,14 @@ _CONNECTION_TYPES = frozenset({ev.SessionStarted, ev.SessionEnded, ev.Connected,
 _CONNECTION_CODES = frozenset(schema.CONNECTION_CODES)
 
 
+_ZERO_MARKS = [0, 0, 0, 0, 0]  # (never changed: a mark is set on a list of the order's own, see _mark)
+
+
+def _forget_marks(core: Any) -> None:
+    """The retire hook while a tail is re-folded: the order's marks are not known here (its row has them)."""
+    core.ext = None
+
+
 def _mark(marks: dict[str, list[int]], key: str) -> list[int]:
     m = marks.get(key)
     if m is None:
@@ -1085,7 +1112,7 @@ def update(store: EventStore, path: str | Path, *, progress: Callable[[int], Non
            keep: int = DEFAULT_KEEP) -> tuple[int, list[str]]:
     """Bring the projection at ``path`` up to date; return (events applied, notes)."""
     with AuditProjection(store, path, batch_events=batch_events, payloads=payloads, keep=keep) as proj:
-        n = proj.catch_up(progress=progress)
+        n = proj.catch_up(progress=progress, checkpoint_at_end=True)
         return n, proj.notes
 
 

@@ -53,7 +53,7 @@ class ArchiveState(Struct, array_like=True):
     size: bytes
     rowlen: bytes
     chunks: list[tuple[int, int]]  # (log offset, keys) of each sealed chunk: its hashes, then its idxs
-    buf: list[tuple[int, int]]  # the keys not sealed yet
+    buf: bytes  # the keys not sealed yet: their hashes (8 bytes each), then their idxs (4 bytes each)
     more: list[tuple[int, list[int]]]
     nbuf: int
 
@@ -130,7 +130,8 @@ class Archive:
             self._flush()
         return ArchiveState(end=self._pos, count=self.count, accts=self.accts, off=self.off.tobytes(),
                             size=self.size.tobytes(), rowlen=self.rowlen.tobytes(), chunks=list(self._chunk_at),
-                            buf=list(self._buf.items()), more=list(self._more.items()), nbuf=self._nbuf)
+                            buf=array("q", self._buf).tobytes() + array("i", self._buf.values()).tobytes(),
+                            more=list(self._more.items()), nbuf=self._nbuf)
 
     def restore(self, st: ArchiveState) -> None:
         """Take the index of :meth:`snapshot` back (into an archive opened at ``st.end``)."""
@@ -153,7 +154,11 @@ class Archive:
             ids.frombytes(raw[8 * n :])
             chunks.append((hs, ids))
         self._chunks, self._chunk_at = chunks, list(st.chunks)
-        self._buf, self._more, self._nbuf = dict(st.buf), dict(st.more), st.nbuf
+        n = len(st.buf) // 12
+        hs, ids = array("q"), array("i")
+        hs.frombytes(st.buf[: 8 * n])
+        ids.frombytes(st.buf[8 * n :])
+        self._buf, self._more, self._nbuf = dict(zip(hs, ids, strict=True)), dict(st.more), st.nbuf
 
     def grow(self, idx: int) -> None:
         """Make room for order ``idx`` (orders are numbered from 1 as they are created)."""

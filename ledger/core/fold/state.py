@@ -161,6 +161,9 @@ class OrderState(Struct, gc=False):
     # keys it held then -- (permIds, (account, permId)s, bindings, execIds)
     fams: list[int] | None = None
     held: tuple[list[int], list[tuple[str, int]], list[tuple[str, int, int]], list[str]] | None = None
+    # a reader's own per-order numbers (the projector's marks), retired and checkpointed with the order so the
+    # reader gets them back with it; the fold never reads them
+    ext: list[int] | None = None
 
 
 def record_anomaly(
