@@ -13,7 +13,8 @@ import re
 TABLE_DOCS: dict[str, str] = {
     "audit_meta": "Internal: schema version and which store this projection was built from.",
     "audit_tracking": "Internal: the last store position whose effects are in every table (exactly-once tracking).",
-    "audit_fold": "Internal: checkpoint of the order fold at a store position (the tail after it is re-folded).",
+    "audit_fold": "Internal: checkpoint of the order fold at a store position (the tail after it is re-folded); "
+                  "names the fold files beside the DuckDB file that hold it.",
     "events": "Every stored event, envelope plus the whole payload as JSON.",
     "orders": "One row per order as the ledger's fold derives it (ledger state, fills, commissions).",
     "failure_reports": "Every report that an order failed or is over (error codes the IB libraries treat as "

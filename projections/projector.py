@@ -34,6 +34,7 @@ recorder has no ``subscribe()``):
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import os
@@ -83,6 +84,12 @@ def fold_version() -> str:
         for f in files:
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+@functools.cache
+def _ddl_hash() -> str:
+    """Identity of the table and view definitions (``schema.create_sql``)."""
+    return hashlib.sha256("\n".join(schema.create_sql()).encode()).hexdigest()[:16]
 
 
 def fingerprint(position: int, env: Envelope) -> str:
@@ -271,9 +278,19 @@ class AuditProjection:
     def _prepare(self) -> str:
         """Create tables if needed; return why the existing content cannot be continued ("" if it can)."""
         con = self.con
-        for sql in schema.create_sql():
-            con.execute(sql)
-        meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
+        try:
+            meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
+        except duckdb.CatalogException:
+            meta = {}
+        if meta.get("ddl") != _ddl_hash():
+            # The statements are catalog writes (about 50 ms together on an open): run only when the
+            # definitions changed since they last ran on this file (or it is new or of another layout).
+            for sql in schema.create_sql():
+                con.execute(sql)
+            meta = dict(con.execute("SELECT key, value FROM audit_meta").fetchall())
+            if meta:
+                con.execute("DELETE FROM audit_meta WHERE key = 'ddl'")
+                con.execute("INSERT INTO audit_meta VALUES ('ddl', ?)", [_ddl_hash()])
         if not meta:  # a new file (or one from an older layout): start from empty tables
             self._reset()
             return ""
@@ -309,6 +326,7 @@ class AuditProjection:
             ["store", schema.store_identity(self.store.url)],
             ["projection", PROJECTION],
             ["payloads", "1" if self.payloads else "0"],
+            ["ddl", _ddl_hash()],
         ])
 
     def _reset(self) -> None:

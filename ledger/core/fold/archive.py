@@ -101,12 +101,21 @@ class Archive:
         self._more: dict[int, list[int]] = {}
         self._enc = msgspec.msgpack.Encoder()
         self._nbuf = 0
-        self._chunks: list[tuple[array, array]] = []  # (sorted hashes, their order idx)
+        self._chunks: list[tuple[Any, Any]] = []  # (sorted hashes, their order idx): arrays, or views of the log
+        self._map: mmap.mmap | None = None  # a restored archive's log, mapped: its chunks are read in place
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             return
+        if self._map is not None:
+            for hs, ids in self._chunks:
+                if isinstance(hs, memoryview):
+                    hs.release()
+                    ids.release()
+            self._chunks = []
+            self._map.close()
+            self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -144,16 +153,15 @@ class Archive:
             setattr(self, name, arr)
         if not len(self.off) == len(self.size) == len(self.rowlen):
             raise ValueError("fold archive checkpoint: index arrays of different lengths")
-        chunks = []
-        for at, n in st.chunks:
-            raw = os.pread(self._fd, 12 * n, at)
-            if len(raw) != 12 * n:
+        self._chunks, self._chunk_at = [], list(st.chunks)
+        if st.chunks:  # sealed chunks are read in place from the mapped log (pages load as look-ups touch them)
+            if any(at + 12 * n > st.end for at, n in st.chunks):
                 raise ValueError("fold archive log ends inside an index chunk")
-            hs, ids = array("q"), array("i")
-            hs.frombytes(raw[: 8 * n])
-            ids.frombytes(raw[8 * n :])
-            chunks.append((hs, ids))
-        self._chunks, self._chunk_at = chunks, list(st.chunks)
+            self._map = mmap.mmap(self._fd, st.end, prot=mmap.PROT_READ)
+            whole = memoryview(self._map)
+            for at, n in st.chunks:
+                self._chunks.append((whole[at : at + 8 * n].cast("q"), whole[at + 8 * n : at + 12 * n].cast("i")))
+            whole.release()
         n = len(st.buf) // 12
         hs, ids = array("q"), array("i")
         hs.frombytes(st.buf[: 8 * n])
