@@ -205,6 +205,7 @@ class AuditProjection:
         self._files: FoldFiles | None = None
         self._ck_slot = -1  # the checkpoint slot the committed audit_fold row names (-1: none)
         self._ck_files = ""  # ... and the fold files' token
+        self._ck_next = (-1, "")  # (slot, token) of the checkpoint written in the transaction under way
         self._gc_files = files_for is None  # remove fold files no committed row names (not while rebuilding)
         self.batch_events = batch_events
         self.checkpoint_every = checkpoint_every

@@ -88,8 +88,14 @@ def test_cold_catch_up_in_a_new_process_equals_one_rebuild(sqlite_url: str, tmp_
         assert_equal_to_fold(path, first.envelopes + more.envelopes)
         rebuild(store, tmp_path / "rebuilt.duckdb")
         assert update(store, path, keep=1) == (0, [])
-    assert dump(path) == dump(tmp_path / "rebuilt.duckdb")
-    assert len(fold_dirs(path)) == 1
+        assert dump(path) == dump(tmp_path / "rebuilt.duckdb")
+        assert len(fold_dirs(path)) == 1
+        old = fold_dirs(path)
+        rebuild(store, path, keep=1)  # replaces the projection and its fold files at once
+        assert len(fold_dirs(path)) == 1 and fold_dirs(path) != old
+        store.append(generate(n_sessions=1, orders_per_session=10, seed=28, session_prefix="last").envelopes)
+        n, notes = update(store, path, keep=1)
+        assert n > 0 and notes == []  # the rebuilt projection's checkpoint was used
 
 
 def _after_checkpoint(proj: AuditProjection, after: int, action) -> None:
