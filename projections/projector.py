@@ -219,6 +219,7 @@ class AuditProjection:
         self._pending: dict[str, None] = {}  # rebuild: orders in memory changed since their rows were written
         self._revived: set[str] = set()  # rebuild: orders with stored rows re-inflated (rewritten when changed)
         self._hook_error: BaseException | None = None
+        self._unflushed = 0  # events written since DuckDB last wrote its tables into the file
         self._n_anomalies = 0
         self.position = 0
         self.events = 0
@@ -504,7 +505,6 @@ class AuditProjection:
         it = self.store.read_all(after=self.position, limit=limit)
         since_ckpt = self.position - self.checkpoint_position
         target = self.position + (pending if limit is None else min(pending, limit))
-        unflushed = 0
         try:
             with _no_gc():
                 while True:
@@ -518,12 +518,12 @@ class AuditProjection:
                         since_ckpt = 0
                     self._write(rows)
                     self._written(fold, rows)
-                    unflushed += len(batch)
-                    if unflushed >= FLUSH_EVERY:
+                    self._unflushed += len(batch)
+                    if self._unflushed >= FLUSH_EVERY:
                         # DuckDB keeps rows written since its last checkpoint in memory (the WAL threshold
                         # is high, see open()): write them into the file now and then, so memory stays flat
                         self.con.execute("CHECKPOINT")
-                        unflushed = 0
+                        self._unflushed = 0
                     done += len(batch)
                     if progress is not None:
                         progress(done)
