@@ -143,10 +143,32 @@ def _obj(cls: type, attrs: dict[str, Any]) -> Any:
     return o
 
 
+def _fresh(v: Any) -> Any:
+    """``v`` as a new object, the way the decoder parses it from the wire: a new float, a new non-empty
+    text, a new int beyond CPython's small-int cache (empty text and small ints are shared objects)."""
+    t = type(v)
+    if t is float:
+        return float(repr(v))
+    if t is str and v:
+        return v.encode().decode()
+    if t is int and not -5 <= v <= 256:
+        return int(str(v))
+    return v
+
+
+def _wire(cls: type, attrs: dict[str, Any]) -> Any:
+    """An object the library's decoder made: it parses every field the message carries, so none of the
+    scalar attributes is the dataclass's own default object (what a user-built ``Order`` mostly holds)."""
+    o = _obj(cls, attrs)
+    for k, v in list(vars(o).items()):
+        setattr(o, k, _fresh(v))
+    return o
+
+
 def library_calls(records: list[list]) -> list[tuple]:
     """Each record as the call the recorder's hook makes: (builder, positional args, recv_ns), the
-    arguments being ib_insync's own objects, built the way its decoder builds them (defaults, then the
-    fields the wire carried)."""
+    arguments being ib_insync's own objects: a placed order as user code builds it (the library's
+    defaults, then the fields it sets), a received one as the decoder builds it (every field parsed)."""
     import ib_insync as ib
 
     out = []
@@ -159,15 +181,16 @@ def library_calls(records: list[list]) -> list[tuple]:
         elif name == "cancelOrder":
             out.append((adapter.cancel_order, (_obj(ib.Order, a[0]), a[1]), ns))
         elif name == "openOrder":
-            out.append((cb[name], (a[0], _obj(ib.Contract, a[1]), _obj(ib.Order, a[2]), _obj(ib.OrderState, a[3])), ns))
+            out.append((cb[name], (a[0], _wire(ib.Contract, a[1]), _wire(ib.Order, a[2]), _wire(ib.OrderState, a[3])),
+                        ns))
         elif name == "completedOrder":
-            out.append((cb[name], (_obj(ib.Contract, a[0]), _obj(ib.Order, a[1]), _obj(ib.OrderState, a[2])), ns))
+            out.append((cb[name], (_wire(ib.Contract, a[0]), _wire(ib.Order, a[1]), _wire(ib.OrderState, a[2])), ns))
         elif name == "execDetails":
-            out.append((cb[name], (a[0], _obj(ib.Contract, a[1]), _obj(ib.Execution, a[2])), ns))
+            out.append((cb[name], (a[0], _wire(ib.Contract, a[1]), _wire(ib.Execution, a[2])), ns))
         elif name == "commissionReport":
-            out.append((cb[name], (_obj(ib.CommissionReport, a[0]),), ns))
+            out.append((cb[name], (_wire(ib.CommissionReport, a[0]),), ns))
         elif name == "position":
-            out.append((cb[name], (a[0], _obj(ib.Contract, a[1]), a[2], a[3]), ns))
+            out.append((cb[name], (a[0], _wire(ib.Contract, a[1]), a[2], a[3]), ns))
         else:
             out.append((cb[name], tuple(a), ns))
     return out
@@ -211,37 +234,14 @@ def run_fold_only(envs: list[ev.Envelope]) -> LedgerFold:
     return fold
 
 
-def _median_rate(fn: Any, arg: Any, n: int, runs: int) -> tuple[float, list[float]]:
-    secs = []
-    for _ in range(runs):
-        gc.collect()
-        t = time.perf_counter()
-        fn(arg)
-        secs.append(time.perf_counter() - t)
-    return n / statistics.median(secs), secs
-
-
-def side_l(records: list[list], runs: int) -> dict[str, Any]:
-    calls = library_calls(records)
-    envs = [ev.envelope("anchor", i, b(*a), recv_ns=ns, mono_ns=0) for i, (b, a, ns) in enumerate(calls, 1)]
+def _timed(fn: Any, arg: Any) -> float:
     gc.collect()
-    gc.freeze()
-    try:
-        n = len(calls)
-        end_to_end, secs = _median_rate(run_ledger, calls, n, runs)
-        translate, _ = _median_rate(run_translate, calls, n, runs)
-        fold_only, _ = _median_rate(run_fold_only, envs, n, runs)
-    finally:
-        gc.unfreeze()
-    f = run_ledger(calls)
-    return {"callbacks": n, "rate": end_to_end, "runs_s": secs, "translate": translate, "fold_only": fold_only,
-            "orders": len(f.orders), "anomalies": len(f.anomalies)}
+    t = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - t
 
 
-# --- side N: the subprocess ----------------------------------------------------------------------
-
-
-def side_n(path: Path, runs: int) -> dict[str, Any] | None:
+def side_n(path: Path, runs: int = 1) -> dict[str, Any] | None:
     """NautilusTrader's side in ``.venv-nautilus``; None when that environment is absent."""
     if not NAUTILUS_PYTHON.exists():
         return None
@@ -253,15 +253,39 @@ def side_n(path: Path, runs: int) -> dict[str, Any] | None:
 
 
 def measure(seed: int, n_orders: int, runs: int, path: Path | None = None) -> dict[str, Any]:
-    """Both sides over one stream file; the result holds both rates and their ratio (None without N)."""
+    """Both sides over one stream file, ``runs`` rounds, each round one pass of every measurement in turn
+    (N, then L end to end, the adapter alone, the fold alone), so a change in the machine's load between
+    rounds touches both sides alike. Medians per measurement; the ratio is of the medians."""
     with tempfile.TemporaryDirectory(prefix="ibledger-anchor-") as tmp:
         file = path or Path(tmp) / f"anchor-{seed}-{n_orders}.msgpack"
         if path is None or not path.exists():
             write_stream(file, seed, n_orders)
         records = read_stream(file)
-        n = side_n(file, runs)
-        L = side_l(records, runs)
-    return {"L": L, "N": n, "ratio": (L["rate"] / n["rate"]) if n else None, "seed": seed, "orders": n_orders}
+        calls = library_calls(records)
+        envs = [ev.envelope("anchor", i, b(*a), recv_ns=ns, mono_ns=0) for i, (b, a, ns) in enumerate(calls, 1)]
+        n = len(calls)
+        gc.collect()
+        gc.freeze()
+        secs: dict[str, list[float]] = {"L": [], "translate": [], "fold_only": [], "N": []}
+        N: dict[str, Any] | None = None
+        try:
+            for _ in range(runs):
+                got = side_n(file)
+                if got is not None:
+                    N = got
+                    secs["N"].append(got["runs_s"][0])
+                secs["L"].append(_timed(run_ledger, calls))
+                secs["translate"].append(_timed(run_translate, calls))
+                secs["fold_only"].append(_timed(run_fold_only, envs))
+        finally:
+            gc.unfreeze()
+        f = run_ledger(calls)
+    rate = {k: (n / statistics.median(v) if v else 0.0) for k, v in secs.items()}
+    L = {"callbacks": n, "rate": rate["L"], "runs_s": secs["L"], "translate": rate["translate"],
+         "fold_only": rate["fold_only"], "orders": len(f.orders), "anomalies": len(f.anomalies)}
+    if N is not None:
+        N = {**N, "rate": rate["N"], "runs_s": secs["N"]}
+    return {"L": L, "N": N, "ratio": (L["rate"] / N["rate"]) if N else None, "seed": seed, "orders": n_orders}
 
 
 def missing_line() -> str:
