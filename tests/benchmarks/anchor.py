@@ -88,7 +88,10 @@ def record(p: ev.Event) -> tuple[str, list] | None:
         c = {"symbol": p.symbol, "secType": p.sec_type, "conId": p.con_id}
         return "execDetails", [p.req_id, c, x]
     if t is ev.CommissionReport:
-        r = {"execId": p.exec_id, "commission": p.commission, "currency": p.currency}
+        unset = ev.UNSET_DOUBLE  # what IB sends for no P&L / yield (the library's own default is 0.0)
+        r = {"execId": p.exec_id, "commission": p.commission, "currency": p.currency,
+             "realizedPNL": unset if p.realized_pnl is None else p.realized_pnl,
+             "yield_": unset if p.yield_ is None else p.yield_}
         return "commissionReport", [r]
     if t is ev.PlaceOrder or t is ev.ModifyOrder:
         return "placeOrder", [_contract(p), _order(p), p.order_id, p.client_id, t is ev.ModifyOrder]
