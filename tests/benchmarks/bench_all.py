@@ -26,7 +26,8 @@ rows (target in brackets):
 * import       -- ``ibledger import FILE`` peak RSS beside decode-only streaming [flat];
 * recorder     -- commit p99 at ``--rate`` callbacks/s through ``Recorder.attach`` (bench_recorder.py, real
                   client and simulator), beside a bare sqlite3 single-row commit p99 and the disk's fsync
-                  p99 [<= 2 ms];
+                  p99, with where the p99 comes from (bench_recorder.py --trace: receipt hook, commit in
+                  flight or wake-up, backlog, own commit) [<= 2 ms];
 * pg           -- PostgreSQL append at 100/commit and 1/commit beside raw psycopg on the same table
                   layout (one INSERT ... SELECT unnest per commit) [>= 0.7x].
 """
@@ -362,6 +363,8 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
             store = f"sqlite:///{tmp / 'ledger.db'}"
         cmd = [sys.executable, str(HERE / "bench_recorder.py"), "--rate", str(rate), "--seconds", "2",
                "--reps", str(reps), "--writer", writer, "--store", store]
+        if writer == "default":
+            cmd.append("--trace")  # the writer process's timings: where the p99 comes from
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
         finally:
@@ -386,6 +389,9 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
                 f"such a stall waits as long: the machine's own floor), with it {float(lag.group(2)):.2f} ms"
                 if lag else "")
         print(f"    (commit p50 {float(m.group(1)):.2f} ms{disk}{extra}{lags})")
+        where_from = re.search(r"^where the p99 comes from.*$", text, re.M)
+        if where_from:
+            print(f"    ({where_from.group(0)})")
 
 
 def row_pg(url: str, n_bulk: int, n_single: int, reps: int) -> None:

@@ -461,6 +461,18 @@ def main() -> None:
     print(f"loop lag p99        baseline {lag99_b:.2f} ms   recorder {lag99_r:.2f} ms   ratio {lag99_r / lag99_b:.2f}x")
     print(f"stall from recording (max lag recorder - baseline) {stall:.2f} ms (target <= 2 ms: "
           f"{'met' if stall <= 2 else 'MISSED'})")
+    traces = [r["trace"] for r in rec_runs if r.get("trace")]
+    if traces:
+        def tm(key: str) -> float:
+            return statistics.median(t["top_mean"][key] for t in traces)
+
+        print(f"where the p99 comes from (slowest 1% of events, mean, median over reps): total {tm('total'):.2f} ms ="
+              f" hook {tm('hook'):.2f} + ring {tm('ring'):.2f} (commit in flight: "
+              f"{sum(t['top_n'] - t['top_asleep'] for t in traces)} of {sum(t['top_n'] for t in traces)} events;"
+              f" child asleep: {sum(t['top_asleep'] for t in traces)}) + queue {tm('queue'):.2f}"
+              f" + own commit {tm('commit'):.2f} ms; own commits p50"
+              f" {statistics.median(t['commit_p50'] for t in traces):.2f} ms p99"
+              f" {statistics.median(t['commit_p99'] for t in traces):.2f} ms")
     cpu_b, cpu_r = med(base_runs, "cpu_mean_us"), med(rec_runs, "cpu_mean_us")
     cpu99_b, cpu99_r = med(base_runs, "cpu_p99_us"), med(rec_runs, "cpu_p99_us")
     extra = cpu_r - cpu_b
