@@ -8,11 +8,11 @@ into the wrapper callbacks a recorder receives, one record per callback: ``[name
 arguments as plain data (the contract, order, order state and execution as attribute mappings). It is
 written once, as msgpack, to a file both sides read:
 
-* side L (this interpreter): the records become the IB library's own objects first (ib_insync's
-  ``Contract`` / ``Order`` / ``OrderState`` / ``Execution`` / ``CommissionReport``, as its decoder hands
-  them to the wrapper; not timed), then what the recorder does with a callback, timed: the adapter's
-  builder (``ledger.ib.adapter``) translates the arguments into an event, an envelope is stamped, and
-  ``LedgerFold.apply`` folds it;
+* side L (this interpreter): the records become the IB library's own objects first (``Contract`` /
+  ``Order`` / ``OrderState`` / ``Execution`` / ``CommissionReport`` of ib_insync, or of ib_async where that
+  is the library, as user code and the decoder hand them to the wrapper; not timed), then what the
+  recorder does with a callback, timed: the adapter's builder (``ledger.ib.adapter``) translates the
+  arguments into an event, an envelope is stamped, and ``LedgerFold.apply`` folds it;
 * side N (``.venv-nautilus``, a subprocess running ``anchor_nautilus.py``): NautilusTrader's own order
   objects, timed from the same records: ``OrderFactory`` creates an order per placement, and each callback
   becomes the order event NautilusTrader's Interactive Brokers execution client would generate
@@ -172,7 +172,7 @@ def library_calls(records: list[list]) -> list[tuple]:
     """Each record as the call the recorder's hook makes: (builder, positional args, recv_ns), the
     arguments being ib_insync's own objects: a placed order as user code builds it (the library's
     defaults, then the fields it sets), a received one as the decoder builds it (every field parsed)."""
-    import ib_insync as ib
+    from ledger.ib.library import ib  # ib_insync or ib_async, as the recorder would use
 
     out = []
     cb = adapter.CALLBACKS
