@@ -29,6 +29,8 @@ import decimal
 import inspect
 import math
 from collections.abc import Callable
+from itertools import compress as _compress
+from operator import is_not as _is_not
 from typing import Any
 
 from ledger.core import events as ev
@@ -113,7 +115,23 @@ def to_raw(obj: Any, _depth: int = 0) -> Any:
     if k == _DATACLASS:
         attrs = getattr(obj, "__dict__", None)
         if attrs is not None and len(attrs) >= len(_FIELDS[t]):
-            # fast path: every field is an instance attribute (plain dataclasses, both libraries)
+            # every field is an instance attribute (plain dataclasses, both libraries)
+            tpl = _TEMPLATES.get(t, _NO_TEMPLATE)
+            if tpl is _NO_TEMPLATE:
+                tpl = _TEMPLATES[t] = _template(t)
+            if tpl is not None and len(attrs) == len(tpl[0]) and tuple(attrs) == tpl[0]:
+                keys, raw, defaults = tpl
+                out = raw.copy()
+                for n in _compress(keys, map(_is_not, attrs.values(), defaults)):
+                    v = attrs[n]
+                    tv = type(v)
+                    if tv in _SCALAR_SET:
+                        out[n] = None if v in _UNSET and n not in _MARKERS else v
+                    elif tv is list and not v:
+                        out[n] = []
+                    else:
+                        out[n] = to_raw(v, d)
+                return out
             return {
                 n: (None if v in _UNSET and n not in _MARKERS else v) if type(v) in _SCALAR_SET else to_raw(v, d)
                 for n, v in attrs.items()
@@ -135,6 +153,35 @@ def to_raw(obj: Any, _depth: int = 0) -> Any:
     if k == _SET:
         return sorted((to_raw(v, d) for v in obj), key=repr)
     return repr(obj)
+
+
+# Per dataclass: (field names in __init__ order, each scalar default already converted, the default objects).
+# An attribute that *is* its field's default object has the converted default as its copy, so the loop in
+# ``to_raw`` visits only the other attributes; ``itertools.compress`` over ``map(operator.is_not, ...)``
+# finds them without a Python-level step per field. Most of an order's 139 fields are such: the ones user
+# code never set, and, in an order the decoder parsed, the empty texts and small ints (CPython shares those
+# objects); parsed floats are new objects and take the loop. Identity, not equality: 0 == 0.0 == False and
+# -0.0 == 0.0, and the copy keeps each value's own type and sign. Fields without a scalar default (lists,
+# nested dataclasses) are always converted.
+_TEMPLATES: dict[type, tuple[tuple[str, ...], dict[str, Any], tuple[Any, ...]] | None] = {}
+_NO_TEMPLATE = object()
+_ALWAYS = object()  # the "default" of a field that is always converted: no attribute is this object
+
+
+def _template(t: type) -> tuple[tuple[str, ...], dict[str, Any], tuple[Any, ...]] | None:
+    keys, raw, defaults = [], {}, []
+    for f in dataclasses.fields(t):
+        if not f.init:
+            return None
+        dv = f.default
+        keys.append(f.name)
+        if dv is dataclasses.MISSING or type(dv) not in _SCALAR_SET:
+            raw[f.name] = None  # placeholder: always converted
+            defaults.append(_ALWAYS)
+        else:
+            raw[f.name] = None if dv in _UNSET and f.name not in _MARKERS else dv
+            defaults.append(dv)
+    return tuple(keys), raw, tuple(defaults)
 
 
 def _raw_dict(obj: Any) -> dict[str, Any]:

@@ -13,6 +13,13 @@ the very same commit code as the thread writer (:meth:`Writer._commit`: retries 
 ``SeqConflict`` / ``StoreFileLost`` stop it, unencodable events become ``RecorderFault``), on its own
 store connection, one thread, batching whatever arrived while it was committing.
 
+Batches: each commit takes everything that arrived while the previous one ran (``max_batch`` is the thread
+writer's bound on how long one commit holds the IB loop's GIL; the child holds only its own, so it is not
+applied here). Measured with ``bench_recorder.py --trace`` on disk (SQLite ``synchronous=FULL``), a burst
+event's commit latency is the commit in flight when it arrived, then its own commit (each about one
+fsync), plus -- when the loop thread delivered a backlog at once, after a stall -- one more commit per
+``max_batch`` events ahead of it; taking the whole backlog at once removes that last part.
+
 Channels: the ring (envelopes) and SIGUSR1 (the wake, blocked in the child and taken only by its
 ``sigtimedwait``); the child's stdin (the configuration, the close request -- and the envelopes themselves
 on machines where the ring is not safe, see ``ring.SUPPORTED``); the child's stdout (acknowledgements:
@@ -166,6 +173,13 @@ class _Frames:
         return out
 
 
+#: Diagnostics: when this environment variable names a file, the child records when it takes frames from
+#: the ring, when it sleeps and wakes, and when each commit starts and ends (``time.monotonic_ns``, the clock
+#: the receipt stamps use), and writes them there as msgpack when it exits. ``bench_recorder.py --trace``
+#: uses it to split the commit latency into its parts. Off (nothing recorded) unless set.
+TRACE_ENV = "IBLEDGER_WRITER_TRACE"
+
+
 class _ChildWriter(Writer):
     """The thread writer's commit code driven by one loop in the child (its thread is never started)."""
 
@@ -175,6 +189,7 @@ class _ChildWriter(Writer):
         self.ring = ring
         self.pending: deque[Envelope] = deque()
         self.orphaned = False  # the parent went away without closing: take nothing more
+        self.trace: list[list[Any]] | None = [] if os.environ.get(TRACE_ENV) else None
 
     def _request_close(self, timeout: float) -> None:
         if not self._closing:
@@ -197,7 +212,11 @@ class _ChildWriter(Writer):
             self._request_close(0.0)
             return
         if self.ring is not None and not self.orphaned:
-            pending.extend(decode(f) for f in self.ring.pop_all())
+            got = self.ring.pop_all()
+            if got:
+                if self.trace is not None:
+                    self.trace.append(["pop", time.monotonic_ns(), len(got)])
+                pending.extend(decode(f) for f in got)
 
     def _pause(self, seconds: float) -> None:
         # a failing store: keep taking frames (the ring keeps room; a close request sets the deadline)
@@ -218,9 +237,15 @@ class _ChildWriter(Writer):
             if self.orphaned:
                 return
             if pending:
-                n = min(len(pending), self.max_batch)
-                if not self._commit([pending.popleft() for _ in range(n)]):
+                # everything taken, in one transaction: one fsync however deep the backlog (see the module
+                # docstring, "Batches"); the thread writer's max_batch bounds its GIL time, which is not ours
+                batch = list(pending)
+                pending.clear()
+                t0 = time.monotonic_ns() if self.trace is not None else 0
+                if not self._commit(batch):
                     return  # fatal or abandoned: the parent counts everything unacknowledged as lost
+                if self.trace is not None:
+                    self.trace.append(["commit", t0, time.monotonic_ns(), batch[0].seq, batch[-1].seq])
                 continue
             if self._closing:
                 return
@@ -230,7 +255,10 @@ class _ChildWriter(Writer):
             ring.set_asleep(True)
             ring.fence()
             if not ring.pending():
-                signal.sigtimedwait((_WAKE_SIGNAL,), _IDLE_POLL_S)  # stdin is polled right after
+                t0 = time.monotonic_ns() if self.trace is not None else 0
+                woke = signal.sigtimedwait((_WAKE_SIGNAL,), _IDLE_POLL_S)  # stdin is polled right after
+                if self.trace is not None:
+                    self.trace.append(["sleep", t0, time.monotonic_ns(), woke is not None])
             ring.set_asleep(False)
 
 
@@ -278,6 +306,9 @@ def _child_main() -> None:
     finally:
         send(["closed", writer.committed_seq])
         store.close()
+        if writer.trace is not None:
+            with contextlib.suppress(OSError):
+                Path(os.environ[TRACE_ENV]).write_bytes(_enc.encode(writer.trace))
         if ring is not None:
             ring.close()
 
@@ -299,7 +330,8 @@ def _remote_error(kind: str, text: str, extra: list[Any]) -> BaseException:
 
 class ProcessWriter:
     """Same surface as :class:`ledger.store.writer.Writer` (``put``/``wait_committed``/``close``/listeners and
-    the public counters); the commits happen in a child process."""
+    the public counters); the commits happen in a child process, each taking everything that arrived
+    (``max_batch`` is accepted for the same signature and not applied: see "Batches" above)."""
 
     def __init__(
         self,

@@ -14,9 +14,11 @@ rows (target in brackets):
 * replay       -- ``Replayer`` over the file and over the store, beside typed decode alone [>= 300k ev/s];
 * rss          -- replay peak RSS at ``--events`` and at each ``--rss-events`` size (a real run, e.g.
                   ``--rss-events 10000000``), beside decode-only [<= 500 MB at 10M, flat];
-* fold         -- ``LedgerFold.apply`` alone beside bench_fold's per-order floor (find the order, record the
-                  observation, set three fields) over the same envelopes (the NautilusTrader anchor needs
-                  nautilus_trader, which this environment does not install);
+* fold         -- the NautilusTrader anchor (anchor.py): one stream of ``--anchor-orders`` orders as raw IB
+                  callbacks, ibledger's adapter + envelope + ``LedgerFold.apply`` beside NautilusTrader's own
+                  order objects (``.venv-nautilus``, a subprocess; skipped with a line saying so when absent)
+                  [>= 1.5x]; then ``LedgerFold.apply`` alone beside bench_fold's per-order floor (find the order,
+                  record the observation, set three fields) over the same envelopes;
 * build        -- ``projections.projector.rebuild`` (time, peak RSS) beside read+decode+fold and beside
                   Arrow -> DuckDB of the same rows [<= 10 s and <= 500 MB at 1M events];
 * catchup      -- audit catch-up of ``--catchup`` new events: warm (long-lived projector) and cold (new
@@ -24,7 +26,8 @@ rows (target in brackets):
 * import       -- ``ibledger import FILE`` peak RSS beside decode-only streaming [flat];
 * recorder     -- commit p99 at ``--rate`` callbacks/s through ``Recorder.attach`` (bench_recorder.py, real
                   client and simulator), beside a bare sqlite3 single-row commit p99 and the disk's fsync
-                  p99 [<= 2 ms];
+                  p99, with where the p99 comes from (bench_recorder.py --trace: receipt hook, commit in
+                  flight or wake-up, backlog, own commit) [<= 2 ms];
 * pg           -- PostgreSQL append at 100/commit and 1/commit beside raw psycopg on the same table
                   layout (one INSERT ... SELECT unnest per commit) [>= 0.7x].
 """
@@ -49,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
+import anchor  # noqa: E402
 import bench_fold  # noqa: E402
 import bench_replay  # noqa: E402
 import bench_store  # noqa: E402
@@ -169,6 +173,22 @@ def print_rss(m: dict[str, dict], extra: list[tuple[int, dict, dict]]) -> None:
              r["rss"] / d["rss"], "<= 500 MB at 10M", ok)
 
 
+def row_anchor(n_orders: int, reps: int) -> None:
+    print(f"\n[fold] incl. adapter translation, NautilusTrader anchor stream, callbacks/s (median of {reps})")
+    m = anchor.measure(7, n_orders, reps)
+    L, N = m["L"], m["N"]
+    name = f"adapter + fold, {L['callbacks']:,} callbacks"
+    if N is None:
+        line(name, f"{L['rate']:,.0f} cb/s", "NautilusTrader: skipped", None, ">= 1.5x", None)
+        print("  " + anchor.missing_line())
+    else:
+        line(name, f"{L['rate']:,.0f} cb/s", f"Nautilus {N['rate']:,.0f} cb/s", m["ratio"], ">= 1.5x",
+             m["ratio"] >= anchor.TARGET)
+    line("  of which the adapter alone", f"{L['translate']:,.0f} cb/s", "", None, "", None)
+    line("  of which the fold alone", f"{L['fold_only']:,.0f} cb/s",
+         f"Nautilus {N['rate']:,.0f} cb/s" if N else "-", L["fold_only"] / N["rate"] if N else None, "", None)
+
+
 def row_fold(n_events: int, reps: int) -> None:
     import gc
 
@@ -197,7 +217,7 @@ def row_fold(n_events: int, reps: int) -> None:
     gc.unfreeze()
     print("\n[fold] the fold alone, events/s (median)")
     line(f"LedgerFold.apply, {len(envs):,} events", f"{med(fold):,.0f} ev/s", f"per-order floor {med(base):,.0f} ev/s",
-         med(fold) / med(base), "anchor: NautilusTrader not installed here", None)
+         med(fold) / med(base), "anchor: see the row above", None)
     line("compact fold (as replay runs it)", f"{med(compact):,.0f} ev/s", f"per-order floor {med(base):,.0f} ev/s",
          med(compact) / med(base), "finished orders retired to disk", None)
 
@@ -352,6 +372,8 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
             store = f"sqlite:///{tmp / 'ledger.db'}"
         cmd = [sys.executable, str(HERE / "bench_recorder.py"), "--rate", str(rate), "--seconds", "2",
                "--reps", str(reps), "--writer", writer, "--store", store]
+        if writer == "default":
+            cmd.append("--trace")  # the writer process's timings: where the p99 comes from
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
         finally:
@@ -376,6 +398,9 @@ def row_recorder(rate: int, reps: int, work: Path) -> None:
                 f"such a stall waits as long: the machine's own floor), with it {float(lag.group(2)):.2f} ms"
                 if lag else "")
         print(f"    (commit p50 {float(m.group(1)):.2f} ms{disk}{extra}{lags})")
+        where_from = re.search(r"^where the p99 comes from.*$", text, re.M)
+        if where_from:
+            print(f"    ({where_from.group(0)})")
 
 
 def row_pg(url: str, n_bulk: int, n_single: int, reps: int) -> None:
@@ -433,6 +458,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rss-events", default="", help="comma-separated extra sizes for real replay RSS runs")
     ap.add_argument("--fold-events", type=int, default=0, help="events for the fold row (default: --events)")
+    ap.add_argument("--anchor-orders", type=int, default=20_000, help="orders of the NautilusTrader anchor stream")
     ap.add_argument("--catchup", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--pg", default=os.environ.get("IBLEDGER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
@@ -471,6 +497,7 @@ def main() -> None:
                 big.unlink()
             print_rss(rep, extra)
         if "fold" in only:
+            row_anchor(a.anchor_orders, max(a.reps, 3))
             row_fold(a.fold_events or a.events, a.reps)
         duck = None
         if "build" in only or "catchup" in only:

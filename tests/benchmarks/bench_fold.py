@@ -9,8 +9,10 @@ Prints events/s (median of ``--runs``, wall clock and CPU time) for:
   three attributes) — what this interpreter and machine allow before any ledger logic;
 * ``fold``: ``LedgerFold().apply`` over the same envelopes, from an empty fold each run;
 
-and the fold/baseline and fold/floor ratios. The input stream (``replay.strategies.generate_stream``) is built once and
-frozen out of the garbage collector's sight (``gc.freeze``), so what is timed is the fold and the
+and the fold/baseline and fold/floor ratios; then the NautilusTrader anchor (``anchor.py``, ``--anchor-orders``;
+0 skips it): the same fold including the adapter's translation of raw IB callbacks, beside NautilusTrader's own
+order objects over the same stream (target >= 1.5x). The input stream (``replay.strategies.generate_stream``) is
+built once and frozen out of the garbage collector's sight (``gc.freeze``), so what is timed is the fold and the
 objects it creates, not the GC walking a million input envelopes. Target: ≥ 300k events/s.
 """
 
@@ -25,6 +27,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import anchor  # noqa: E402
 
 from ledger.core.fold import LedgerFold  # noqa: E402
 from replay.strategies import generate_stream  # noqa: E402
@@ -90,6 +94,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--anchor-orders", type=int, default=20_000, help="orders of the anchor stream (0: skip it)")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -117,6 +122,12 @@ def main() -> None:
     print(f"target {TARGET:,} events/s: {verdict} (median of {args.runs} runs, wall clock)")
     print(f"orders: {len(f.orders):,}  " + ", ".join(f"{k} {v:,}" for k, v in states.most_common()))
     print(f"anomalies: {len(f.anomalies):,}  " + ", ".join(f"{k} {v:,}" for k, v in anomalies.most_common()))
+    if args.anchor_orders:
+        del f, envs
+        gc.unfreeze()
+        gc.collect()
+        anchor_runs = max(args.runs, 3)
+        anchor.report(anchor.measure(7, args.anchor_orders, anchor_runs), anchor_runs)
 
 
 if __name__ == "__main__":

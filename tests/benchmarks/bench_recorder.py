@@ -28,6 +28,8 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,10 +37,13 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ledger.ib.library import IB, LIBRARY_NAME, LimitOrder, Stock  # noqa: E402
 from ledger.live.recorder import Recorder  # noqa: E402
+from ledger.store.writer_process import TRACE_ENV  # noqa: E402
 from replay.tws import protocol as P  # noqa: E402
 from replay.tws.simulator import Simulator  # noqa: E402
 
@@ -152,13 +157,36 @@ class SimProcess:
 async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespace, exec_base: int) -> dict:
     ib = IB()
     options = {} if args.writer == "default" else {"writer": args.writer}
-    rec = Recorder.attach(ib, store_url, max_batch=args.max_batch, **options) if store_url else None
+    trace_file = None
+    burst: list[tuple[int, int, int]] = []
+    if store_url and args.trace:
+        trace_file = Path(tempfile.mkdtemp(prefix="bench_trace_")) / "writer.trace"
+        os.environ[TRACE_ENV] = str(trace_file)
+    try:
+        rec = Recorder.attach(ib, store_url, max_batch=args.max_batch, **options) if store_url else None
+    finally:
+        os.environ.pop(TRACE_ENV, None)
     latencies: list[int] = []
+    window: list[tuple[int, int, int]] = []  # (seq, receipt mono_ns, commit ns) of the burst's events
+    puts: dict[int, tuple[int, int, bool]] = {}  # seq -> (put entered, put returned, this put woke the child)
     if rec is not None:
         def on_commit(batch, commit_ns: int) -> None:
             latencies.extend(commit_ns - e.mono_ns for e in batch if e.mono_ns)
+            if trace_file is not None:
+                window.extend((e.seq, e.mono_ns, commit_ns) for e in batch if e.mono_ns)
 
         rec.on_commit(on_commit)
+        if trace_file is not None:
+            w = rec.writer
+            put = w.put
+
+            def traced_put(env, timeout: float = 0.0, *, reserve: bool = False) -> bool:
+                t0, woken = time.monotonic_ns(), getattr(w, "_woken", 0)
+                ok = put(env, timeout, reserve=reserve)
+                puts[env.seq] = (t0, time.monotonic_ns(), getattr(w, "_woken", 0) != woken)
+                return ok
+
+            w.put = traced_put
     await ib.connectAsync("127.0.0.1", sim.port, clientId=CLIENT_ID, timeout=5)
     # CPU time of the loop thread per decoded message (library + recorder hook): robust to other load
     cpu: list[int] = []
@@ -179,6 +207,7 @@ async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespa
     if rec is not None:
         await rec.flush_async()
         latencies.clear()
+        window.clear()
 
     lags: list[float] = []
     stop = asyncio.Event()
@@ -220,6 +249,7 @@ async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespa
     }
     if rec is not None:
         await rec.flush_async(10)
+        burst = list(window)  # the burst's events only (what ``latencies`` holds), not the cancels below
         result.update(
             p50_ms=pct(latencies, 50) / 1e6,
             p99_ms=pct(latencies, 99) / 1e6,
@@ -235,7 +265,91 @@ async def one_run(sim: SimProcess, store_url: str | None, args: argparse.Namespa
     ib.disconnect()
     if rec is not None:
         rec.close()
+    if trace_file is not None and trace_file.exists():
+        result["trace"] = breakdown(burst, puts, msgspec.msgpack.decode(trace_file.read_bytes()))
+        shutil.rmtree(trace_file.parent, ignore_errors=True)
     return result
+
+
+def breakdown(window: list[tuple[int, int, int]], puts: dict, trace: list[list]) -> dict:
+    """Split each burst event's commit latency (commit - receipt) into its consecutive parts:
+
+    * ``hook``: receipt stamp -> ``put`` returned (the recorder's hook, encoding, the ring copy; and any
+      time the loop thread was off the CPU meanwhile);
+    * ``ring``: ``put`` returned -> the child took the frame (the child was committing an earlier batch --
+      "in flight" -- or asleep and being woken: the signal's delivery and the child's scheduling);
+    * ``queue``: taken -> its own commit started (decoding, earlier batches taken at the same time);
+    * ``commit``: its own ``append`` (the SQLite transaction and its fsync with synchronous=FULL).
+    """
+    pops: list[tuple[int, int]] = []  # (cumulative frames taken, at)
+    taken = 0
+    commits: dict[int, tuple[int, int]] = {}
+    sleeps = []
+    for rec in trace:
+        if rec[0] == "pop":
+            taken += rec[2]
+            pops.append((taken, rec[1]))
+        elif rec[0] == "commit":
+            for seq in range(rec[3], rec[4] + 1):
+                commits[seq] = (rec[1], rec[2])
+        elif rec[0] == "sleep":
+            sleeps.append(rec)
+    import bisect
+
+    ends = [p[0] for p in pops]
+    starts = [s[1] for s in sleeps]
+    rows = []
+    for seq, recv, _ack in window:
+        i = bisect.bisect_left(ends, seq)  # the k-th frame taken is seq k (every put is one frame, in order)
+        if seq not in puts or seq not in commits or i >= len(pops):
+            continue
+        put_in, put_out, woke = puts[seq]
+        popped = pops[i][1]
+        c0, c1 = commits[seq]
+        # was the child asleep when this frame arrived? (a sleep that began before the put and ended after)
+        j = bisect.bisect_right(starts, put_out) - 1
+        asleep = j >= 0 and sleeps[j][2] >= put_out
+        rows.append({"total": c1 - recv, "hook": put_out - recv, "ring": popped - put_out, "queue": c0 - popped,
+                     "commit": c1 - c0, "woke": woke, "asleep": asleep})
+    if not rows:
+        return {}
+    n = len(rows)
+    p99 = pct([r["total"] for r in rows], 99)
+    top = [r for r in rows if r["total"] >= p99]
+    parts = ("hook", "ring", "queue", "commit")
+    own = sorted({(c0, c1) for c0, c1 in commits.values()})
+    return {
+        "events": n,
+        "p50": {k: pct([r[k] for r in rows], 50) / 1e6 for k in ("total", *parts)},
+        "p99": {k: pct([r[k] for r in rows], 99) / 1e6 for k in ("total", *parts)},
+        "top_mean": {k: statistics.fmean(r[k] for r in top) / 1e6 for k in ("total", *parts)},
+        "top_n": len(top),
+        "top_woke": sum(r["woke"] for r in top),
+        "top_asleep": sum(r["asleep"] for r in top),
+        "top_ring_asleep": statistics.fmean([r["ring"] for r in top if r["asleep"]] or [0]) / 1e6,
+        "top_ring_busy": statistics.fmean([r["ring"] for r in top if not r["asleep"]] or [0]) / 1e6,
+        "all_woke": sum(r["woke"] for r in rows),
+        "commit_p50": pct([c1 - c0 for c0, c1 in own], 50) / 1e6,
+        "commit_p99": pct([c1 - c0 for c0, c1 in own], 99) / 1e6,
+        "sleeps": len(sleeps),
+        "sleeps_signalled": sum(1 for s in sleeps if s[3]),
+    }
+
+
+def print_breakdown(label: str, t: dict) -> None:
+    if not t:
+        return
+    parts = ("total", "hook", "ring", "queue", "commit")
+    print(f"  {label} breakdown of {t['events']} events (ms):  " + "  ".join(f"{k}" for k in parts))
+    for row in ("p50", "p99", "top_mean"):
+        name = {"p50": "p50", "p99": "p99", "top_mean": f"mean of the slowest 1% ({t['top_n']})"}[row]
+        print(f"    {name:28s} " + "  ".join(f"{t[row][k]:6.2f}" for k in parts))
+    print(f"    own commits: p50 {t['commit_p50']:.2f} ms, p99 {t['commit_p99']:.2f} ms; child slept {t['sleeps']} "
+          f"times, {t['sleeps_signalled']} woken by the signal; puts that sent the wake: {t['all_woke']} "
+          f"of {t['events']} (slowest 1%: {t['top_woke']} of {t['top_n']})")
+    print(f"    slowest 1%: {t['top_asleep']} of {t['top_n']} arrived while the child slept (ring wait mean "
+          f"{t['top_ring_asleep']:.2f} ms), the others while it was committing (ring wait mean "
+          f"{t['top_ring_busy']:.2f} ms)")
 
 
 def fsync_probe(directory: str, n: int = 200) -> tuple[float, float]:
@@ -271,6 +385,8 @@ def main() -> None:
     ap.add_argument("--switch-ms", type=float, default=0.0,
                     help="sys.setswitchinterval in ms for this process (0: Python's default, 5 ms; "
                     "`ibledger record` uses 0.5)")
+    ap.add_argument("--trace", action="store_true",
+                    help="split the commit latency into its parts (the writer process records its timings)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.switch_ms:
@@ -319,6 +435,8 @@ def main() -> None:
                       f" p99 {r['lag_p99_ms']:.2f} ms (longest GC pause {r['gc_max_ms']:.1f} ms);"
                       f" loop CPU per callback mean {r['cpu_mean_us']:.1f} us"
                       f" p99 {r['cpu_p99_us']:.1f} us;{extra}", flush=True)
+                if "trace" in r:
+                    print_breakdown(f"rep {rep + 1}", r["trace"])
     finally:
         sim.close()
 
@@ -343,6 +461,18 @@ def main() -> None:
     print(f"loop lag p99        baseline {lag99_b:.2f} ms   recorder {lag99_r:.2f} ms   ratio {lag99_r / lag99_b:.2f}x")
     print(f"stall from recording (max lag recorder - baseline) {stall:.2f} ms (target <= 2 ms: "
           f"{'met' if stall <= 2 else 'MISSED'})")
+    traces = [r["trace"] for r in rec_runs if r.get("trace")]
+    if traces:
+        def tm(key: str) -> float:
+            return statistics.median(t["top_mean"][key] for t in traces)
+
+        print(f"where the p99 comes from (slowest 1% of events, mean, median over reps): total {tm('total'):.2f} ms ="
+              f" hook {tm('hook'):.2f} + ring {tm('ring'):.2f} (commit in flight: "
+              f"{sum(t['top_n'] - t['top_asleep'] for t in traces)} of {sum(t['top_n'] for t in traces)} events;"
+              f" child asleep: {sum(t['top_asleep'] for t in traces)}) + queue {tm('queue'):.2f}"
+              f" + own commit {tm('commit'):.2f} ms; own commits p50"
+              f" {statistics.median(t['commit_p50'] for t in traces):.2f} ms p99"
+              f" {statistics.median(t['commit_p99'] for t in traces):.2f} ms")
     cpu_b, cpu_r = med(base_runs, "cpu_mean_us"), med(rec_runs, "cpu_mean_us")
     cpu99_b, cpu99_r = med(base_runs, "cpu_p99_us"), med(rec_runs, "cpu_p99_us")
     extra = cpu_r - cpu_b

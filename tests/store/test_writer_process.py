@@ -45,7 +45,7 @@ def test_everything_put_is_committed_in_order_and_acknowledged(sqlite_url: str) 
         assert w.close() is True
         assert (w.committed_seq, w.committed, w.lost, w.error) == (500, 500, 0, None)
         assert [s for b, _ in seen for s in b] == list(range(1, 501))
-        assert all(len(b) <= 7 for b, _ in seen) and w.batches == len(seen)
+        assert w.batches == len(seen)
         assert [ns for _, ns in seen] == sorted(ns for _, ns in seen)
         assert w.position == store.max_position()
         assert [e for e in store.read_session(sid)] == batch
@@ -248,3 +248,62 @@ def test_auto_picks_the_process_for_our_backends_and_the_thread_otherwise(sqlite
         with pytest.raises(ValueError, match="writer must be"):
             make_writer("fork", store)
         store.__class__ = SQLiteEventStore
+
+
+def test_the_trace_names_when_each_frame_was_taken_and_committed(sqlite_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``IBLEDGER_WRITER_TRACE`` set, the child writes its timings at exit: frames taken in order (all of
+    them), commits covering every seq once, in order, on the parent's monotonic clock; unset, nothing."""
+    import msgspec
+
+    from ledger.store.writer_process import TRACE_ENV
+
+    trace = tmp_path / "writer.trace"
+    sid = derived_id("pw-trace", 1)
+    monkeypatch.setenv(TRACE_ENV, str(trace))
+    before = time.monotonic_ns()
+    with open_store(sqlite_url) as store:
+        w = ProcessWriter(store, max_batch=7).start()
+        monkeypatch.delenv(TRACE_ENV)
+        for i, env in enumerate(envs(sid, 200)):
+            assert w.put(env, timeout=5)
+            if i % 50 == 49:
+                time.sleep(0.1)  # let the child fall asleep: the next put wakes it
+        assert w.wait_committed(200, timeout=60) and w.close() is True
+    after = time.monotonic_ns()
+    recs = msgspec.msgpack.decode(trace.read_bytes())
+    pops = [r for r in recs if r[0] == "pop"]
+    commits = [r for r in recs if r[0] == "commit"]
+    sleeps = [r for r in recs if r[0] == "sleep"]
+    assert sum(r[2] for r in pops) == 200
+    assert [s for r in commits for s in range(r[3], r[4] + 1)] == list(range(1, 201))
+    assert all(before <= r[1] <= r[2] <= after for r in commits + sleeps)
+    assert any(r[3] for r in sleeps)  # woken by the signal at least once
+    written = trace.read_bytes()
+    with open_store(sqlite_url) as store:  # the variable unset: the next child records nothing
+        w = ProcessWriter(store).start()
+        assert w.put(envs(derived_id("pw-trace", 2), 1)[0], timeout=5) and w.close() is True
+    assert trace.read_bytes() == written
+
+
+def test_a_backlog_is_committed_in_one_transaction(sqlite_url: str, tmp_path: Path) -> None:
+    """While the store is locked the child cannot commit; everything that piles up meanwhile goes into the
+    next commit, one transaction (one fsync), not one per ``max_batch`` (the thread writer's GIL bound)."""
+    import sqlite3
+
+    sid = derived_id("pw-backlog", 1)
+    seen: list[list[int]] = []
+    with open_store(sqlite_url) as store:
+        w = ProcessWriter(store, max_batch=7, on_commit=lambda b, ns: seen.append([e.seq for e in b])).start()
+        blocker = sqlite3.connect(str(tmp_path / "ledger.db"), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the child's append waits for it
+        try:
+            for env in envs(sid, 500):
+                assert w.put(env, timeout=5)
+            time.sleep(0.3)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert w.wait_committed(500, timeout=60) and w.close() is True
+    assert [s for b in seen for s in b] == list(range(1, 501))
+    assert len(seen) <= 3 and max(len(b) for b in seen) >= 400
