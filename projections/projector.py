@@ -50,6 +50,10 @@ from projections.columns import Batch, constant_or_array, first, register_keys, 
 MAX_ORDER_ID = ev.MANUAL_EXEC_ORDER_ID
 PROJECTION = "audit"
 DEFAULT_BATCH = 20_000
+# A rebuild's batches: a transaction that appends at least one DuckDB row group (122,880 rows) to a table
+# writes it straight into the database file, compressed once, instead of through the WAL and again at the
+# checkpoint on close (measured: ~14 % of a 200k-event rebuild's CPU time, for ~115 MB more peak memory).
+REBUILD_BATCH = 131_072
 DEFAULT_CHECKPOINT_EVERY = 100_000
 
 _json = msgspec.json.Encoder()
@@ -288,7 +292,8 @@ class AuditProjection:
             con.execute(f"DROP TABLE IF EXISTS {name}")
         for sql in schema.create_sql():
             con.execute(sql)
-        con.execute(schema.comments_sql())
+        # one transaction: a few hundred catalog writes, each its own commit otherwise (0.37 s -> 0.17 s)
+        con.execute(f"BEGIN TRANSACTION;\n{schema.comments_sql()};\nCOMMIT")
         self._write_meta()
         con.execute("INSERT INTO audit_tracking VALUES (?, 0, 0, '')", [PROJECTION])
         self.position = self.events = self.checkpoint_position = 0
@@ -954,7 +959,7 @@ def update(store: EventStore, path: str | Path, *, progress: Callable[[int], Non
 
 
 def rebuild(store: EventStore, path: str | Path, *, progress: Callable[[int], None] | None = None,
-            batch_events: int = DEFAULT_BATCH, checkpoint: bool = True, payloads: bool = False) -> int:
+            batch_events: int = REBUILD_BATCH, checkpoint: bool = True, payloads: bool = False) -> int:
     """Build the projection from scratch into a temporary file, then replace ``path`` atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".rebuild")
