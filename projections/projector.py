@@ -440,7 +440,9 @@ class AuditProjection:
         n_anom = self._n_anomalies
         live_states = sm.LIVE_STATES
         merged = sm.MERGED
-        lookups = _LOOKUPS
+        find = _FIND
+        by_perm = fold.order_by_perm
+        order_for = fold.order_for
         detail = _DETAIL
         marks = self._marks
         fr = rows.failures.rows
@@ -463,15 +465,34 @@ class AuditProjection:
                 elif p.code in _CONNECTION_CODES:
                     cn.append((pos, sid, env.seq, env.recv_ns, kind, p.code, None, None))
             # the fold, with the order the event is about looked up before and after
-            look = lookups.get(tp)
-            if look is None:
+            how = find.get(tp)
+            if how is None:
                 trs = apply(env)
                 after = None
             else:
                 sid = sids[i]
                 new_exec = tp is t_exec and order_of_exec(p.exec_id) is None
                 trs = apply(env)
-                after = look(self, fold, sid, p)
+                if how == _BY_IDS or how == _BY_PERM:
+                    pid = p.perm_id
+                    after = by_perm(pid) if pid > 0 else None
+                    if after is None and how == _BY_IDS:
+                        oid = p.order_id
+                        if oid != 0 and oid != MAX_ORDER_ID:
+                            after = order_for(p.client_id or sessions[sid].client_id, oid, sid)
+                elif how == _BY_DECISION:
+                    oid = p.order_id
+                    after = (order_for(p.client_id or sessions[sid].client_id, oid, sid)
+                             if oid > 0 and oid != MAX_ORDER_ID else None)
+                elif how == _BY_EXEC:
+                    after = order_of_exec(p.exec_id)
+                elif how == _BY_ORDER:
+                    oid = p.order_id
+                    after = (order_for(p.client_id or sessions[sid].client_id, oid, sid)
+                             if oid != 0 and oid != MAX_ORDER_ID else None)
+                else:  # _BY_REQ
+                    rid = p.req_id
+                    after = order_for(sessions[sid].client_id, rid, sid) if rid > 0 else None
                 if after is not None:
                     key = after.key
                     dirty[key] = None
@@ -677,14 +698,6 @@ class AuditProjection:
             con.execute("ROLLBACK")
             raise
 
-    # --- lookups: the order an event is about (public fold API only) -------------------------------
-
-    def _client(self, sid: str, cid: int) -> int:
-        if cid:
-            return cid
-        s = self._sessions.get(sid)
-        return s.client_id if s is not None else 0
-
 
 class _Rows:
     __slots__ = ("events", "order_events", "transitions", "anomalies", "governor", "orders", "fills",
@@ -743,59 +756,21 @@ def _replaced(fills: list[Any]) -> dict[str, Any]:
     return out
 
 
-def _by_ids(proj: AuditProjection, fold: LedgerFold, sid: str, cid: int, oid: int, pid: int) -> OrderView | None:
-    if pid > 0:
-        v = fold.order_by_perm(pid)
-        if v is not None:
-            return v
-    if oid != 0 and oid != MAX_ORDER_ID:
-        return fold.order_for(proj._client(sid, cid), oid, sid)
-    return None
-
-
-def _look_broker(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    return _by_ids(proj, fold, sid, p.client_id, p.order_id, p.perm_id)
-
-
-def _look_completed(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    return _by_ids(proj, fold, sid, p.client_id, 0, p.perm_id)
-
-
-def _look_intent(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    return _by_ids(proj, fold, sid, p.client_id, p.order_id, 0)
-
-
-def _look_cancel(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    return _by_ids(proj, fold, sid, p.client_id, p.order_id, p.perm_id)
-
-
-def _look_error(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    if p.req_id <= 0:
-        return None
-    return fold.order_for(proj._client(sid, 0), p.req_id, sid)
-
-
-def _look_decision(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    if p.order_id <= 0 or p.order_id == MAX_ORDER_ID:
-        return None
-    return fold.order_for(proj._client(sid, p.client_id), p.order_id, sid)
-
-
-def _look_commission(proj: AuditProjection, fold: LedgerFold, sid: str, p: Any) -> OrderView | None:
-    return fold.order_of_exec(p.exec_id)
-
-
-_LOOKUPS: dict[type, Callable[[AuditProjection, LedgerFold, str, Any], OrderView | None]] = {
-    ev.OrderStatus: _look_broker,
-    ev.OpenOrder: _look_broker,
-    ev.CompletedOrder: _look_completed,
-    ev.ExecDetails: _look_broker,
-    ev.CommissionReport: _look_commission,
-    ev.Error: _look_error,
-    ev.PlaceOrder: _look_intent,
-    ev.ModifyOrder: _look_intent,
-    ev.CancelOrder: _look_cancel,
-    ev.GovernorDecision: _look_decision,
+# How the order an event is about is found (public fold API only), after the fold has applied it:
+# by perm id, then by (client id, order id) in its session (the session's client id when the event has
+# none); an order id of 0 or IB's manual-order id names no order.
+_BY_IDS, _BY_PERM, _BY_ORDER, _BY_EXEC, _BY_REQ, _BY_DECISION = range(6)
+_FIND: dict[type, int] = {
+    ev.OrderStatus: _BY_IDS,
+    ev.OpenOrder: _BY_IDS,
+    ev.CompletedOrder: _BY_PERM,  # (completed orders come back with order id 0)
+    ev.ExecDetails: _BY_IDS,
+    ev.CommissionReport: _BY_EXEC,  # the order the fold attributed the execution to
+    ev.Error: _BY_REQ,  # the error's reqId is the order id; no client id of its own
+    ev.PlaceOrder: _BY_ORDER,
+    ev.ModifyOrder: _BY_ORDER,
+    ev.CancelOrder: _BY_IDS,
+    ev.GovernorDecision: _BY_DECISION,  # only positive order ids
 }
 
 
@@ -845,7 +820,7 @@ _DETAIL: dict[type, Callable[[Any], tuple[Any, ...]]] = {
     ev.PlaceOrder: _d_place,
     ev.ModifyOrder: _d_place,
 }
-assert set(_DETAIL) == set(_LOOKUPS)
+assert set(_DETAIL) == set(_FIND)
 
 
 def _order_row(v: OrderView) -> tuple[Any, ...]:
