@@ -419,10 +419,11 @@ class AuditProjection:
             payload_col: Any = [encode(p).decode() for p in payloads]
         else:  # the payloads stay in the store (``ibledger export`` / ``read_all`` give them on demand)
             payload_col = pa.nulls(len(envs), type=_STR)
+        a_corr = pa.array([env.correlation_id for env in envs], type=_STR)
+        a_cause = pa.array([env.causation_id for env in envs], type=_STR)
         rows.events.cols = [a_pos, a_sid, a_seq, a_kind, a_ns, [env.mono_ns for env in envs],
                             constant_or_array([env.source for env in envs], _STR),
-                            constant_or_array([env.v for env in envs], _I64),
-                            [env.correlation_id for env in envs], [env.causation_id for env in envs], payload_col]
+                            constant_or_array([env.v for env in envs], _I64), a_corr, a_cause, payload_col]
         sessions = self._sessions
         touched = rows.sessions
         _session_counts(sessions, touched, sids, seqs, nss)
@@ -432,7 +433,8 @@ class AuditProjection:
         tr_at: list[int] = []
         an: list[tuple[Any, ...]] = []
         an_at: list[int] = []
-        gv = rows.governor.rows
+        gv: list[tuple[Any, ...]] = []
+        gv_at: list[int] = []
         dirty = rows.dirty
         apply = fold.apply
         order_of_exec = fold.order_of_exec
@@ -529,10 +531,10 @@ class AuditProjection:
                     oe_at.append(i)
                     oe.append((key, *detail[tp](p), state_before, after.state, live_before, after.is_live))
                 if tp is t_decision:
-                    gv.append((pos, sid, env.seq, env.recv_ns, p.decision, p.reason, p.message, p.action,
-                               p.order_id, p.client_id or sessions[sid].client_id, p.perm_id, p.symbol,
-                               p.trading_state, encode(p.details).decode(), after.key if after is not None else None,
-                               env.correlation_id, env.causation_id))
+                    gv_at.append(i)
+                    gv.append((p.decision, p.reason, p.message, p.action, p.order_id,
+                               p.client_id or sessions[sid].client_id, p.perm_id, p.symbol, p.trading_state,
+                               encode(p.details).decode(), after.key if after is not None else None))
             if trs:
                 for o, t in enumerate(trs):
                     tkey = t.key
@@ -560,7 +562,7 @@ class AuditProjection:
                     an.append((a.session_id, a.seq, a_i - n_anom, a.key, a.kind, a.from_status, a.to_status,
                                a.reason, a.recv_ns))
                 n_anom = len(anomalies)
-        # position, session_id, seq, recv_ns, kind of the rows' events, taken from the events' arrays
+        # position, session_id, seq, recv_ns, kind (and ids) of the rows' events, taken from the events' arrays
         if oe:
             at = pa.array(oe_at, type=_I64)
             c = list(zip(*oe, strict=True))
@@ -573,6 +575,11 @@ class AuditProjection:
         if an:
             c = list(zip(*an, strict=True))
             rows.anomalies.cols = [a_pos.take(pa.array(an_at, type=_I64)), *c]
+        if gv:
+            at = pa.array(gv_at, type=_I64)
+            c = list(zip(*gv, strict=True))
+            rows.governor.cols = [a_pos.take(at), a_sid.take(at), a_seq.take(at), a_ns.take(at), *c,
+                                  a_corr.take(at), a_cause.take(at)]
         self._n_anomalies = n_anom
         # the current rows of every touched order; ``lower`` bounds the stored rows' first_seen_ns (it
         # only ever decreases, on a merge) so the deletes can skip old row groups by their zone maps
