@@ -4,10 +4,10 @@ Rows are collected while the fold runs, either as tuples (one per row, transpose
 straight as columns (a Python list or a ready Arrow array per column: no per-row tuple, no transposition,
 and a column shared with another table, such as an event's position, is converted once and taken by
 index). Each batch becomes one Arrow table (one typed Arrow array per column) inserted with one
-``INSERT ... SELECT`` over the registered table. Arrow
-arrays are handed to DuckDB without a copy or a per-value cast, and nullable columns carry their own
-validity bitmap: measured here, Arrow record batches ingest ~5x faster than NumPy arrays + ``register``
-(object arrays cast to VARCHAR, null masks as extra columns) and DuckDB's ``executemany`` is hopeless.
+``INSERT ... SELECT`` over the registered table. Arrow arrays are handed to DuckDB without a copy or a
+per-value cast, and nullable columns carry their own validity bitmap: measured here, Arrow record batches
+ingest ~5x faster than NumPy arrays + ``register`` (object arrays cast to VARCHAR, null masks as extra
+columns) and DuckDB's ``executemany`` is hopeless.
 
 Column kinds: ``i`` BIGINT, ``f`` DOUBLE, ``F`` nullable DOUBLE (None allowed), ``b`` BOOLEAN,
 ``s`` VARCHAR (None allowed), ``t`` a TIMESTAMP computed from an ns column (``t:recv_ns``; 0 = NULL).
