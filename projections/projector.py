@@ -530,7 +530,7 @@ class AuditProjection:
                         if not m[3]:
                             m[3] = pos
                     oe_at.append(i)
-                    oe.append((key, *detail[tp](p), state_before, after.state, live_before, after.is_live))
+                    oe.append(detail[tp](p, key, state_before, after.state, live_before, after.is_live))
                 if tp is t_decision:
                     gv_at.append(i)
                     gv.append((p.decision, p.reason, p.message, p.action, p.order_id,
@@ -782,41 +782,45 @@ _FIND: dict[type, int] = {
 }
 
 
-# (status, code, exec_id, shares, price, decision, reason, text) of an order event, per payload type
-def _d_status(p: Any) -> tuple[Any, ...]:
-    return (p.status, 0, None, p.filled, p.avg_fill_price, None, None, p.why_held or None)
+# An order event's row after its order key: (status, code, exec_id, shares, price, decision, reason, text) per
+# payload type, then the order's state and liveness before and after (``sb``, ``sa``, ``lb``, ``la``): one
+# call builds the whole row (no intermediate tuple to unpack).
+def _d_status(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, p.status, 0, None, p.filled, p.avg_fill_price, None, None, p.why_held or None, sb, sa, lb, la)
 
 
-def _d_open(p: Any) -> tuple[Any, ...]:
-    return (p.status or None, 0, None, p.total_qty, p.lmt_price if p.lmt_price is not None else 0.0,
-            None, None, None)
+def _d_open(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, p.status or None, 0, None, p.total_qty, p.lmt_price if p.lmt_price is not None else 0.0,
+            None, None, None, sb, sa, lb, la)
 
 
-def _d_exec(p: Any) -> tuple[Any, ...]:
-    return (None, 0, p.exec_id, p.shares, p.price, None, None, None)
+def _d_exec(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, None, 0, p.exec_id, p.shares, p.price, None, None, None, sb, sa, lb, la)
 
 
-def _d_commission(p: Any) -> tuple[Any, ...]:
-    return (None, 0, p.exec_id, 0.0, p.commission if p.commission is not None else 0.0, None, None, None)
+def _d_commission(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, None, 0, p.exec_id, 0.0, p.commission if p.commission is not None else 0.0, None, None, None,
+            sb, sa, lb, la)
 
 
-def _d_error(p: Any) -> tuple[Any, ...]:
-    return (None, p.code, None, 0.0, 0.0, None, None, p.message)
+def _d_error(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, None, p.code, None, 0.0, 0.0, None, None, p.message, sb, sa, lb, la)
 
 
-def _d_decision(p: Any) -> tuple[Any, ...]:
-    return (None, 0, None, 0.0, 0.0, p.decision, p.reason, p.message or None)
+def _d_decision(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, None, 0, None, 0.0, 0.0, p.decision, p.reason, p.message or None, sb, sa, lb, la)
 
 
-def _d_cancel(p: Any) -> tuple[Any, ...]:
-    return (None, 0, None, 0.0, 0.0, None, p.reason or None, None)
+def _d_cancel(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, None, 0, None, 0.0, 0.0, None, p.reason or None, None, sb, sa, lb, la)
 
 
-def _d_place(p: Any) -> tuple[Any, ...]:
-    return (None, 0, None, p.total_qty, p.lmt_price if p.lmt_price is not None else 0.0, None, None, None)
+def _d_place(p: Any, key: str, sb: str, sa: str, lb: bool, la: bool) -> tuple[Any, ...]:
+    return (key, None, 0, None, p.total_qty, p.lmt_price if p.lmt_price is not None else 0.0, None, None, None,
+            sb, sa, lb, la)
 
 
-_DETAIL: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+_DETAIL: dict[type, Callable[..., tuple[Any, ...]]] = {
     ev.OrderStatus: _d_status,
     ev.OpenOrder: _d_open,
     ev.CompletedOrder: _d_open,
