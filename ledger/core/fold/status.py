@@ -197,19 +197,21 @@ def refresh(
             critical = ""
     else:
         return
+    # positional, in Transition's field order: key, from_state, to_state, from_overlay, overlay,
+    # broker_status, cause, session_id, seq, recv_ns, critical
     out.append(
         Transition(
-            key=v.key,
-            from_state=old_state,
-            to_state=new,
-            from_overlay=old_overlay,
-            overlay=overlay,
-            broker_status=v.broker_status,
-            cause=_KIND_OF.get(type(env.payload)) or _kind(env.payload),
-            session_id=env.session_id,
-            seq=env.seq,
-            recv_ns=ns,
-            critical=critical,
+            v.key,
+            old_state,
+            new,
+            old_overlay,
+            overlay,
+            v.broker_status,
+            _KIND_OF.get(type(env.payload)) or _kind(env.payload),
+            env.session_id,
+            env.seq,
+            ns,
+            critical,
         )
     )
 

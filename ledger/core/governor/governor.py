@@ -404,12 +404,14 @@ class Governor:
         details: dict[str, Any] = {"at_ns": now_ns, "qty": qty, "side": side}
         if otype:
             details["order_type"] = otype
+        # positional, in Check's field order: intent, now_ns, view, action, client_id, perm_id, symbol, side,
+        # qty, order_type, sec_type, multiplier, price, price_source, max_qty, max_notional, details
         return Check(
-            intent=intent, now_ns=now_ns, view=view,
-            action="modify" if isinstance(intent, ev.ModifyOrder) or view is not None else "place",
-            client_id=cid, perm_id=view.perm_id if view is not None else 0, symbol=symbol, side=side, qty=qty,
-            order_type=otype, sec_type=sec_type, multiplier=self._multiplier(symbol, con_id, intent.contract),
-            price=price, price_source=price_src, max_qty=max_qty, max_notional=max_notional, details=details,
+            intent, now_ns, view,
+            "modify" if isinstance(intent, ev.ModifyOrder) or view is not None else "place",
+            cid, view.perm_id if view is not None else 0, symbol, side,
+            qty, otype, sec_type, self._multiplier(symbol, con_id, intent.contract),
+            price, price_src, max_qty, max_notional, details,
         )  # fmt: skip
 
     def _limits_for(self, symbol: str) -> tuple[float, float]:

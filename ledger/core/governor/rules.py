@@ -56,8 +56,11 @@ CANCELLABLE = frozenset(
 )
 
 
-class Check(msgspec.Struct, kw_only=True):
-    """A place or modify intent as the rules see it (resolved once, before the first rule runs)."""
+class Check(msgspec.Struct):
+    """A place or modify intent as the rules see it (resolved once, before the first rule runs).
+
+    Not keyword-only: the governor builds one per pre-check positionally, in field order (a third of the
+    cost of seventeen keywords)."""
 
     intent: ev.PlaceOrder  # ModifyOrder included
     now_ns: int  # the event time decided at
