@@ -459,6 +459,8 @@ class _Run:
         n = 0
         progress = self.progress
         every = self.progress_every
+        prechecked = self.prechecked
+        decision_t, started_t, intents = ev.GovernorDecision, ev.SessionStarted, _INTENTS  # per-event names, local
         while nxt is not None:
             env = nxt
             nxt = next(it, None)
@@ -471,15 +473,15 @@ class _Run:
             p = env.payload
             typ = type(p)
             feed = env
-            if typ is ev.GovernorDecision:
+            if typ is decision_t:
                 feed = self._on_decision(env, p, nxt)
-            elif typ is ev.SessionStarted and not self.result.recorded_config_hash:
+            elif typ is started_t and not self.result.recorded_config_hash:
                 self.result.recorded_config_hash = p.config_hash
-            elif typ in _INTENTS:
-                eid = event_id(env)
-                if self.prechecked.pop(eid, None) is None:
+            elif typ in intents:
+                eid = f"{sid}#{env.seq}"  # event_id(env)
+                if not prechecked or prechecked.pop(eid, None) is None:
                     at = env.recv_ns
-                    if nxt is not None and type(nxt.payload) is ev.GovernorDecision and nxt.causation_id == eid:
+                    if nxt is not None and type(nxt.payload) is decision_t and nxt.causation_id == eid:
                         at = _at_ns(nxt.payload, at)
                     pending[eid] = (n, env, pre_check(p, at, sid))  # type: ignore[arg-type]
                     if len(pending) > 1:
@@ -508,7 +510,8 @@ class _Run:
     def _on_decision(self, env: Envelope, p: GovernorDecision, nxt: Envelope | None) -> Envelope:
         sid = env.session_id
         if is_precheck(p):
-            key = self._answered(env, p)
+            cause = env.causation_id
+            key = (cause if cause in self.pending else None) if cause else self._answered(env, p)  # (_answered)
             if key is not None:
                 replayed = self.pending.pop(key)[2]
                 if replayed == p:  # the common case: the same decision, byte for byte

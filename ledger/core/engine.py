@@ -68,6 +68,9 @@ class Engine:
         orders and keeps no status timeline; a live recorder keeps everything for its monitors)."""
         self.fold = LedgerFold(compact=compact, timeline=timeline, keep=keep)
         self.governor = Governor(config, self.fold)
+        # bound once: step runs per event
+        self._apply = self.fold.apply
+        self._observe = self.governor.observe_as
         self.events = 0
         self._anomalies = 0  # fold anomalies the governor has seen
         self._session = ""  # session of the last event the governor observed
@@ -101,19 +104,19 @@ class Engine:
         statuses -- about half of a session) would be a no-op there.
         """
         self.events += 1
-        fold = self.fold
-        transitions = fold.apply(env)
+        transitions = self._apply(env)
         p = env.payload
-        n = len(fold.anomalies)
+        observer = OBSERVERS.get(type(p))
+        n = len(self.fold.anomalies)
         if (
             transitions
             or n != self._anomalies
             or env.session_id != self._session
-            or (type(p) in GOVERNOR_KINDS and (type(p) is not OrderStatus or p.status == INACTIVE))
+            or (observer is not None and (type(p) is not OrderStatus or p.status == INACTIVE))
         ):
             self._anomalies = n
             self._session = env.session_id
-            return transitions, self.governor.observe(env, transitions)
+            return transitions, self._observe(env, transitions, observer)
         return transitions, []
 
     def pre_check(self, intent: Intent, now_ns: int, session_id: str | None = None) -> GovernorDecision:

@@ -7,7 +7,7 @@ from ledger.core import statemachine as sm
 from ledger.core.events import Envelope
 from ledger.core.fold.identity import resolve
 from ledger.core.fold.state import _DUP, _ROWS, _UNSET_LIMIT, _WARNING_CODES, FoldState, _same, record_anomaly
-from ledger.core.fold.status import apply_status, refresh
+from ledger.core.fold.status import apply_status, broker_qty, refresh
 from ledger.core.fold.views import OrderView, Transition
 
 
@@ -50,8 +50,8 @@ def on_status(led: FoldState, env: Envelope, p: ev.OrderStatus) -> list[Transiti
         if p.filled == v.broker_filled and (p.remaining == v.broker_remaining or v.total_qty > 0):
             v.last_update_ns = ns
             return []
-        v.broker_filled = p.filled
-        v.broker_remaining = p.remaining
+        if broker_qty(led, core, env, p.filled, p.remaining):
+            return []
         out: list[Transition] = []
         refresh(led, core, env, v.state, v.overlay, out)
         return out

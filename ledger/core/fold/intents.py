@@ -7,8 +7,8 @@ from ledger.core import statemachine as sm
 from ledger.core.events import Envelope
 from ledger.core.fold.broker import _copy_order_fields
 from ledger.core.fold.identity import bind_key, create_order
-from ledger.core.fold.state import MAX_ORDER_ID, FoldState, OrderState, record_anomaly, session_client
-from ledger.core.fold.status import refresh
+from ledger.core.fold.state import _INACTIVE_ST, MAX_ORDER_ID, FoldState, OrderState, record_anomaly, session_client
+from ledger.core.fold.status import refresh, touch
 from ledger.core.fold.views import Transition
 
 
@@ -148,6 +148,14 @@ def on_decision(led: FoldState, env: Envelope, p: ev.GovernorDecision) -> list[T
             return out
         core.blocked = True
     else:
+        if not fresh and v.state != _INACTIVE_ST and (
+            core.allowed or core.placed or core.blocked or v.broker_status or v.filled > 0
+        ):
+            # the derivation reads ``allowed`` only for an order with no status, fill, block or placement:
+            # an ALLOW for any other (the common one: the answer to its own place_order) changes nothing
+            core.allowed = True
+            touch(led, core, env, out)
+            return out
         core.allowed = True
     refresh(led, core, env, old_state, old_overlay, out)
     return out

@@ -98,6 +98,15 @@ class LedgerFold(FoldState):
 
 
 
+    def open_order_for(self, client_id: int, order_id: int, session_id: str) -> OrderView | None:
+        """The order bound to (client_id, order_id) in ``session_id`` if it is in memory and not done, else
+        None: what the governor's pre-check needs. A retired order is done, so the archive is never read
+        (and nothing is re-inflated) for a new order's id -- the common case."""
+        core = self._bind.get((session_id, client_id, order_id))
+        if core is None or core.view.is_done:
+            return None
+        return core.view
+
     def order_of_exec(self, exec_id: str) -> OrderView | None:
         """The order an execution (and so its commission report) belongs to, as the fold decided it.
 

@@ -53,7 +53,7 @@ from ledger.core.governor.reasons import (
     OK,
     REDUCING,
 )
-from ledger.core.governor.rules import CANCELLABLE, RULES, SIDES, Check
+from ledger.core.governor.rules import CANCELLABLE, RULES, SIDES, Check, ledger_stale, reconciling, symbol_lists
 from ledger.core.governor.window import _Window
 from ledger.core.governor_config import GovernorConfig, default_config
 
@@ -109,6 +109,15 @@ class Governor:
         self._ignored_errors = frozenset(br.ignore_error_codes)
         self._ignored_anomalies = frozenset(br.ignore_anomalies)
         self.deny = frozenset(cfg.deny_symbols)
+        # RULES in order, less those this (frozen) config makes inert: they could neither refuse nor add a detail
+        inert: set[Any] = set()
+        if not cfg.state.block_while_reconciling:
+            inert |= {reconciling, ledger_stale}
+        if not cfg.deny_symbols and not cfg.allow_symbols:
+            inert.add(symbol_lists)
+        self._rules = tuple(rule for _codes, rule in RULES if rule not in inert)
+        self._sym_limits = bool(cfg.symbol_limits)  # without overrides every symbol has the plain limits
+        self._limits = (lim.max_qty, lim.max_notional)
         self.allow = frozenset(cfg.allow_symbols)
         self._open: dict[str, OrderView] = {}  # orders not done, in order of becoming open
         # latest prices by con_id (int) and by symbol (str): market observations and execution prices
@@ -128,14 +137,22 @@ class Governor:
 
         First what the fold derived (orders opening and closing, rejections, anomalies), then what the
         event itself says, through :data:`OBSERVERS` (one small method per kind the governor learns from)."""
+        return self.observe_as(env, transitions, OBSERVERS.get(type(env.payload)))
+
+    def observe_as(
+        self,
+        env: Envelope,
+        transitions: list[Transition],
+        observer: Callable[[Governor, Envelope, list[GovernorDecision]], None] | None,
+    ) -> list[GovernorDecision]:
+        """:meth:`observe` with the payload's :data:`OBSERVERS` entry already looked up (the engine looks
+        it up once per event to decide whether to call at all)."""
         out: list[GovernorDecision] = []
-        if env.session_id != self._session:
-            self._session = env.session_id
+        self._session = env.session_id
         if transitions:
             self._track_orders(env, transitions, out)
         if len(self.fold.anomalies) != self._n_anomalies:
             self._count_anomalies(env, out)
-        observer = OBSERVERS.get(type(env.payload))
         if observer is not None:
             observer(self, env, out)
         return out
@@ -350,7 +367,7 @@ class Governor:
         if isinstance(intent, ev.CancelOrder):
             return self._allow_cancel(intent, now_ns)
         check = self._resolve(intent, now_ns, session_id)
-        for _codes, rule in RULES:
+        for rule in self._rules:
             refused = rule(self, check)
             if refused is not None:
                 return self._answer("BLOCK", refused[0], refused[1], check)
@@ -374,22 +391,27 @@ class Governor:
         what it leaves out (symbol, side, quantity, prices, type) from the order it modifies."""
         sid = self._session if session_id is None else session_id
         cid = intent.client_id or self._session_client.get(sid, 0)
-        view = self.fold.order_for(cid, intent.order_id, sid) if intent.order_id else None
-        if view is not None and view.is_done:
-            view = None
-        symbol, side, qty, otype, lmt, aux, con_id = _fields(intent, view)
+        # only an order not done matters (a modify of it): a retired order is done, so memory suffices
+        view = self.fold.open_order_for(cid, intent.order_id, sid) if intent.order_id else None
+        if view is None:
+            symbol, side, qty, otype = intent.symbol.upper(), intent.action.upper(), intent.total_qty, intent.order_type
+            lmt, aux, con_id = intent.lmt_price, intent.aux_price, intent.con_id
+        else:
+            symbol, side, qty, otype, lmt, aux, con_id = _fields(intent, view)
         sec_type = (intent.sec_type or str((intent.contract or {}).get("secType") or "")).upper()
         price, price_src = self._price(symbol, sec_type, con_id, otype, lmt, aux)
-        max_qty, max_notional = self._limits_for(symbol)
+        max_qty, max_notional = self._limits_for(symbol) if self._sym_limits else self._limits
         details: dict[str, Any] = {"at_ns": now_ns, "qty": qty, "side": side}
         if otype:
             details["order_type"] = otype
+        # positional, in Check's field order: intent, now_ns, view, action, client_id, perm_id, symbol, side,
+        # qty, order_type, sec_type, multiplier, price, price_source, max_qty, max_notional, details
         return Check(
-            intent=intent, now_ns=now_ns, view=view,
-            action="modify" if isinstance(intent, ev.ModifyOrder) or view is not None else "place",
-            client_id=cid, perm_id=view.perm_id if view is not None else 0, symbol=symbol, side=side, qty=qty,
-            order_type=otype, sec_type=sec_type, multiplier=self._multiplier(symbol, con_id, intent.contract),
-            price=price, price_source=price_src, max_qty=max_qty, max_notional=max_notional, details=details,
+            intent, now_ns, view,
+            "modify" if isinstance(intent, ev.ModifyOrder) or view is not None else "place",
+            cid, view.perm_id if view is not None else 0, symbol, side,
+            qty, otype, sec_type, self._multiplier(symbol, con_id, intent.contract),
+            price, price_src, max_qty, max_notional, details,
         )  # fmt: skip
 
     def _limits_for(self, symbol: str) -> tuple[float, float]:

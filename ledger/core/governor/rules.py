@@ -56,8 +56,11 @@ CANCELLABLE = frozenset(
 )
 
 
-class Check(msgspec.Struct, kw_only=True):
-    """A place or modify intent as the rules see it (resolved once, before the first rule runs)."""
+class Check(msgspec.Struct):
+    """A place or modify intent as the rules see it (resolved once, before the first rule runs).
+
+    Not keyword-only: the governor builds one per pre-check positionally, in field order (a third of the
+    cost of seventeen keywords)."""
 
     intent: ev.PlaceOrder  # ModifyOrder included
     now_ns: int  # the event time decided at
@@ -241,15 +244,16 @@ def max_open_orders(g: GovernorState, c: Check) -> Refusal | None:
 def rate_limits(g: GovernorState, c: Check) -> Refusal | None:
     """``max_orders_per_sec`` / ``_per_min`` places and modifies already allowed in the last second / minute."""
     now_ns = c.now_ns
-    for window, reason, span, key in (
-        (g.rate_sec, RATE_LIMIT_SEC, "second", "max_orders_per_sec"),
-        (g.rate_min, RATE_LIMIT_MIN, "minute", "max_orders_per_min"),
-    ):
-        if window.full_at(now_ns):
-            n = window.n
-            c.details["limit"], c.details["value"] = n, n + 1
-            return reason, f"{n} orders in the last {span} ({key} {n})"
+    if g.rate_sec.full_at(now_ns):
+        return _rate_refusal(c, g.rate_sec.n, RATE_LIMIT_SEC, "second", "max_orders_per_sec")
+    if g.rate_min.full_at(now_ns):
+        return _rate_refusal(c, g.rate_min.n, RATE_LIMIT_MIN, "minute", "max_orders_per_min")
     return None
+
+
+def _rate_refusal(c: Check, n: int, reason: str, span: str, key: str) -> Refusal:
+    c.details["limit"], c.details["value"] = n, n + 1
+    return reason, f"{n} orders in the last {span} ({key} {n})"
 
 
 #: The README's "Rules" table, row by row: the codes a rule refuses with, and the rule. They run in
