@@ -566,17 +566,21 @@ class AuditProjection:
         sids = [env.session_id for env in envs]
         seqs = [env.seq for env in envs]
         nss = [env.recv_ns for env in envs]
-        a_pos = pa.array([pos for pos, _ in batch], type=_I64)
+        poss = [pos for pos, _ in batch]
+        kinds = [p.__struct_config__.tag for p in payloads]  # type: ignore[attr-defined]
+        a_pos = pa.array(poss, type=_I64)
         a_sid = constant_or_array(sids, _STR)
         a_seq = pa.array(seqs, type=_I64)
-        a_kind = pa.array([p.__struct_config__.tag for p in payloads], type=_STR)  # type: ignore[attr-defined]
+        a_kind = pa.array(kinds, type=_STR)
         a_ns = pa.array(nss, type=_I64)
         if self.payloads:
             payload_col: Any = [encode(p).decode() for p in payloads]
         else:  # the payloads stay in the store (``ibledger export`` / ``read_all`` give them on demand)
             payload_col = pa.nulls(len(envs), type=_STR)
-        a_corr = pa.array([env.correlation_id for env in envs], type=_STR)
-        a_cause = pa.array([env.causation_id for env in envs], type=_STR)
+        corrs = [env.correlation_id for env in envs]
+        causes = [env.causation_id for env in envs]
+        a_corr = pa.array(corrs, type=_STR)
+        a_cause = pa.array(causes, type=_STR)
         rows.events.cols = [a_pos, a_sid, a_seq, a_kind, a_ns, [env.mono_ns for env in envs],
                             constant_or_array([env.source for env in envs], _STR),
                             constant_or_array([env.v for env in envs], _I64), a_corr, a_cause, payload_col]
@@ -718,24 +722,23 @@ class AuditProjection:
                     an.append((a.session_id, a.seq, a_i - n_anom, a.key, a.kind, a.from_status, a.to_status,
                                a.reason, a.recv_ns))
                 n_anom = len(anomalies)
-        # position, session_id, seq, recv_ns, kind (and ids) of the rows' events, taken from the events' arrays
+        # position, session_id, seq, recv_ns, kind (and ids) of the rows' events, picked from the events'
+        # columns by index (plain lists: Arrow's ``take`` would import pyarrow.compute, ~100 ms of a new
+        # process's first catch-up)
         if oe:
-            at = pa.array(oe_at, type=_I64)
             c = list(zip(*oe, strict=True))
-            rows.order_events.cols = [a_pos.take(at), a_sid.take(at), a_seq.take(at), a_ns.take(at), c[0],
-                                      a_kind.take(at), *c[1:]]
+            rows.order_events.cols = [_pick(poss, oe_at), _pick(sids, oe_at), _pick(seqs, oe_at),
+                                      _pick(nss, oe_at), c[0], _pick(kinds, oe_at), *c[1:]]
         if tr:
-            at = pa.array(tr_at, type=_I64)
             c = list(zip(*tr, strict=True))
-            rows.transitions.cols = [a_pos.take(at), a_sid.take(at), a_seq.take(at), *c]
+            rows.transitions.cols = [_pick(poss, tr_at), _pick(sids, tr_at), _pick(seqs, tr_at), *c]
         if an:
             c = list(zip(*an, strict=True))
-            rows.anomalies.cols = [a_pos.take(pa.array(an_at, type=_I64)), *c]
+            rows.anomalies.cols = [_pick(poss, an_at), *c]
         if gv:
-            at = pa.array(gv_at, type=_I64)
             c = list(zip(*gv, strict=True))
-            rows.governor.cols = [a_pos.take(at), a_sid.take(at), a_seq.take(at), a_ns.take(at), *c,
-                                  a_corr.take(at), a_cause.take(at)]
+            rows.governor.cols = [_pick(poss, gv_at), _pick(sids, gv_at), _pick(seqs, gv_at), _pick(nss, gv_at),
+                                  *c, _pick(corrs, gv_at), _pick(causes, gv_at)]
         self._n_anomalies = n_anom
         self._order_rows(fold, rows)
         rows.sessions_batch.rows = [sessions[sid].row() for sid in touched]
@@ -981,6 +984,11 @@ _ZERO_MARKS = [0, 0, 0, 0, 0]  # (never changed: a mark is set on a list of the 
 def _forget_marks(core: Any) -> None:
     """The retire hook while a tail is re-folded: the order's marks are not known here (its row has them)."""
     core.ext = None
+
+
+def _pick(values: list[Any], at: list[int]) -> list[Any]:
+    """``values`` at the indexes ``at``, in that order."""
+    return list(map(values.__getitem__, at))
 
 
 def _mark(marks: dict[str, list[int]], key: str) -> list[int]:
