@@ -128,13 +128,20 @@ def broker_qty(led: FoldState, core: OrderState, env: Envelope, filled: float, r
         return False
     pending = filled > v.filled + EPS
     if pending != v.fill_pending:
-        v.fill_pending = pending
-        if pending:
-            led._suspects[v.key] = core
-        else:
-            led._suspects.pop(v.key, None)
+        _set_fill_pending(led, core, pending)
     v.last_update_ns = env.recv_ns
     return True
+
+
+def _set_fill_pending(led: FoldState, core: OrderState, pending: bool) -> None:
+    """The broker reports more filled than the executions hold (or no longer does): the order is a suspect
+    awaiting its executions until they arrive."""
+    v = core.view
+    v.fill_pending = pending
+    if pending:
+        led._suspects[v.key] = core
+    else:
+        led._suspects.pop(v.key, None)
 
 
 def refresh(
@@ -178,11 +185,7 @@ def refresh(
         v.remaining = v.broker_remaining
     pending = v.broker_filled > filled + EPS
     if pending != v.fill_pending:
-        v.fill_pending = pending
-        if pending:
-            led._suspects[v.key] = core
-        else:
-            led._suspects.pop(v.key, None)
+        _set_fill_pending(led, core, pending)
     ns = env.recv_ns
     v.last_update_ns = ns
     overlay = v.overlay
