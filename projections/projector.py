@@ -557,8 +557,8 @@ class AuditProjection:
         encode = _json.encode
         # Columns where it can: the events table's columns are built straight from the batch (one pass per
         # column, no per-event tuple) and converted to Arrow once; the other tables record, per row, the
-        # index of the event it came from and take the event's position, session, seq, time and kind from
-        # those arrays. The session counters are per batch (min/max over the batch's columns); only the
+        # index of the event it came from and pick the event's position, session, seq, time and kind from
+        # those columns. The session counters are per batch (min/max over the batch's columns); only the
         # kinds that change a session's other fields are looked at one by one, in order (lookups read its
         # client id).
         envs = [env for _, env in batch]
@@ -568,22 +568,15 @@ class AuditProjection:
         nss = [env.recv_ns for env in envs]
         poss = [pos for pos, _ in batch]
         kinds = [p.__struct_config__.tag for p in payloads]  # type: ignore[attr-defined]
-        a_pos = pa.array(poss, type=_I64)
-        a_sid = constant_or_array(sids, _STR)
-        a_seq = pa.array(seqs, type=_I64)
-        a_kind = pa.array(kinds, type=_STR)
-        a_ns = pa.array(nss, type=_I64)
         if self.payloads:
             payload_col: Any = [encode(p).decode() for p in payloads]
         else:  # the payloads stay in the store (``ibledger export`` / ``read_all`` give them on demand)
             payload_col = pa.nulls(len(envs), type=_STR)
         corrs = [env.correlation_id for env in envs]
         causes = [env.causation_id for env in envs]
-        a_corr = pa.array(corrs, type=_STR)
-        a_cause = pa.array(causes, type=_STR)
-        rows.events.cols = [a_pos, a_sid, a_seq, a_kind, a_ns, [env.mono_ns for env in envs],
+        rows.events.cols = [poss, constant_or_array(sids, _STR), seqs, kinds, nss, [env.mono_ns for env in envs],
                             constant_or_array([env.source for env in envs], _STR),
-                            constant_or_array([env.v for env in envs], _I64), a_corr, a_cause, payload_col]
+                            constant_or_array([env.v for env in envs], _I64), corrs, causes, payload_col]
         sessions = self._sessions
         touched = rows.sessions
         _session_counts(sessions, touched, sids, seqs, nss)
