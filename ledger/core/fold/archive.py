@@ -311,11 +311,6 @@ SALT_K = 0x13EA75978B2B33E2
 SALTS = {"p": SALT_P, "a": SALT_A, "b": SALT_B, "e": SALT_E, "k": SALT_K}
 
 
-def key_hash(kind: str, key: Any) -> int:
-    """The index hash of one key of one kind (see ``SALTS``)."""
-    return hash(key) ^ SALTS[kind]
-
-
 _G = 0x9E3779B97F4A7C15  # an odd 64-bit multiplier: mixes the parts of a tuple key
 _M62 = (1 << 62) - 1
 

@@ -10,7 +10,6 @@ of a full one (``tests/core/test_fold_compact.py`` folds every pinned stream wit
 from __future__ import annotations
 
 from operator import is_
-from zlib import crc32
 
 import msgspec
 
@@ -84,12 +83,12 @@ def retire(led: FoldState, core: OrderState) -> None:
         pos = {id(f): i for i, f in enumerate(fills)}
         core.fams = [pos[id(f)] for f in fam_fills]
     core.held = (perms, accts, binds, execs)
-    if arch.stable:  # (stable_hash of each key, written out for the kinds an order has many of)
-        hashes = [crc32(key.encode()) ^ SALT_K]
+    if arch.stable:  # a persistent index: the keys' process-independent hashes instead
+        hashes = [stable_hash("k", key)]
         hashes += [stable_hash("p", k) for k in perms]
         hashes += [stable_hash("a", k) for k in accts]
         hashes += [stable_hash("b", k) for k in binds]
-        hashes += [crc32(k.encode()) ^ SALT_E for k in execs]
+        hashes += [stable_hash("e", k) for k in execs]
     core.families = _NO_FAMILIES  # (encoded as indexes, above)
     arch.put(core.idx, order_values(v), core, hashes)
     core.families = families
